@@ -1,0 +1,1 @@
+"""Pipeline package: the pipeline factory, the build CLIs and their AWS plumbing."""

@@ -1,0 +1,52 @@
+"""Packaging for the SageMaker model-build template: the pipeline package and the step code."""
+
+import re
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+ROOT = Path(__file__).parent
+VERSION = re.search(r'__version__ = "([^"]+)"', (ROOT / "pipelines" / "__version__.py").read_text()).group(1)
+
+# The SDK is pinned exactly: its v3 module layout moves between releases and every
+# SDK call lives in pipelines/<model>/pipeline.py, so an upgrade is one deliberate change.
+REQUIRED = [
+    "sagemaker==3.27.0",
+    "boto3>=1.40",
+    "pandas>=2.2",
+    "numpy>=1.26",
+    "scikit-learn>=1.5",
+    # Matches the SageMaker XGBoost framework image (3.2-0) that trains and serves the model.
+    "xgboost>=3.2,<3.3",
+]
+
+EXTRAS = {
+    "dev": [
+        "pytest>=8",
+        "moto[s3,sagemaker,sts,iam]>=5.1,<6",
+        "ruff>=0.6",
+        "pyyaml>=6",
+    ],
+}
+
+setup(
+    name="sagemaker-mlops-template",
+    version=VERSION,
+    description="SageMaker Pipelines template: tuned XGBoost, evaluation gate, Model Registry",
+    long_description=(ROOT / "README.md").read_text(encoding="utf-8")
+    if (ROOT / "README.md").exists()
+    else "",
+    long_description_content_type="text/markdown",
+    license="MIT-0",
+    python_requires=">=3.10",
+    packages=find_packages(include=["pipelines", "pipelines.*", "steps"]),
+    package_data={"pipelines": ["*/dataset.json"]},
+    install_requires=REQUIRED,
+    extras_require=EXTRAS,
+    entry_points={
+        "console_scripts": [
+            "get-pipeline-definition=pipelines.get_pipeline_definition:main",
+            "run-pipeline=pipelines.run_pipeline:main",
+        ],
+    },
+)
