@@ -1,0 +1,27 @@
+"""Fixtures shared by the whole suite: no test may reach a real AWS account."""
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def _offline_aws(monkeypatch, tmp_path_factory):
+    """Fake credentials and an empty config: a call that escapes moto fails instead of reaching AWS."""
+    empty = tmp_path_factory.getbasetemp() / "aws-empty-config"
+    empty.touch()
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_CONFIG_FILE": str(empty),
+        "AWS_SHARED_CREDENTIALS_FILE": str(empty),
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }.items():
+        monkeypatch.setenv(name, value)
+    for name in (
+        "AWS_PROFILE",
+        "AWS_REGION",
+        "AWS_DEFAULT_REGION",
+        "SAGEMAKER_PROJECT_NAME",
+        "SAGEMAKER_PROJECT_ID",
+    ):
+        monkeypatch.delenv(name, raising=False)

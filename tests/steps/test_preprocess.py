@@ -1,0 +1,403 @@
+import io
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from steps import preprocess
+from steps.preprocess import DataError, DatasetSpec, SpecError
+
+SPEC = {
+    "label": "y",
+    "problem_type": "binary_classification",
+    "classes": ["no", "yes"],
+    "features": {"color": "categorical", "size": "numeric"},
+}
+REGRESSION_SPEC = {
+    "label": "target",
+    "problem_type": "regression",
+    "features": {"a": "numeric", "b": "categorical"},
+}
+
+
+def tiny_csv(rows: int = 20) -> str:
+    lines = ["color,size,y"]
+    colors = ["red", "green", "blue"]
+    for i in range(rows):
+        size = "" if i == 3 else f"{i * 1.5}"
+        lines.append(f"{colors[i % 3]},{size},{'yes' if i % 2 else 'no'}")
+    return "\n".join(lines) + "\n"
+
+
+def raw(text: str) -> pd.DataFrame:
+    """A raw table read the way main reads one."""
+    return pd.read_csv(
+        io.StringIO(text), dtype=str, keep_default_na=False, na_values=list(preprocess.MISSING_TOKENS)
+    )
+
+
+def spec(obj=None) -> DatasetSpec:
+    return preprocess.parse_spec(obj or SPEC, "dataset.json")
+
+
+@pytest.fixture
+def layout(tmp_path, write):
+    """Paths of a step run: raw input folder, spec file and output folder."""
+    write(tmp_path / "spec" / "dataset.json", json.dumps(SPEC))
+    return {"input": tmp_path / "raw", "spec": tmp_path / "spec" / "dataset.json", "out": tmp_path / "out"}
+
+
+def argv(layout, *extra):
+    return ["--input", layout["input"], "--spec", layout["spec"], "--output-dir", layout["out"], *extra]
+
+
+# ------------------------------------------------------------------------------------------ the spec
+
+
+def test_bundled_specs_parse(repo_root):
+    churn = preprocess.load_spec(repo_root / "pipelines" / "churn" / "dataset.json")
+    assert churn.label == "churn"
+    assert churn.problem_type == "binary_classification"
+    assert churn.classes == ("no", "yes")
+    assert churn.feature_types["state"] == "categorical"
+    assert len(churn.features) == 19
+    concrete = preprocess.load_spec(repo_root / "data" / "concrete" / "dataset.json")
+    assert concrete.problem_type == "regression"
+    assert concrete.classes is None
+
+
+def test_spec_keeps_feature_order():
+    parsed = spec()
+    assert parsed.feature_names == ("color", "size")
+    assert parsed == spec()  # frozen dataclass, compares by value
+
+
+def test_spec_errors_are_collected_into_one_line_naming_the_file():
+    bad = {
+        "label": "y",
+        "problem_type": "multiclass",
+        "features": {"y": "numeric", "x": "text"},
+        "extra": 1,
+    }
+    with pytest.raises(SpecError) as caught:
+        preprocess.parse_spec(bad, "specs/dataset.json")
+    message = str(caught.value)
+    assert "\n" not in message
+    assert message.startswith("specs/dataset.json: invalid dataset spec: ")
+    assert "unknown problem_type 'multiclass' (allowed: ['binary_classification', 'regression'])" in message
+    assert "unknown key(s) ['extra']" in message
+    assert "feature 'x' has unknown type 'text' (allowed: ['numeric', 'categorical'])" in message
+    assert "label 'y' is also listed as a feature" in message
+
+
+@pytest.mark.parametrize(
+    ("obj", "problem"),
+    [
+        ({**SPEC, "classes": None}, "'classes' must be a list of exactly two"),
+        (
+            {k: v for k, v in SPEC.items() if k != "classes"},
+            "'classes' is required for binary_classification",
+        ),
+        ({**SPEC, "classes": ["a", "b", "c"]}, "exactly two"),
+        ({**SPEC, "classes": ["a", "a"]}, "two different values"),
+        ({**SPEC, "classes": [True, False]}, "strings or integers"),
+        ({**REGRESSION_SPEC, "classes": ["a", "b"]}, "'classes' is only allowed for binary_classification"),
+        ({**SPEC, "features": {}}, "'features' is empty"),
+        ({**SPEC, "features": ["a"]}, "'features' must be an object"),
+        ({k: v for k, v in SPEC.items() if k != "label"}, "'label' is missing"),
+        ({**SPEC, "label": ""}, "'label' must be a non-empty string"),
+        ({k: v for k, v in SPEC.items() if k != "problem_type"}, "'problem_type' is missing"),
+        ([1, 2], "expected a JSON object, got a list"),
+    ],
+)
+def test_each_spec_problem_is_named(obj, problem):
+    with pytest.raises(SpecError, match="^dataset.json: ") as caught:
+        preprocess.parse_spec(obj, "dataset.json")
+    assert problem in str(caught.value)
+
+
+def test_integer_classes_compare_as_text():
+    parsed = spec({**SPEC, "classes": [0, 1]})
+    assert parsed.classes == ("0", "1")
+
+
+def test_load_spec_reports_bad_json_missing_file_and_duplicate_keys(tmp_path, write):
+    broken = write(tmp_path / "broken.json", '{"label": "y",}')
+    with pytest.raises(SpecError, match=r"broken.json: dataset spec is not valid JSON: .* line 1 column 15"):
+        preprocess.load_spec(broken)
+    with pytest.raises(SpecError, match=r"missing.json: cannot read dataset spec: No such file"):
+        preprocess.load_spec(tmp_path / "missing.json")
+    duplicated = write(
+        tmp_path / "dup.json", '{"label": "y", "features": {"a": "numeric", "a": "categorical"}}'
+    )
+    with pytest.raises(SpecError, match=r"duplicate key\(s\) \['a'\]"):
+        preprocess.load_spec(duplicated)
+
+
+# ------------------------------------------------------------------------------------- the raw table
+
+
+def test_check_table_types_columns_and_encodes_the_label():
+    table = preprocess.check_table(raw(tiny_csv()), spec())
+    assert list(table.columns) == ["y", "color", "size"]
+    assert table["y"].tolist()[:4] == [0, 1, 0, 1]
+    assert table["size"].dtype == "float64"
+    assert np.isnan(table.loc[3, "size"])
+    assert table["color"].tolist()[:3] == ["red", "green", "blue"]
+
+
+def test_missing_column_is_named():
+    with pytest.raises(DataError, match=r"^missing column\(s\) \['size'\]$"):
+        preprocess.check_table(raw("color,y\nred,no\n"), spec())
+
+
+def test_extra_column_is_named():
+    with pytest.raises(
+        DataError, match=r"unexpected column\(s\) \['weight'\]: every column must be the label"
+    ):
+        preprocess.check_table(raw("color,size,weight,y\nred,1,2,no\n"), spec())
+
+
+def test_a_headerless_file_gets_a_hint():
+    with pytest.raises(DataError, match="is the header row missing"):
+        preprocess.check_table(raw("red,1.5,no\ngreen,2,yes\n"), spec())
+
+
+def test_non_numeric_text_in_a_numeric_feature_names_column_and_value():
+    with pytest.raises(DataError) as caught:
+        preprocess.check_table(raw("color,size,y\nred,1,no\nblue,big,yes\nred,inf,no\n"), spec())
+    assert str(caught.value) == "numeric column 'size' has non-numeric value(s) 'big', 'inf'"
+
+
+def test_header_only_table_is_refused():
+    with pytest.raises(DataError, match=r"no data rows \(header only\)"):
+        preprocess.check_table(raw("color,size,y\n"), spec())
+
+
+def test_unexpected_label_values_are_named_up_to_five_with_the_allowed_ones():
+    labels = ["no", "yes", "maybe", "Yes", "n", "1", "0", "true", "", "no"]
+    text = "color,size,y\n" + "".join(f"red,1,{label}\n" for label in labels)
+    with pytest.raises(DataError) as caught:
+        preprocess.check_table(raw(text), spec())
+    assert str(caught.value) == (
+        "label 'y' has unexpected value(s) '0', '1', 'Yes', 'maybe', 'n' and 1 more, "
+        "and 1 missing value(s) (allowed: ['no', 'yes'])"
+    )
+
+
+def test_a_missing_label_alone_is_reported():
+    with pytest.raises(DataError, match=r"^label 'y' has 1 missing value\(s\) \(allowed: \['no', 'yes'\]\)$"):
+        preprocess.check_table(raw("color,size,y\nred,1,no\nred,2,NA\n"), spec())
+
+
+def test_regression_label_must_be_numeric_and_present():
+    text = "a,b,target\n1,x,2.5\n2,y,lots\n3,z,\n"
+    with pytest.raises(DataError) as caught:
+        preprocess.check_table(raw(text), spec(REGRESSION_SPEC))
+    assert "label 'target' must be numeric for regression; got 'lots'" in str(caught.value)
+    assert "label 'target' is missing in 1 row(s)" in str(caught.value)
+
+
+def test_all_missing_column_is_refused_over_the_whole_dataset():
+    table = preprocess.check_table(raw("color,size,y\nred,,no\nblue,NA,yes\n"), spec())
+    with pytest.raises(DataError, match=r"column\(s\) \['size'\] have no values \(all missing\)"):
+        preprocess.check_dataset(table, spec())
+
+
+def test_a_class_that_never_occurs_is_refused():
+    table = preprocess.check_table(raw("color,size,y\nred,1,no\nblue,2,no\n"), spec())
+    with pytest.raises(DataError, match=r"never takes the value\(s\) \['yes'\]"):
+        preprocess.check_dataset(table, spec())
+
+
+# ----------------------------------------------------------------------------------- split and encode
+
+
+def test_split_is_deterministic_disjoint_and_complete():
+    first = preprocess.split_indices(100, 0.7, 0.15, seed=7)
+    again = preprocess.split_indices(100, 0.7, 0.15, seed=7)
+    other = preprocess.split_indices(100, 0.7, 0.15, seed=8)
+    assert all(np.array_equal(first[s], again[s]) for s in preprocess.SPLITS)
+    assert not np.array_equal(first["train"], other["train"])
+    assert [len(first[s]) for s in preprocess.SPLITS] == [70, 15, 15]
+    assert sorted(np.concatenate(list(first.values())).tolist()) == list(range(100))
+
+
+def test_stratified_split_keeps_the_class_balance():
+    strata = np.array([1] * 20 + [0] * 80)
+    parts = preprocess.split_indices(100, 0.7, 0.15, seed=1, strata=strata)
+    assert [int(strata[parts[s]].sum()) for s in preprocess.SPLITS] == [14, 3, 3]
+
+
+@pytest.mark.parametrize(
+    ("train", "validation"), [(0.9, 0.1), (0.8, 0.3), (0.0, 0.5), (0.5, 0.0), (1.2, 0.1)]
+)
+def test_fractions_that_leave_no_test_set_are_refused(train, validation):
+    with pytest.raises(DataError):
+        preprocess.check_fractions(train, validation)
+
+
+def test_too_few_rows_to_fill_every_split_is_refused():
+    with pytest.raises(DataError, match="3 row.* too few .* the validation split would be empty"):
+        preprocess.split_indices(3, 0.7, 0.1, seed=0)
+
+
+def test_categories_come_from_train_only_and_unseen_ones_encode_as_zeros():
+    parsed = spec()
+    train = preprocess.check_table(raw("color,size,y\nred,1,no\nblue,2,yes\n"), parsed)
+    test = preprocess.check_table(raw("color,size,y\ngreen,3,no\nred,,yes\n,4,no\n"), parsed)
+    encoding = preprocess.fit_encoding(train, parsed)
+    assert encoding.columns == ("color=blue", "color=red", "size")
+    encoded = preprocess.encode_features(test, encoding)
+    assert encoded[["color=blue", "color=red"]].to_numpy().tolist() == [[0, 0], [0, 1], [0, 0]]
+    assert preprocess.unseen_rows(test, encoding) == {"color": 1}
+    assert preprocess.to_csv(test["y"], encoded) == "0,0,0,3.0\n1,0,1,\n0,0,0,4.0\n"
+
+
+def test_baseline_files_follow_model_monitor_shapes():
+    features = pd.DataFrame({"flag": [0, 1, 1, 0], "amount": [1.5, np.nan, -2.0, 4.0]})
+    statistics = preprocess.baseline_statistics(features)
+    assert statistics["version"] == 0.0
+    assert statistics["dataset"] == {"item_count": 4}
+    flag, amount = statistics["features"]
+    assert flag["name"] == "_c0" and flag["inferred_type"] == "Integral"
+    assert amount["name"] == "_c1" and amount["inferred_type"] == "Fractional"
+    numbers = amount["numerical_statistics"]
+    assert numbers["common"] == {"num_present": 3, "num_missing": 1}
+    assert numbers["sum"] == 3.5 and numbers["min"] == -2.0 and numbers["max"] == 4.0
+    assert numbers["mean"] == pytest.approx(3.5 / 3)
+    assert numbers["std_dev"] == pytest.approx(np.std([1.5, -2.0, 4.0]))
+    constraints = preprocess.baseline_constraints(features)
+    assert constraints["features"][1] == {
+        "name": "_c1",
+        "inferred_type": "Fractional",
+        "completeness": 0.75,
+        "num_constraints": {"is_non_negative": False},
+    }
+    assert constraints["monitoring_config"]["evaluate_constraints"] == "Enabled"
+
+
+# ------------------------------------------------------------------------------------------------ main
+
+
+def test_main_writes_every_output_label_first_without_header(layout, write, run_main):
+    write(layout["input"] / "part-1.csv", tiny_csv(40))
+    run = run_main(preprocess.main, argv(layout))
+    assert run.code == 0, run.err
+    written = sorted(p.relative_to(layout["out"]).as_posix() for p in layout["out"].rglob("*") if p.is_file())
+    assert written == [
+        "baseline/constraints.json",
+        "baseline/statistics.json",
+        "schema/schema.json",
+        "test/test.csv",
+        "train/train.csv",
+        "validation/validation.csv",
+    ]
+    assert {p.split("/")[0] for p in written} == set(preprocess.OUTPUT_DIRS)
+    schema = json.loads((layout["out"] / "schema" / "schema.json").read_text())
+    assert schema["csv_columns"] == ["y", "color=blue", "color=green", "color=red", "size"]
+    assert schema["num_features"] == 4
+    assert schema["rows"] == {"train": 28, "validation": 6, "test": 6}
+    assert schema["label"] == {"name": "y", "classes": ["no", "yes"], "encoding": {"no": 0, "yes": 1}}
+    train = pd.read_csv(layout["out"] / "train" / "train.csv", header=None)
+    assert train.shape == (28, 5)
+    assert set(train[0]) == {0, 1}
+    statistics = json.loads((layout["out"] / "baseline" / "statistics.json").read_text())
+    assert [f["name"] for f in statistics["features"]] == ["_c0", "_c1", "_c2", "_c3"]
+
+
+def test_main_reads_every_csv_of_a_folder_in_name_order(layout, write, run_main, tmp_path):
+    rows = tiny_csv(40).splitlines()
+    write(layout["input"] / "b.csv", "\n".join([rows[0], *rows[21:]]) + "\n")
+    write(layout["input"] / "a.csv", "\n".join(rows[:21]) + "\n")
+    write(layout["input"] / "notes.txt", "ignored")
+    assert run_main(preprocess.main, argv(layout)).code == 0
+    single = tmp_path / "single.csv"
+    single.write_text(tiny_csv(40))
+    one_file = {**layout, "input": single, "out": tmp_path / "out-single"}
+    assert run_main(preprocess.main, argv(one_file)).code == 0
+    for relative in ("train/train.csv", "test/test.csv", "schema/schema.json"):
+        assert (layout["out"] / relative).read_bytes() == (tmp_path / "out-single" / relative).read_bytes()
+
+
+def test_same_input_and_seed_give_byte_identical_outputs(layout, write, run_main, tmp_path):
+    write(layout["input"] / "data.csv", tiny_csv(60))
+    run_main(preprocess.main, argv(layout, "--seed", "3"))
+    again = {**layout, "out": tmp_path / "again"}
+    run_main(preprocess.main, argv(again, "--seed", "3"))
+    for path in layout["out"].rglob("*.*"):
+        assert path.read_bytes() == (again["out"] / path.relative_to(layout["out"])).read_bytes()
+
+
+def test_regression_table_is_split_without_stratification(tmp_path, write, run_main):
+    text = "a,b,target\n" + "".join(f"{i},{'xy'[i % 2]},{i * 0.5}\n" for i in range(30))
+    write(tmp_path / "raw" / "t.csv", text)
+    write(tmp_path / "spec.json", json.dumps(REGRESSION_SPEC))
+    run = run_main(
+        preprocess.main,
+        ["--input", tmp_path / "raw", "--spec", tmp_path / "spec.json", "--output-dir", tmp_path / "o"],
+    )
+    assert run.code == 0, run.err
+    schema = json.loads((tmp_path / "o" / "schema" / "schema.json").read_text())
+    assert schema["split"]["stratified"] is False
+    assert "classes" not in schema["label"]
+    first_row = (tmp_path / "o" / "train" / "train.csv").read_text().splitlines()[0]
+    assert first_row.count(",") == 3  # label, a, b=x, b=y
+
+
+BAD_FILES = [
+    ("", "data.csv: file is empty"),
+    ("color,size,y\n", "data.csv: no data rows (header only)"),
+    ("color,y\nred,no\n", "data.csv: missing column(s) ['size']"),
+    ("color,size,y,z\nred,1,no,1\n", "data.csv: unexpected column(s) ['z']"),
+    (
+        "color,size,y\nred,1,no\nred,abc,yes\n",
+        "data.csv: numeric column 'size' has non-numeric value(s) 'abc'",
+    ),
+    ("color,size,y\nred,,no\nblue,,yes\n", "raw: column(s) ['size'] have no values (all missing)"),
+    ("color,size,y\nred,1,no\nred,2,maybe\n", "data.csv: label 'y' has unexpected value(s) 'maybe' (allowed"),
+    ("color,size,y\nred,1,no\nred,2,\n", "data.csv: label 'y' has 1 missing value(s)"),
+    ('color,size,y\nred,1,no\n"red,2\n', "data.csv: cannot parse CSV"),
+]
+
+
+@pytest.mark.parametrize(("text", "problem"), BAD_FILES)
+def test_bad_data_exits_2_with_one_line_and_writes_nothing(layout, write, run_main, text, problem):
+    write(layout["input"] / "data.csv", text)
+    run = run_main(preprocess.main, argv(layout))
+    assert run.code == 2
+    assert len(run.error_lines) == 1
+    assert run.error_lines[0].startswith("error: ")
+    assert problem in run.error_lines[0]
+    assert not layout["out"].exists()
+
+
+def test_bad_arguments_and_spec_exit_2_with_one_line(layout, write, run_main):
+    write(layout["input"] / "data.csv", tiny_csv())
+    fractions = run_main(
+        preprocess.main, argv(layout, "--train-fraction", "0.9", "--validation-fraction", "0.1")
+    )
+    assert fractions.code == 2
+    assert fractions.error_lines == [
+        "error: arguments: train fraction 0.9 + validation fraction 0.1 leaves no test set; "
+        "their sum must be below 1"
+    ]
+    typo = run_main(preprocess.main, argv(layout, "--seed", "x"))
+    assert typo.code == 2 and typo.error_lines == [
+        "error: arguments: argument --seed: invalid int value: 'x'"
+    ]
+    write(layout["spec"], json.dumps({**SPEC, "problem_type": "ranking"}))
+    bad_spec = run_main(preprocess.main, argv(layout))
+    assert bad_spec.code == 2
+    assert len(bad_spec.error_lines) == 1
+    assert bad_spec.error_lines[0].startswith(
+        f"error: {layout['spec']}: invalid dataset spec: unknown problem_type"
+    )
+    assert not layout["out"].exists()
+
+
+def test_missing_input_is_one_line(layout, run_main):
+    run = run_main(preprocess.main, argv(layout))
+    assert run.code == 2
+    assert run.error_lines == [f"error: {layout['input']}: no such file or directory"]
