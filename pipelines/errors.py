@@ -1,0 +1,53 @@
+"""The template's user-facing errors: one hierarchy, each class with the exit code its CLIs use.
+
+A ``TemplateError`` is a problem the user can fix (bad input, bad configuration, an AWS refusal);
+its message is one line saying what was wrong, where, and what to do. Anything else that escapes
+is a bug and is left to propagate with its traceback.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class TemplateError(Exception):
+    """Base class of every user-facing error; ``exit_code`` is what the CLI exits with."""
+
+    exit_code = 1
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class UsageError(TemplateError):
+    """The command line itself is wrong: bad JSON, an unknown module, a missing option."""
+
+    exit_code = 2
+
+
+class ConfigError(TemplateError):
+    """The pipeline's arguments or configuration files are invalid; nothing was sent to AWS."""
+
+    exit_code = 2
+
+
+class AwsError(TemplateError):
+    """AWS refused or failed a call (credentials, permissions, throttling beyond retries)."""
+
+    exit_code = 3
+
+
+def did_you_mean(word: str, candidates: Iterable[str]) -> str:
+    """A ' Did you mean X?' suffix when ``word`` is close to one of ``candidates``, else ''."""
+    close = difflib.get_close_matches(word, list(candidates), n=1)
+    return f" Did you mean {close[0]!r}?" if close else ""
+
+
+def join_problems(problems: list[str]) -> str:
+    """All problems of one check on one line, so a user fixes them in a single pass."""
+    return "; ".join(problems)

@@ -1,0 +1,32 @@
+"""Constants and helpers shared by tests (``tests/helpers`` is on pytest's ``pythonpath``)."""
+
+REGION = "eu-west-1"
+ACCOUNT = "111122223333"
+BUCKET = "team-mlops-artifacts"
+ROLE = f"arn:aws:iam::{ACCOUNT}:role/SageMakerPipelineRole"
+MODULE = "pipelines.churn.pipeline"
+
+
+def all_steps(definition: dict) -> dict:
+    """Every step by name, including those nested in a Condition's branches."""
+    found = {}
+
+    def visit(steps):
+        for step in steps:
+            found[step["Name"]] = step
+            if step["Type"] == "Condition":
+                visit(step["Arguments"].get("IfSteps", []))
+                visit(step["Arguments"].get("ElseSteps", []))
+
+    visit(definition["Steps"])
+    return found
+
+
+def invoke(main, argv, capsys):
+    """Run a CLI ``main`` like the shell would: (exit code, stdout, stderr)."""
+    try:
+        code = main(list(argv))
+    except SystemExit as exit_:
+        code = exit_.code
+    out, err = capsys.readouterr()
+    return code, out, err
