@@ -1,0 +1,1 @@
+"""Pipeline definition for the customer-churn model (XGBoost, tuned, gated on AUC)."""
