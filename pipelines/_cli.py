@@ -1,0 +1,121 @@
+"""What the build CLIs share: argument parsing that fails in one line, JSON options, loading the
+pipeline module, checking ``--kwargs`` against its factory, and turning errors into exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import inspect
+import json
+import logging
+import pkgutil
+import sys
+from collections.abc import Callable, Sequence
+from types import ModuleType
+from typing import NoReturn
+
+import pipelines
+from pipelines.errors import TemplateError, UsageError, did_you_mean
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse that reports a bad command line as one ``Error:`` line and exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        sys.stderr.write(f"Error: {message} (see {self.prog} --help)\n")
+        sys.exit(UsageError.exit_code)
+
+
+def add_module_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--module-name",
+        required=True,
+        help="module that defines get_pipeline(**kwargs), e.g. pipelines.churn.pipeline",
+    )
+    parser.add_argument(
+        "--kwargs",
+        default="{}",
+        help="JSON object of keyword arguments for get_pipeline, e.g. "
+        '\'{"region": "us-east-1", "default_bucket": "my-bucket"}\'',
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="show the SageMaker SDK's own log")
+
+
+def parse_json(text: str, option: str, expected: type | tuple[type, ...], example: str):
+    """Parse a JSON command-line option, naming the option and an example when it is wrong."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise UsageError(f"{option} is not valid JSON ({err}); pass e.g. {example}") from None
+    if not isinstance(value, expected):
+        kinds = expected if isinstance(expected, tuple) else (expected,)
+        wanted = " or ".join({dict: "object", list: "array"}.get(k, k.__name__) for k in kinds)
+        raise UsageError(f"{option} must be a JSON {wanted}, got {type(value).__name__}; pass e.g. {example}")
+    return value
+
+
+def known_pipeline_modules() -> list[str]:
+    """The ``pipelines.<model>.pipeline`` modules of this package, for 'did you mean' hints."""
+    found = []
+    for info in pkgutil.iter_modules(pipelines.__path__):
+        if info.ispkg:
+            try:
+                spec = importlib.util.find_spec(f"pipelines.{info.name}.pipeline")
+            except ModuleNotFoundError:
+                spec = None
+            if spec is not None:
+                found.append(f"pipelines.{info.name}.pipeline")
+    return sorted(found)
+
+
+def load_pipeline_module(name: str) -> ModuleType:
+    """Import the module named by --module-name; it must define ``get_pipeline``."""
+    try:
+        module = importlib.import_module(name)
+    except ModuleNotFoundError as err:
+        # Only a missing *requested* module is a usage error; a missing dependency inside it is a bug.
+        if err.name is None or not (name == err.name or name.startswith(err.name + ".")):
+            raise
+        known = known_pipeline_modules()
+        raise UsageError(
+            f"--module-name {name!r}: no such module.{did_you_mean(name, known)} "
+            f"Known pipeline modules: {', '.join(known) or 'none'}"
+        ) from None
+    if not callable(getattr(module, "get_pipeline", None)):
+        raise UsageError(f"--module-name {name!r} does not define get_pipeline(**kwargs)")
+    return module
+
+
+def check_kwargs(func: Callable, kwargs: dict, option: str = "--kwargs") -> None:
+    """Reject keyword arguments the factory does not take, before anything runs."""
+    params = inspect.signature(func).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    unknown = [key for key in kwargs if key not in params]
+    if unknown:
+        hints = "".join(did_you_mean(key, params) for key in unknown)
+        raise UsageError(
+            f"{option}: unknown argument(s) {', '.join(map(repr, unknown))} for "
+            f"{func.__module__}.{func.__name__}.{hints} Known: {', '.join(params)}"
+        )
+
+
+def configure_logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    # The SDK logs every field it drops from the definition at WARNING; useful only when debugging.
+    logging.getLogger("sagemaker").setLevel(logging.INFO if verbose else logging.ERROR)
+    for noisy in ("botocore", "boto3", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def run(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None) -> int:
+    """Run a CLI body: a ``TemplateError`` becomes ``Error: ...`` on stderr and its exit code."""
+    try:
+        return main(argv)
+    except TemplateError as err:
+        sys.stderr.write(f"Error: {err}\n")
+        return err.exit_code
+    except KeyboardInterrupt:
+        sys.stderr.write("Error: interrupted\n")
+        return 130

@@ -1,0 +1,273 @@
+"""``run-pipeline``: upload the step code, upsert the pipeline idempotently, tag it, start it.
+
+Everything that can be checked locally (JSON options, the module, its arguments, the role ARN,
+the tags) is checked before the first AWS call. An unchanged definition is not re-sent, so
+SageMaker keeps the pipeline's step cache.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from pipelines import _cli
+from pipelines.errors import AwsError, ConfigError, UsageError, did_you_mean
+
+#: Tags that make SageMaker Studio show the pipeline inside its project.
+PROJECT_NAME_TAG = "sagemaker:project-name"
+PROJECT_ID_TAG = "sagemaker:project-id"
+
+TERMINAL_STATUSES = {"Succeeded", "Failed", "Stopped"}
+_ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$")
+
+
+@dataclass(frozen=True)
+class UpsertResult:
+    action: str  # "created", "updated" or "unchanged"
+    pipeline_arn: str
+
+
+def parse_tags(text: str, project_name: str | None, project_id: str | None) -> list[dict]:
+    """``--tags`` (a JSON list of {"Key","Value"} or an object) plus the Studio project tags."""
+    raw = _cli.parse_json(text, "--tags", (list, dict), '\'[{"Key": "team", "Value": "churn"}]\'')
+    pairs = list(raw.items()) if isinstance(raw, dict) else raw
+    tags: dict[str, str] = {}
+    problems = []
+    for i, item in enumerate(pairs):
+        if isinstance(item, tuple):
+            key, value = item
+        elif isinstance(item, dict) and set(item) == {"Key", "Value"}:
+            key, value = item["Key"], item["Value"]
+        else:
+            problems.append(f'item {i} is not {{"Key": ..., "Value": ...}}: {json.dumps(item)}')
+            continue
+        if not isinstance(key, str) or not key or not isinstance(value, str):
+            problems.append(f"item {i}: Key must be a non-empty string and Value a string")
+        elif key in tags:
+            problems.append(f"key {key!r} is given twice")
+        else:
+            tags[key] = value
+    if problems:
+        raise UsageError(f"--tags: {'; '.join(problems)}")
+    for key, value in ((PROJECT_NAME_TAG, project_name), (PROJECT_ID_TAG, project_id)):
+        if value:
+            tags.setdefault(key, value)
+    return [{"Key": k, "Value": v} for k, v in tags.items()]
+
+
+def parse_parameters(text: str, definition: str) -> list[dict]:
+    """``--parameters`` (a JSON object) checked against the definition's parameter names."""
+    values = _cli.parse_json(text, "--parameters", dict, "'{\"MaxTuningJobs\": 4}'")
+    declared = [p["Name"] for p in json.loads(definition).get("Parameters", [])]
+    unknown = [name for name in values if name not in declared]
+    if unknown:
+        hints = "".join(did_you_mean(name, declared) for name in unknown)
+        raise UsageError(
+            f"--parameters: unknown pipeline parameter(s) {', '.join(map(repr, unknown))}.{hints} "
+            f"Declared: {', '.join(declared)}"
+        )
+    return [{"Name": name, "Value": str(value)} for name, value in values.items()]
+
+
+def same_definition(deployed: str, new: str) -> bool:
+    """Definitions are compared as JSON values, so formatting differences do not count."""
+    try:
+        return json.loads(deployed) == json.loads(new)
+    except json.JSONDecodeError:
+        return False
+
+
+def upsert_pipeline(sm, name: str, definition: str, role_arn: str, description: str, tags: list[dict]):
+    """Create the pipeline, update it if its definition, role or description changed, or leave it."""
+    from botocore.exceptions import ClientError
+
+    try:
+        current = sm.describe_pipeline(PipelineName=name)
+    except ClientError as err:
+        if not _is_not_found(err):
+            raise
+        arn = sm.create_pipeline(
+            PipelineName=name,
+            PipelineDefinition=definition,
+            PipelineDescription=description,
+            RoleArn=role_arn,
+            Tags=tags,
+        )["PipelineArn"]
+        return UpsertResult("created", arn)
+
+    arn = current["PipelineArn"]
+    unchanged = (
+        same_definition(current.get("PipelineDefinition", ""), definition)
+        and current.get("RoleArn") == role_arn
+        and (current.get("PipelineDescription") or "") == description
+    )
+    if not unchanged:
+        sm.update_pipeline(
+            PipelineName=name,
+            PipelineDefinition=definition,
+            PipelineDescription=description,
+            RoleArn=role_arn,
+        )
+    present = {t["Key"]: t["Value"] for t in sm.list_tags(ResourceArn=arn).get("Tags", [])}
+    missing = [t for t in tags if present.get(t["Key"]) != t["Value"]]
+    if missing:
+        sm.add_tags(ResourceArn=arn, Tags=missing)
+    return UpsertResult("unchanged" if unchanged else "updated", arn)
+
+
+def _is_not_found(err) -> bool:
+    # SageMaker answers ResourceNotFound; some endpoints (and moto) a ValidationException.
+    error = err.response.get("Error", {})
+    return error.get("Code") == "ResourceNotFound" or (
+        error.get("Code") == "ValidationException" and "could not find" in error.get("Message", "").lower()
+    )
+
+
+def wait_for_execution(
+    sm,
+    execution_arn: str,
+    poll_seconds: float = 30.0,
+    timeout_seconds: float = 4 * 3600,
+    report: Callable[[str], None] = print,
+    sleep: Callable[[float], None] = time.sleep,
+) -> dict:
+    """Poll an execution until it ends; report each status change; return the last description."""
+    deadline = time.monotonic() + timeout_seconds
+    last = None
+    while True:
+        description = sm.describe_pipeline_execution(PipelineExecutionArn=execution_arn)
+        status = description["PipelineExecutionStatus"]
+        if status != last:
+            report(f"execution status: {status}")
+            last = status
+        if status in TERMINAL_STATUSES:
+            return description
+        if time.monotonic() > deadline:
+            raise AwsError(
+                f"execution {execution_arn} still {status} after {timeout_seconds:.0f} s; it keeps running"
+            )
+        sleep(poll_seconds)
+
+
+def aws_clients(region: str | None):
+    """A SageMaker and an S3 client with adaptive retries (client-side rate limiting on throttling)."""
+    import boto3
+    from botocore.config import Config
+
+    config = Config(
+        retries={"mode": "adaptive", "max_attempts": 10}, user_agent_extra="sagemaker-mlops-template"
+    )
+    session = boto3.Session(region_name=region)
+    return session.client("sagemaker", config=config), session.client("s3", config=config)
+
+
+def _aws_error(err: Exception, doing: str) -> AwsError:
+    from botocore.exceptions import ClientError, NoCredentialsError, NoRegionError
+
+    if isinstance(err, NoCredentialsError):
+        return AwsError(f"{doing}: no AWS credentials found; configure a profile or run in CodeBuild/Studio")
+    if isinstance(err, NoRegionError):
+        return AwsError(f"{doing}: no region; pass region in --kwargs or set AWS_REGION")
+    if isinstance(err, ClientError):
+        error = err.response.get("Error", {})
+        return AwsError(f"{doing}: {error.get('Code', 'Error')}: {error.get('Message', str(err))}")
+    return AwsError(f"{doing}: {err}")
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    parser = _cli.ArgumentParser(prog="run-pipeline", description=__doc__.splitlines()[0])
+    _cli.add_module_options(parser)
+    parser.add_argument("--role-arn", required=True, help="IAM role the pipeline runs as")
+    parser.add_argument(
+        "--tags", default="[]", help='JSON list of {"Key": ..., "Value": ...} for the pipeline'
+    )
+    parser.add_argument("--description", default=None, help="pipeline description shown in Studio")
+    parser.add_argument(
+        "--project-name",
+        default=os.environ.get("SAGEMAKER_PROJECT_NAME"),
+        help="SageMaker project name tag (default: $SAGEMAKER_PROJECT_NAME)",
+    )
+    parser.add_argument(
+        "--project-id",
+        default=os.environ.get("SAGEMAKER_PROJECT_ID"),
+        help="SageMaker project id tag (default: $SAGEMAKER_PROJECT_ID)",
+    )
+    parser.add_argument(
+        "--parameters", default="{}", help="JSON object of pipeline parameter values for this run"
+    )
+    parser.add_argument("--no-start", action="store_true", help="upsert only; do not start an execution")
+    parser.add_argument(
+        "--wait", action="store_true", help="block until the execution ends; fail if it fails"
+    )
+    args = parser.parse_args(argv)
+    _cli.configure_logging(args.verbose)
+
+    # ---- everything checkable without AWS, all before the first call
+    kwargs = _cli.parse_json(args.kwargs, "--kwargs", dict, '\'{"region": "us-east-1"}\'')
+    if not _ROLE_ARN.match(args.role_arn):
+        raise ConfigError(
+            f"--role-arn {args.role_arn!r} is not an IAM role ARN (arn:aws:iam::<account>:role/<name>)"
+        )
+    tags = parse_tags(args.tags, args.project_name, args.project_id)
+    if args.wait and args.no_start:
+        raise UsageError("--wait and --no-start contradict each other: drop one")
+    module = _cli.load_pipeline_module(args.module_name)
+    _cli.check_kwargs(module.get_pipeline, kwargs)
+    kwargs.setdefault("role", args.role_arn)
+    pipeline = module.get_pipeline(**kwargs)
+    definition = pipeline.definition()
+    name = pipeline.name
+    execution_parameters = parse_parameters(args.parameters, definition)
+    code = module.get_code_upload(**kwargs) if hasattr(module, "get_code_upload") else None
+    description = args.description or f"Model-build pipeline {name} ({args.module_name})"
+
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    sm, s3 = aws_clients(kwargs.get("region") or None)
+    doing = "uploading the step code"
+    try:
+        if code is not None:
+            results = code.upload(s3)
+            fresh = sum(r.uploaded for r in results)
+            print(f"code: {fresh} object(s) uploaded, {len(results) - fresh} already in place")
+        doing = f"upserting pipeline {name}"
+        result = upsert_pipeline(sm, name, definition, args.role_arn, description, tags)
+        if result.action == "unchanged":
+            print(
+                f"pipeline {name}: definition unchanged, not updated (step cache kept): {result.pipeline_arn}"
+            )
+        else:
+            print(f"pipeline {name}: {result.action}: {result.pipeline_arn}")
+        if args.no_start:
+            return 0
+        doing = f"starting pipeline {name}"
+        start = {"PipelineName": name, "PipelineParameters": execution_parameters}
+        commit = os.environ.get("CODEBUILD_RESOLVED_SOURCE_VERSION")
+        if commit:
+            start["PipelineExecutionDescription"] = f"commit {commit}"
+        execution_arn = sm.start_pipeline_execution(**start)["PipelineExecutionArn"]
+        print(f"execution started: {execution_arn}")
+        if not args.wait:
+            return 0
+        doing = f"waiting for {execution_arn}"
+        final = wait_for_execution(sm, execution_arn)
+    except (BotoCoreError, ClientError) as err:
+        raise _aws_error(err, doing) from None
+
+    if final["PipelineExecutionStatus"] != "Succeeded":
+        reason = final.get("FailureReason", "no reason given; see the failed step in Studio")
+        raise AwsError(f"execution {execution_arn} ended {final['PipelineExecutionStatus']}: {reason}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return _cli.run(_main, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,168 @@
+"""``run-pipeline`` against moto: upload, create / unchanged / update, tags, start, wait, errors."""
+
+import json
+import shutil
+from pathlib import Path
+
+import boto3
+import pytest
+from moto import mock_aws
+from support import BUCKET, MODULE, REGION, ROLE, invoke
+
+from pipelines import run_pipeline
+from pipelines.churn import pipeline as churn
+
+REPO = Path(__file__).resolve().parents[2]
+KWARGS = json.dumps({"region": REGION, "default_bucket": BUCKET})
+
+
+@pytest.fixture
+def aws():
+    with mock_aws():
+        boto3.client("s3", region_name=REGION).create_bucket(
+            Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION}
+        )
+        yield boto3.client("sagemaker", region_name=REGION), boto3.client("s3", region_name=REGION)
+
+
+def run(capsys, *extra):
+    return invoke(
+        run_pipeline.main, ["--module-name", MODULE, "--role-arn", ROLE, "--kwargs", KWARGS, *extra], capsys
+    )
+
+
+def tags_of(sm, name):
+    arn = sm.describe_pipeline(PipelineName=name)["PipelineArn"]
+    return {t["Key"]: t["Value"] for t in sm.list_tags(ResourceArn=arn)["Tags"]}
+
+
+def test_creates_then_skips_unchanged_then_updates_on_a_changed_script(aws, capsys, monkeypatch, tmp_path):
+    sm, s3 = aws
+    tags = json.dumps([{"Key": "team", "Value": "churn"}])
+    common = ("--project-name", "churn-proj", "--project-id", "p-abc123", "--tags", tags, "--no-start")
+
+    code, out, err = run(capsys, *common)
+    assert (code, err) == (0, ""), err
+    assert "pipeline ChurnPipeline: created" in out
+    assert "5 object(s) uploaded, 0 already in place" in out
+    deployed = sm.describe_pipeline(PipelineName="ChurnPipeline")
+    assert deployed["RoleArn"] == ROLE
+    assert tags_of(sm, "ChurnPipeline") == {
+        "team": "churn",
+        "sagemaker:project-name": "churn-proj",
+        "sagemaker:project-id": "p-abc123",
+    }
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix="ChurnPipeline/code/")["Contents"]]
+    assert len(keys) == 5
+    for key in keys:  # every uploaded object is referenced by the definition
+        assert f"s3://{BUCKET}/{key}" in deployed["PipelineDefinition"] or (
+            f"s3://{BUCKET}/{key.rsplit('/', 1)[0]}/" in deployed["PipelineDefinition"]
+        )
+
+    code, out, _ = run(capsys, *common)
+    assert code == 0
+    assert "definition unchanged, not updated (step cache kept)" in out
+    assert "0 object(s) uploaded, 5 already in place" in out
+    assert (
+        sm.describe_pipeline(PipelineName="ChurnPipeline")["PipelineDefinition"]
+        == deployed["PipelineDefinition"]
+    )
+
+    steps_copy = tmp_path / "steps"
+    shutil.copytree(REPO / "steps", steps_copy)
+    (steps_copy / "train.py").write_text((REPO / "steps" / "train.py").read_text() + "\n# tuned\n")
+    monkeypatch.setattr(churn, "STEPS_DIR", steps_copy)
+    code, out, _ = run(capsys, *common)
+    assert code == 0
+    assert "pipeline ChurnPipeline: updated" in out
+    assert "1 object(s) uploaded, 4 already in place" in out
+    assert (
+        sm.describe_pipeline(PipelineName="ChurnPipeline")["PipelineDefinition"]
+        != deployed["PipelineDefinition"]
+    )
+    assert len(tags_of(sm, "ChurnPipeline")) == 3
+
+
+def test_project_tags_come_from_the_sagemaker_project_environment(aws, capsys, monkeypatch):
+    sm, _ = aws
+    monkeypatch.setenv("SAGEMAKER_PROJECT_NAME", "from-env")
+    monkeypatch.setenv("SAGEMAKER_PROJECT_ID", "p-env")
+    code, _, err = run(capsys, "--no-start")
+    assert code == 0, err
+    assert tags_of(sm, "ChurnPipeline") == {
+        "sagemaker:project-name": "from-env",
+        "sagemaker:project-id": "p-env",
+    }
+
+
+def test_starts_an_execution_with_parameters_and_waits_for_it(aws, capsys, monkeypatch):
+    sm, _ = aws
+    monkeypatch.setattr(run_pipeline.time, "sleep", lambda _: None)
+    code, out, err = run(capsys, "--parameters", '{"MaxTuningJobs": 4}', "--wait")
+    assert code == 0, err
+    assert "execution started: arn:aws:sagemaker" in out
+    assert "execution status: Succeeded" in out
+    (summary,) = sm.list_pipeline_executions(PipelineName="ChurnPipeline")["PipelineExecutionSummaries"]
+    assert summary["PipelineExecutionStatus"] == "Succeeded"
+
+
+def test_without_wait_it_starts_and_returns(aws, capsys):
+    code, out, _ = run(capsys)
+    assert code == 0
+    assert "execution started" in out and "execution status" not in out
+
+
+def test_a_failed_execution_with_wait_exits_non_zero_with_its_reason():
+    class FakeSageMaker:
+        def __init__(self):
+            self.statuses = iter(["Executing", "Executing", "Failed"])
+
+        def describe_pipeline_execution(self, PipelineExecutionArn):
+            status = next(self.statuses)
+            return {"PipelineExecutionStatus": status, "FailureReason": "Step Evaluate failed"}
+
+    seen = []
+    final = run_pipeline.wait_for_execution(
+        FakeSageMaker(), "arn:x", report=seen.append, sleep=lambda _: None
+    )
+    assert seen == ["execution status: Executing", "execution status: Failed"]
+    assert final["FailureReason"] == "Step Evaluate failed"
+
+
+@pytest.mark.parametrize(
+    ("extra", "fragment"),
+    [
+        (("--kwargs", "{not json"), "--kwargs is not valid JSON"),
+        (("--tags", '[{"Key": "a"}]'), "--tags: item 0 is not"),
+        (("--tags", "{'a': 1}"), "--tags is not valid JSON"),
+        (("--tags", '[{"Key": "a", "Value": "1"}, {"Key": "a", "Value": "2"}]'), "key 'a' is given twice"),
+        (("--module-name", "pipelines.nothing.pipeline"), "no such module"),
+        (("--role-arn", "admin"), "--role-arn 'admin' is not an IAM role ARN"),
+        (("--parameters", '{"MaxTuningJob": 2}'), "Did you mean 'MaxTuningJobs'?"),
+        (("--wait", "--no-start"), "--wait and --no-start contradict"),
+        (("--kwargs", '{"default_bucket": "b", "regin": "x"}'), "unknown argument(s) 'regin'"),
+    ],
+)
+def test_bad_input_fails_with_one_line_and_exit_code_2_before_any_aws_call(
+    capsys, monkeypatch, extra, fragment
+):
+    monkeypatch.setattr(run_pipeline, "aws_clients", lambda region: pytest.fail("AWS reached"))
+    code, out, err = run(capsys, *extra)
+    assert code == 2, err
+    assert err.startswith("Error: ") and err.count("\n") == 1
+    assert fragment in err
+    assert "Traceback" not in err
+
+
+def test_a_missing_role_is_a_usage_error(capsys, monkeypatch):
+    monkeypatch.setattr(run_pipeline, "aws_clients", lambda region: pytest.fail("AWS reached"))
+    code, _, err = invoke(run_pipeline.main, ["--module-name", MODULE, "--kwargs", KWARGS], capsys)
+    assert code == 2
+    assert "--role-arn" in err and err.count("\n") == 1
+
+
+def test_an_aws_refusal_is_one_line_naming_what_was_being_done(capsys):
+    with mock_aws():  # no bucket: the upload is refused
+        code, _, err = run(capsys, "--no-start")
+    assert code == 3
+    assert err.startswith("Error: uploading the step code: NoSuchBucket") and err.count("\n") == 1
