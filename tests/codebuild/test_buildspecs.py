@@ -1,0 +1,81 @@
+"""The buildspecs only run commands the project provides and only read documented variables."""
+
+import re
+import shlex
+from importlib import metadata
+from pathlib import Path
+
+import pytest
+import yaml
+
+CODEBUILD = Path(__file__).resolve().parents[2] / "codebuild"
+BUILDSPECS = sorted(CODEBUILD.glob("buildspec*.yml"))
+
+# Tools the CodeBuild image provides, and shell words that are not commands.
+IMAGE_TOOLS = {"python", "set", "printf"}
+VARIABLE = re.compile(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)")
+ASSIGNMENT = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)=", re.MULTILINE)
+
+
+def commands(spec: dict) -> list[str]:
+    return [cmd for phase in spec["phases"].values() for cmd in phase.get("commands", [])]
+
+
+def logical_lines(script: str) -> list[str]:
+    return [line.strip() for line in script.replace("\\\n", " ").splitlines() if line.strip()]
+
+
+def console_scripts() -> set[str]:
+    return {
+        ep.name
+        for ep in metadata.distribution("sagemaker-mlops-template").entry_points
+        if ep.group == "console_scripts"
+    }
+
+
+def documented_variables() -> set[str]:
+    table = (CODEBUILD / "README.md").read_text()
+    return set(re.findall(r"^\| `([A-Z_][A-Z0-9_]*)` \|", table, re.MULTILINE))
+
+
+@pytest.fixture(params=BUILDSPECS, ids=lambda p: p.name)
+def buildspec(request):
+    return yaml.safe_load(request.param.read_text())
+
+
+def test_there_is_a_model_build_buildspec():
+    assert CODEBUILD / "buildspec-build.yml" in BUILDSPECS
+
+
+def test_every_command_is_the_projects_or_the_images(buildspec):
+    provided = console_scripts() | IMAGE_TOOLS | {"ruff", "pip"}
+    for command in commands(buildspec):
+        for line in logical_lines(command):
+            if ASSIGNMENT.match(line):
+                continue
+            program = shlex.split(line)[0]
+            assert program in provided, (
+                f"{program!r} is neither a console script of the project nor an image tool"
+            )
+
+
+def test_the_pipeline_commands_name_a_module_that_exists(buildspec):
+    import importlib
+
+    for command in commands(buildspec):
+        for module in re.findall(r"--module-name\s+(\S+)", command):
+            assert callable(importlib.import_module(module).get_pipeline)
+
+
+def test_every_variable_read_is_documented(buildspec):
+    documented = documented_variables()
+    for command in commands(buildspec):
+        local = set(ASSIGNMENT.findall(command))
+        read = set(VARIABLE.findall(command)) - local
+        assert read <= documented, f"undocumented: {sorted(read - documented)}"
+
+
+def test_the_build_exports_the_definition_as_its_artifact(buildspec):
+    produced = " ".join(commands(buildspec))
+    for path in buildspec.get("artifacts", {}).get("files", []):
+        assert f"--file-name {path}" in produced
