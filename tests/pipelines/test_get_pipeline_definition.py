@@ -33,6 +33,7 @@ def test_writes_the_definition_to_a_file(tmp_path, capsys):
     assert [p.name for p in tmp_path.iterdir()] == ["definition.json"]
 
 
+@pytest.mark.slow
 def test_works_with_no_aws_credentials_and_no_network(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     # Any connection attempt goes to a closed local port and fails fast.

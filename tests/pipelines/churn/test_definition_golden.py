@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from support import ACCOUNT, BUCKET, REGION, ROLE
 
 GOLDEN = Path(__file__).parent / "golden" / "definition.json"
@@ -48,6 +49,7 @@ def test_definition_matches_the_golden_file(churn_definition_text):
     assert actual == GOLDEN.read_text(), "definition changed: review, then regenerate with UPDATE_GOLDEN=1"
 
 
+@pytest.mark.slow
 def test_same_code_and_arguments_give_a_byte_identical_definition_anywhere(tmp_path, churn_definition_text):
     # Different processes, working directories, time zones and hash seeds: nothing may leak in.
     first = build_in_subprocess(tmp_path, {"TZ": "Asia/Tokyo", "PYTHONHASHSEED": "1"})
