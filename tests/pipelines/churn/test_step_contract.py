@@ -1,0 +1,110 @@
+"""The definition and the step scripts agree: run the scripts with the definition's own container
+arguments, local paths, hyperparameters and metric regexes (container paths mapped into a temp
+directory), then resolve the gate's JsonGet path against the report the evaluate step wrote."""
+
+import json
+import re
+import shutil
+import tarfile
+from pathlib import Path
+
+import pytest
+from support import all_steps
+
+from steps import evaluate, preprocess, train
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+class Sandbox:
+    """Maps container paths (``/opt/ml/...``) to directories under one temp root."""
+
+    def __init__(self, root: Path):
+        self.root = root
+
+    def path(self, container_path: str) -> Path:
+        assert container_path.startswith("/opt/ml/"), container_path
+        return self.root / container_path.lstrip("/")
+
+    def place(self, source: Path, container_dir: str) -> None:
+        target = self.path(container_dir)
+        target.mkdir(parents=True, exist_ok=True)
+        shutil.copy(source, target)
+
+    def args(self, arguments: list[str]) -> list[str]:
+        return [str(self.path(a)) if a.startswith("/opt/ml/") else a for a in arguments]
+
+
+def processing_io(step: dict) -> tuple[dict, dict]:
+    args = step["Arguments"]
+    inputs = {i["InputName"]: i["S3Input"]["LocalPath"] for i in args["ProcessingInputs"]}
+    outputs = {o["OutputName"]: o["S3Output"]["LocalPath"] for o in args["ProcessingOutputConfig"]["Outputs"]}
+    return inputs, outputs
+
+
+def json_get(document: dict, path: str):
+    value = document
+    for part in path.split("."):
+        value = value[part]
+    return value
+
+
+@pytest.fixture
+def steps(churn_definition):
+    return all_steps(churn_definition)
+
+
+def test_the_scripts_run_as_the_definition_wires_them(steps, tmp_path, monkeypatch, capsys):
+    box = Sandbox(tmp_path)
+
+    # Preprocess: the raw data and the spec land at the input LocalPaths.
+    pre_in, pre_out = processing_io(steps["Preprocess"])
+    box.place(REPO / "data" / "churn" / "churn.csv", pre_in["raw"])
+    box.place(REPO / "pipelines" / "churn" / "dataset.json", pre_in["spec"])
+    code = preprocess.main(
+        box.args(steps["Preprocess"]["Arguments"]["AppSpecification"]["ContainerArguments"])
+    )
+    assert code == 0
+    for name, local in pre_out.items():  # every declared output is produced where SageMaker collects it
+        assert any(box.path(local).iterdir()), name
+
+    # Train: channels are the Preprocess outputs the definition references; hyperparameters as the
+    # training toolkit passes them (sagemaker_* are the toolkit's own).
+    job = steps["Train"]["Arguments"]
+    for channel in job["InputDataConfig"]:
+        uri = channel["DataSource"]["S3DataSource"]["S3Uri"]
+        if isinstance(uri, dict):
+            output = re.search(r"Outputs\['(\w+)'\]", uri["Get"]).group(1)
+            monkeypatch.setenv(f"SM_CHANNEL_{channel['ChannelName'].upper()}", str(box.path(pre_out[output])))
+    monkeypatch.setenv("SM_MODEL_DIR", str(tmp_path / "model"))
+    hyperparameters = [
+        arg
+        for key, value in job["HyperParameters"].items()
+        if not key.startswith("sagemaker_")
+        for arg in (f"--{key}", value)
+    ]
+    capsys.readouterr()
+    assert train.main([*hyperparameters, "--_tuning_objective_metric", "validation:auc"]) == 0
+    log = capsys.readouterr().out
+    for metric in job["AlgorithmSpecification"]["MetricDefinitions"]:
+        values = re.findall(metric["Regex"], log)
+        assert values, metric["Name"]
+        assert 0.5 < float(values[-1]) <= 1.0, metric["Name"]
+
+    # Evaluate: the best model arrives as model.tar.gz in the model input; the test split as declared.
+    ev_in, ev_out = processing_io(steps["Evaluate"])
+    box.path(ev_in["model"]).mkdir(parents=True)
+    with tarfile.open(box.path(ev_in["model"]) / "model.tar.gz", "w:gz") as tar:
+        for file in (tmp_path / "model").iterdir():
+            tar.add(file, arcname=file.name)
+    shutil.copytree(box.path(pre_out["test"]), box.path(ev_in["test"]))
+    assert (
+        evaluate.main(box.args(steps["Evaluate"]["Arguments"]["AppSpecification"]["ContainerArguments"])) == 0
+    )
+
+    # The gate reads the property file from the evaluation output, at the path the Condition names.
+    (report,) = steps["Evaluate"]["PropertyFiles"]
+    document = json.loads((box.path(ev_out[report["OutputName"]]) / report["FilePath"]).read_text())
+    (condition,) = steps["CheckAuc"]["Arguments"]["Conditions"]
+    auc = json_get(document, condition["LeftValue"]["Std:JsonGet"]["Path"])
+    assert isinstance(auc, float) and auc > 0.85
