@@ -16,7 +16,7 @@ from types import ModuleType
 from typing import NoReturn
 
 import pipelines
-from pipelines.errors import TemplateError, UsageError, did_you_mean
+from pipelines.errors import TemplateError, UsageError, did_you_mean, unknown_names
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -92,13 +92,9 @@ def check_kwargs(func: Callable, kwargs: dict, option: str = "--kwargs") -> None
     params = inspect.signature(func).parameters
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
         return
-    unknown = [key for key in kwargs if key not in params]
-    if unknown:
-        hints = "".join(did_you_mean(key, params) for key in unknown)
-        raise UsageError(
-            f"{option}: unknown argument(s) {', '.join(map(repr, unknown))} for "
-            f"{func.__module__}.{func.__name__}.{hints} Known: {', '.join(params)}"
-        )
+    problem = unknown_names(f"{option} for {func.__module__}.{func.__name__}", "argument(s)", kwargs, params)
+    if problem:
+        raise UsageError(problem)
 
 
 def configure_logging(verbose: bool) -> None:

@@ -42,10 +42,26 @@ class AwsError(TemplateError):
     exit_code = 3
 
 
+class NotFoundError(TemplateError):
+    """A named resource does not exist (a model package group, a model package version)."""
+
+    exit_code = 4
+
+
 def did_you_mean(word: str, candidates: Iterable[str]) -> str:
     """A ' Did you mean X?' suffix when ``word`` is close to one of ``candidates``, else ''."""
     close = difflib.get_close_matches(word, list(candidates), n=1)
     return f" Did you mean {close[0]!r}?" if close else ""
+
+
+def unknown_names(where: str, what: str, given, known) -> str | None:
+    """The message for names in ``given`` that are not in ``known``, or None when all are known."""
+    known = list(known)
+    unknown = [name for name in given if name not in known]
+    if not unknown:
+        return None
+    hints = "".join(did_you_mean(name, known) for name in unknown)
+    return f"{where}: unknown {what} {', '.join(map(repr, unknown))}.{hints} Known: {', '.join(known)}"
 
 
 def join_problems(problems: list[str]) -> str:

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from pipelines import _cli
-from pipelines.errors import AwsError, ConfigError, UsageError, did_you_mean
+from pipelines.errors import AwsError, ConfigError, UsageError, unknown_names
 
 #: Tags that make SageMaker Studio show the pipeline inside its project.
 PROJECT_NAME_TAG = "sagemaker:project-name"
@@ -64,13 +64,9 @@ def parse_parameters(text: str, definition: str) -> list[dict]:
     """``--parameters`` (a JSON object) checked against the definition's parameter names."""
     values = _cli.parse_json(text, "--parameters", dict, "'{\"MaxTuningJobs\": 4}'")
     declared = [p["Name"] for p in json.loads(definition).get("Parameters", [])]
-    unknown = [name for name in values if name not in declared]
-    if unknown:
-        hints = "".join(did_you_mean(name, declared) for name in unknown)
-        raise UsageError(
-            f"--parameters: unknown pipeline parameter(s) {', '.join(map(repr, unknown))}.{hints} "
-            f"Declared: {', '.join(declared)}"
-        )
+    problem = unknown_names("--parameters", "pipeline parameter(s)", values, declared)
+    if problem:
+        raise UsageError(problem)
     return [{"Name": name, "Value": str(value)} for name, value in values.items()]
 
 
