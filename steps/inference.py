@@ -1,16 +1,26 @@
-"""Serving handlers for the SageMaker XGBoost framework container (script mode): load
-``xgboost-model.json`` and answer CSV or JSON rows of encoded features with one prediction per row.
+"""Serving handlers (``model_fn``, ``input_fn``, ``predict_fn``, ``output_fn``) that the SageMaker XGBoost
+container loads in script mode: CSV or JSON rows of encoded features in, one prediction per row out.
 
 Requests: ``text/csv`` (rows of numbers, no label, no header; an empty cell is a missing value) or
 ``application/json`` (``{"instances": [[...], ...]}``, a list of rows, or one flat row; null is missing).
 Responses: ``text/csv`` (one value per line) or ``application/json`` (``{"predictions": [...]}``).
-Every refusal is an :class:`InferenceError` with an HTTP-like ``status_code`` and a one-line message.
+
+Three habits of the container's ``sagemaker_inference`` toolkit shape this module:
+
+- it sends the raw Accept header as the response Content-Type unless ``output_fn`` returns
+  ``(body, content_type)``, so ``output_fn`` returns the type it actually chose;
+- it replaces a missing or ``*/*`` Accept with ``application/json`` before ``output_fn`` sees it unless
+  ``SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT`` is set, which is why the pipeline sets that variable to
+  :data:`DEFAULT_ACCEPT` in the registered container;
+- it keeps the HTTP status only of its own ``BaseInferenceToolkitError`` (anything else is a 500), so in
+  the container :class:`InferenceError` derives from its ``GenericInferenceToolkitError``.
 """
 
 from __future__ import annotations
 
 import codecs
 import csv
+import http
 import io
 import json
 import math
@@ -19,20 +29,46 @@ import os
 import numpy as np
 import xgboost as xgb
 
-MODEL_FILENAME = "xgboost-model.json"
+try:
+    from sagemaker_inference import errors as _toolkit_errors
+except ImportError:  # outside the serving container: tests and the local endpoint
+    _toolkit_errors = None
+
+MODEL_FILENAME = "xgboost-model.json"  # steps/train.py writes it; a test ties the two names together
 MAX_PAYLOAD_BYTES = 6 * 1024 * 1024  # SageMaker's real-time invocation limit
 CSV = "text/csv"
 JSON = "application/json"
 CONTENT_TYPES = (CSV, JSON)
 ACCEPT_TYPES = (CSV, JSON)
+DEFAULT_ACCEPT = CSV  # the pipeline sets SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT to this
+_ACCEPT_RANGES = {"*/*": DEFAULT_ACCEPT, "text/*": CSV, "application/*": JSON}
 
 
-class InferenceError(ValueError):
-    """A request the model cannot answer; ``status_code`` is the HTTP status that fits it."""
+class _LocalToolkitError(Exception):
+    """Outside the container: the attributes of the toolkit's GenericInferenceToolkitError, nothing more."""
+
+    def __init__(self, status_code: int, message: str | None = None, phrase: str | None = None):
+        self.status_code = status_code
+        self.message = message or "Invalid Request"
+        self.phrase = phrase or self.message
+        super().__init__(status_code, self.message, self.phrase)
+
+
+# A toolkit too old to have GenericInferenceToolkitError keeps no status codes at all; the local base
+# then at least lets the module import.
+_ErrorBase = getattr(_toolkit_errors, "GenericInferenceToolkitError", None) or _LocalToolkitError
+
+
+class InferenceError(_ErrorBase, ValueError):
+    """A request the model cannot answer: ``status_code`` is the HTTP status, ``message`` one line for
+    the response body; the HTTP reason phrase is the standard one for the status."""
 
     def __init__(self, status_code: int, message: str):
-        super().__init__(message)
-        self.status_code = status_code
+        super().__init__(status_code, message, http.HTTPStatus(status_code).phrase)
+
+    def __str__(self) -> str:
+        # The toolkit's base passes (status_code, message, phrase) as args; logs want the message.
+        return self.message
 
 
 def model_fn(model_dir: str) -> xgb.Booster:
@@ -71,12 +107,13 @@ def predict_fn(input_data: np.ndarray, model: xgb.Booster) -> np.ndarray:
     return model.predict(xgb.DMatrix(input_data)).reshape(-1)
 
 
-def output_fn(prediction: np.ndarray, accept: str | None) -> str:
+def output_fn(prediction: np.ndarray, accept: str | None) -> tuple[str, str]:
+    """Predictions -> ``(body, media_type)``; the toolkit sends ``media_type`` as the Content-Type."""
     media_type = _choose_accept(accept)
     values = [_number(v) for v in np.asarray(prediction).reshape(-1)]
     if media_type == JSON:
-        return json.dumps({"predictions": values})
-    return "".join(f"{'' if v is None else v}\n" for v in values)
+        return json.dumps({"predictions": values}), JSON
+    return "".join(f"{'' if v is None else v}\n" for v in values), CSV
 
 
 # ---------------------------------------------------------------------------------------------- parsing
@@ -174,16 +211,30 @@ def _to_array(rows: list[list[float]]) -> np.ndarray:
 
 
 def _choose_accept(accept: str | None) -> str:
-    """First supported media type in the Accept header; text/csv for none, */* or an empty header."""
-    for entry in (accept or "").split(","):
-        media_type, _ = _media_type(entry)
-        if media_type in ("", "*/*", "text/*"):
-            return CSV
-        if media_type == "application/*":
-            return JSON
-        if media_type in ACCEPT_TYPES:
-            return media_type
-    raise InferenceError(406, f"unsupported accept type {accept!r} (supported: {', '.join(ACCEPT_TYPES)})")
+    """The type for the first media range in the Accept header that we can answer, in header order.
+
+    Parameters do not rank the ranges (the first one we support wins), except that ``q=0`` means
+    "not this one". An empty or missing header means :data:`DEFAULT_ACCEPT`.
+    """
+    if not (accept or "").strip():
+        return DEFAULT_ACCEPT
+    for entry in accept.split(","):
+        media_range, params = _media_type(entry)
+        if not media_range or _refused(params.get("q")):
+            continue
+        chosen = _ACCEPT_RANGES.get(media_range, media_range)
+        if chosen in ACCEPT_TYPES:
+            return chosen
+    raise InferenceError(
+        406, f"no type in Accept {accept!r} can be answered (supported: {', '.join(ACCEPT_TYPES)})"
+    )
+
+
+def _refused(quality: str | None) -> bool:
+    try:
+        return quality is not None and float(quality) == 0
+    except ValueError:
+        return False  # a malformed q-value is ignored like any other parameter
 
 
 def _number(value: float) -> float | None:

@@ -1,11 +1,15 @@
+import importlib.util
+import inspect
 import json
 import math
+import sys
+import types
 
 import numpy as np
 import pytest
 import xgboost as xgb
 
-from steps import inference
+from steps import inference, train
 from steps.inference import InferenceError
 
 
@@ -19,8 +23,28 @@ def refused(status: int, call, *args) -> str:
         call(*args)
     assert caught.value.status_code == status
     message = str(caught.value)
-    assert "\n" not in message
+    assert message == caught.value.message
+    assert message and "\n" not in message
     return message
+
+
+# ------------------------------------------------------------------------------------------ contract
+
+
+def test_the_model_file_name_is_the_one_train_writes():
+    assert inference.MODEL_FILENAME == train.MODEL_FILENAME
+
+
+def test_the_default_accept_is_csv():
+    assert inference.DEFAULT_ACCEPT == "text/csv"
+
+
+@pytest.mark.parametrize(
+    ("handler", "arity"), [("model_fn", 1), ("input_fn", 2), ("predict_fn", 2), ("output_fn", 2)]
+)
+def test_handlers_take_the_argument_count_the_toolkit_calls_them_with(handler, arity):
+    # The toolkit passes an extra context argument to a handler with one parameter more than expected.
+    assert len(inspect.signature(getattr(inference, handler)).parameters) == arity
 
 
 # ------------------------------------------------------------------------------------------ model_fn
@@ -138,38 +162,151 @@ def test_predict_fn_returns_one_value_per_row_and_tolerates_missing_values(model
     assert np.all((predictions > 0) & (predictions < 1))
 
 
-@pytest.mark.parametrize("accept", ["text/csv", "*/*", "", None, "text/csv; charset=utf-8", "text/*"])
-def test_output_csv_is_one_value_per_line(accept):
-    assert inference.output_fn(np.array([0.1, 0.25], dtype=np.float32), accept) == "0.1\n0.25\n"
+PREDICTIONS = np.array([0.1, 0.25], dtype=np.float32)
 
 
-@pytest.mark.parametrize("accept", ["application/json", "application/json, text/csv", "application/*"])
-def test_output_json_lists_predictions(accept):
-    body = inference.output_fn(np.array([0.1, 0.25], dtype=np.float32), accept)
+@pytest.mark.parametrize(
+    "accept",
+    ["text/csv", "*/*", "", "  ", None, "text/csv; charset=utf-8", "text/*", "Text/CSV", "TEXT/*;q=0.5"],
+)
+def test_output_csv_is_one_value_per_line_typed_text_csv(accept):
+    assert inference.output_fn(PREDICTIONS, accept) == ("0.1\n0.25\n", "text/csv")
+
+
+@pytest.mark.parametrize(
+    "accept", ["application/json", "application/json; charset=utf-8", "application/*", "Application/JSON"]
+)
+def test_output_json_lists_predictions_typed_application_json(accept):
+    body, media_type = inference.output_fn(PREDICTIONS, accept)
+    assert media_type == "application/json"
     assert json.loads(body) == {"predictions": [0.1, 0.25]}
 
 
-def test_the_first_supported_accept_type_wins():
-    assert inference.output_fn(np.array([1.0]), "application/xml, text/csv") == "1.0\n"
+@pytest.mark.parametrize(
+    ("accept", "media_type"),
+    [
+        ("application/json, text/csv", "application/json"),
+        ("text/csv, application/json", "text/csv"),
+        ("application/xml, text/csv", "text/csv"),
+        ("application/xml;q=1.0, application/json;q=0.9, text/csv;q=0.8", "application/json"),
+        ("text/csv;q=0.1, application/json;q=0.9", "text/csv"),
+        ("image/png, */*;q=0.1", "text/csv"),
+        ("image/png, application/*", "application/json"),
+        ("application/json;q=0, text/csv", "text/csv"),
+        ("application/json;q=oops, text/csv", "application/json"),
+        (" , text/csv", "text/csv"),
+    ],
+)
+def test_the_first_supported_media_range_in_the_accept_list_wins(accept, media_type):
+    assert inference.output_fn(np.array([1.0]), accept)[1] == media_type
 
 
-@pytest.mark.parametrize("accept", ["application/xml", "image/png"])
-def test_unsupported_accept_is_a_406(accept):
+def test_the_returned_type_is_never_the_raw_accept_header():
+    accept = "application/xml, text/csv;q=0.5"
+    body, media_type = inference.output_fn(np.array([1.0]), accept)
+    assert (body, media_type) == ("1.0\n", "text/csv")
+
+
+@pytest.mark.parametrize(
+    "accept", ["application/xml", "image/png", "image/*", "application/xml, image/png", "text/csv;q=0"]
+)
+def test_unsupported_accept_is_a_406_naming_the_supported_types(accept):
     message = refused(406, inference.output_fn, np.array([1.0]), accept)
-    assert "(supported: text/csv, application/json)" in message
+    assert repr(accept) in message
+    assert message.endswith("(supported: text/csv, application/json)")
 
 
 def test_round_trip_matches_the_booster(model):
     rows = np.array([[0.5, -1.0, 2.0], [-2.0, 0.3, np.nan], [0.0, 0.0, 0.0]])
     direct = model.predict(xgb.DMatrix(rows))
     csv_body = "0.5,-1,2\n-2,0.3,\n0,0,0\n"
-    csv_answer = inference.output_fn(
+    csv_answer, _ = inference.output_fn(
         inference.predict_fn(inference.input_fn(csv_body, "text/csv"), model), "text/csv"
     )
     assert [float(v) for v in csv_answer.splitlines()] == pytest.approx(direct.tolist(), rel=1e-6)
     json_body = json.dumps({"instances": [[0.5, -1, 2], [-2, 0.3, None], [0, 0, 0]]})
-    json_answer = inference.output_fn(
+    json_answer, _ = inference.output_fn(
         inference.predict_fn(inference.input_fn(json_body, "application/json"), model), "application/json"
     )
     assert json.loads(json_answer)["predictions"] == pytest.approx(direct.tolist(), rel=1e-6)
     assert all(not math.isnan(v) for v in json.loads(json_answer)["predictions"])
+
+
+# ------------------------------------------------------------------------------------------ errors
+
+
+def test_errors_carry_status_code_message_and_the_standard_phrase():
+    error = InferenceError(413, "payload too big")
+    assert (error.status_code, error.message, error.phrase) == (
+        413,
+        "payload too big",
+        "Request Entity Too Large",
+    )
+    assert str(error) == "payload too big"
+    assert isinstance(error, ValueError)
+
+
+def _fake_toolkit(monkeypatch, with_generic_error: bool = True) -> types.ModuleType:
+    """Put a stand-in for sagemaker_inference.errors (same constructor signatures) into sys.modules."""
+
+    class BaseInferenceToolkitError(Exception):
+        def __init__(self, status_code, message, phrase):
+            self.status_code = status_code
+            self.message = message
+            self.phrase = phrase
+            super().__init__(status_code, message, phrase)
+
+    class GenericInferenceToolkitError(BaseInferenceToolkitError):
+        def __init__(self, status_code, message=None, phrase=None):
+            message = message or "Invalid Request"
+            super().__init__(status_code, message, phrase or message)
+
+    package = types.ModuleType("sagemaker_inference")
+    errors = types.ModuleType("sagemaker_inference.errors")
+    errors.BaseInferenceToolkitError = BaseInferenceToolkitError
+    if with_generic_error:
+        errors.GenericInferenceToolkitError = GenericInferenceToolkitError
+    package.errors = errors
+    monkeypatch.setitem(sys.modules, "sagemaker_inference", package)
+    monkeypatch.setitem(sys.modules, "sagemaker_inference.errors", errors)
+    return errors
+
+
+def _import_fresh(name: str) -> types.ModuleType:
+    """Execute steps/inference.py as a new module, so its module-level import runs again."""
+    spec = importlib.util.spec_from_file_location(name, inference.__file__)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_in_the_container_errors_are_toolkit_errors_that_keep_their_status(monkeypatch):
+    toolkit = _fake_toolkit(monkeypatch)
+    served = _import_fresh("inference_in_container")
+    assert served._toolkit_errors is toolkit
+    with pytest.raises(toolkit.BaseInferenceToolkitError) as caught:
+        served.input_fn("1,2,3", "text/plain")
+    error = caught.value
+    assert isinstance(error, toolkit.GenericInferenceToolkitError)
+    assert isinstance(error, served.InferenceError)
+    assert error.status_code == 415
+    assert error.message == "unsupported content type 'text/plain' (supported: text/csv, application/json)"
+    assert error.phrase == "Unsupported Media Type"
+    assert str(error) == error.message
+    assert served.output_fn(np.array([1.0]), "*/*") == ("1.0\n", "text/csv")
+
+
+def test_a_toolkit_without_the_generic_error_still_imports(monkeypatch):
+    _fake_toolkit(monkeypatch, with_generic_error=False)
+    served = _import_fresh("inference_in_old_container")
+    error = served.InferenceError(400, "bad row")
+    assert (error.status_code, error.message, str(error)) == (400, "bad row", "bad row")
+
+
+def test_outside_the_container_errors_use_the_local_base(monkeypatch):
+    monkeypatch.setitem(sys.modules, "sagemaker_inference", None)  # makes the import fail
+    local = _import_fresh("inference_outside_container")
+    assert local._toolkit_errors is None
+    with pytest.raises(local._LocalToolkitError) as caught:
+        local.output_fn(np.array([1.0]), "image/png")
+    assert (caught.value.status_code, caught.value.phrase) == (406, "Not Acceptable")
