@@ -59,6 +59,13 @@ class CodeBundle:
             )
         object.__setattr__(self, "_sources", sources)
 
+    @property
+    def entry(self) -> str:
+        """The name of the bundle's one file: the script a container runs, or the file it reads."""
+        if len(self.files) != 1:
+            raise ValueError(f"code bundle {self.name!r} has {len(self.files)} files, not one entry")
+        return next(iter(self.files))
+
     @cached_property
     def digest(self) -> str:
         """SHA-256 over the file names and contents (and the archive name), in name order."""

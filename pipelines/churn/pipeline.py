@@ -10,14 +10,15 @@ from __future__ import annotations
 import contextlib
 import inspect
 import os
-import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipelines import aws_names as names
 from pipelines.code_bundles import SOURCEDIR_ARCHIVE, STEPS_DIR, CodeBundle, CodeUpload
 from pipelines.errors import ConfigError, join_problems
 from steps import evaluate as evaluate_step
+from steps import inference as inference_step
 from steps import preprocess as preprocess_step
 from steps import train as train_step
 
@@ -31,31 +32,35 @@ XGBOOST_FRAMEWORK_VERSION = "3.2-0"
 # pipeline passes them explicitly so the definition documents where everything goes.
 PROCESSING_ROOT = "/opt/ml/processing"
 CODE_DIR = f"{PROCESSING_ROOT}/input/code"
-# Where the training toolkit finds code that arrives as the ``code`` channel: a local path
-# works with and without network isolation (no S3 download from inside the container).
+# Training code arrives as the ``code`` channel and the toolkit is pointed at that directory:
+# no S3 download from inside the container, so it works with network isolation, and a plain
+# directory (not a tar.gz) is what every version of the training toolkit knows how to take.
 TRAINING_CODE_CHANNEL = "code"
-TRAINING_SUBMIT_DIRECTORY = f"/opt/ml/input/data/{TRAINING_CODE_CHANNEL}/{SOURCEDIR_ARCHIVE}"
+TRAINING_SUBMIT_DIRECTORY = f"/opt/ml/input/data/{TRAINING_CODE_CHANNEL}"
 
 PROPERTY_FILE_NAME = "EvaluationReport"
 
-# How each problem type is trained, tuned and gated. The gate metric's name comes from the
-# evaluate step so the JsonGet path and the report it reads are defined in one place.
-_OBJECTIVES = {
-    "binary_classification": {"objective": "binary:logistic", "direction": "Maximize"},
-    "regression": {"objective": "reg:squarederror", "direction": "Minimize"},
+# The XGBoost objective for each problem type; the gate metric and its direction come from the
+# evaluate step, so the JsonGet path, the comparison and the report are defined in one place.
+_OBJECTIVES = {"binary_classification": "binary:logistic", "regression": "reg:squarederror"}
+
+# What each name-like argument must look like, and how to say so when it does not.
+_NAME_RULES = {
+    "region": (names.REGION, "an AWS region such as 'us-east-1'"),
+    "role": (names.ROLE_ARN, "an IAM role ARN (arn:aws:iam::<account>:role/<name>)"),
+    "default_bucket": (names.BUCKET, "a valid S3 bucket name"),
+    "pipeline_name": (names.PIPELINE_NAME, "a valid pipeline name (letters, digits, '-')"),
+    "model_package_group_name": (
+        names.MODEL_PACKAGE_GROUP,
+        "a valid model package group name (letters, digits, '-', at most 63 characters)",
+    ),
+    "base_job_prefix": (names.JOB_PREFIX, "a job name prefix (letters, digits, '-', at most 48 characters)"),
+    "kms_key_id": (names.KMS_KEY, "a KMS key id, key ARN or alias"),
+    "cache_expire_after": (names.ISO_DURATION, "an ISO 8601 duration such as 'P30D'"),
+    "sagemaker_project_arn": (names.PROJECT_ARN, "a SageMaker project ARN"),
 }
 
 _STEP_RETRIES = {"interval_seconds": 10, "backoff_rate": 2.0, "max_attempts": 5}
-
-_ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$")
-_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
-_REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
-_PIPELINE_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,255}$")
-_GROUP_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
-_JOB_PREFIX = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,47}$")
-_KMS_KEY = re.compile(r"^(arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:(key|alias)/.+|alias/.+|[0-9a-f-]{36})$")
-_PROJECT_ARN = re.compile(r"^arn:aws[a-z-]*:sagemaker:[a-z0-9-]+:\d{12}:project/[\w-]{1,64}$")
-_DURATION = re.compile(r"^P(?=\d|T\d)(\d+Y)?(\d+M)?(\d+W)?(\d+D)?(T(?=\d)(\d+H)?(\d+M)?(\d+S)?)?$")
 
 
 @dataclass(frozen=True)
@@ -154,41 +159,21 @@ def _with_defaults(kwargs: dict) -> dict:
 
 def _validate(**kw) -> Settings:
     """Check every argument, report all problems at once, and resolve the defaults."""
+    # A JSON null in --kwargs means "not given": the default applies, never a literal None.
+    defaults = {name: p.default for name, p in inspect.signature(get_pipeline).parameters.items()}
+    kw = {name: defaults[name] if value is None else value for name, value in kw.items()}
     problems: list[str] = []
-    region = kw["region"] or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
 
-    def check(name: str, value, pattern: re.Pattern, what: str, required: bool = False) -> None:
-        if value is None:
-            if required:
-                problems.append(f"{name} is required ({what})")
-            return
-        if not isinstance(value, str) or not pattern.match(value):
-            problems.append(f"{name}={value!r} is not {what}")
-
-    if region is None:
+    kw["region"] = kw["region"] or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    if kw["region"] is None:
         problems.append("region is required (pass it in --kwargs or set AWS_REGION)")
-    else:
-        check("region", region, _REGION, "an AWS region such as 'us-east-1'")
-    check("role", kw["role"], _ROLE_ARN, "an IAM role ARN (arn:aws:iam::<account>:role/<name>)", True)
-    check("default_bucket", kw["default_bucket"], _BUCKET, "a valid S3 bucket name", True)
-    check(
-        "pipeline_name", kw["pipeline_name"], _PIPELINE_NAME, "a valid pipeline name (letters, digits, '-')"
-    )
-    check(
-        "model_package_group_name",
-        kw["model_package_group_name"],
-        _GROUP_NAME,
-        "a valid model package group name (letters, digits, '-', at most 63 characters)",
-    )
-    check(
-        "base_job_prefix",
-        kw["base_job_prefix"],
-        _JOB_PREFIX,
-        "a job name prefix (letters, digits, '-', at most 48 characters)",
-    )
-    check("kms_key_id", kw["kms_key_id"], _KMS_KEY, "a KMS key id, key ARN or alias")
-    check("cache_expire_after", kw["cache_expire_after"], _DURATION, "an ISO 8601 duration such as 'P30D'")
-    check("sagemaker_project_arn", kw["sagemaker_project_arn"], _PROJECT_ARN, "a SageMaker project ARN")
+    for name in ("role", "default_bucket"):
+        if kw[name] is None:
+            problems.append(f"{name} is required ({_NAME_RULES[name][1]})")
+    for name, (pattern, what) in _NAME_RULES.items():
+        value = kw[name]
+        if value is not None and not (isinstance(value, str) and pattern.match(value)):
+            problems.append(f"{name}={value!r} is not {what}")
 
     input_data_url = kw["input_data_url"]
     if input_data_url is not None and not (
@@ -213,7 +198,11 @@ def _validate(**kw) -> Settings:
         if not isinstance(kw[name], bool):
             problems.append(f"{name}={kw[name]!r} is not true or false")
 
-    spec_path = Path(kw["dataset_spec"]) if kw["dataset_spec"] else DEFAULT_DATASET_SPEC
+    spec_path = DEFAULT_DATASET_SPEC
+    if kw["dataset_spec"] is not None and not isinstance(kw["dataset_spec"], str):
+        problems.append(f"dataset_spec={kw['dataset_spec']!r} is not a file path")
+    elif kw["dataset_spec"]:
+        spec_path = Path(kw["dataset_spec"])
     if not spec_path.is_file():
         problems.append(f"dataset_spec={str(spec_path)!r} is not a file")
 
@@ -222,7 +211,7 @@ def _validate(**kw) -> Settings:
 
     bucket, prefix = kw["default_bucket"], kw["base_job_prefix"]
     return Settings(
-        region=region,
+        region=kw["region"],
         role=kw["role"],
         default_bucket=bucket,
         pipeline_name=kw["pipeline_name"],
@@ -276,7 +265,7 @@ def _bundles(settings: Settings) -> dict[str, CodeBundle]:
     return {
         "preprocess": CodeBundle("preprocess", {"preprocess.py": STEPS_DIR / "preprocess.py"}),
         "dataset-spec": CodeBundle("dataset-spec", {"dataset.json": spec_path}),
-        "train": CodeBundle("train", {"train.py": STEPS_DIR / "train.py"}, archive=SOURCEDIR_ARCHIVE),
+        "train": CodeBundle("train", {"train.py": STEPS_DIR / "train.py"}),
         "evaluate": CodeBundle("evaluate", {"evaluate.py": STEPS_DIR / "evaluate.py"}),
         "inference": CodeBundle(
             "inference", {"inference.py": STEPS_DIR / "inference.py"}, archive=SOURCEDIR_ARCHIVE
@@ -334,11 +323,15 @@ def _build(settings: Settings, spec, bundles: dict[str, CodeBundle]):
     problem = spec.problem_type
     gate_metric = evaluate_step.GATE_METRIC[problem]
     objective = _OBJECTIVES[problem]
-    higher_is_better = objective["direction"] == "Maximize"
+    higher_is_better = evaluate_step.HIGHER_IS_BETTER[gate_metric]
 
     # An explicit bucket keeps the SDK from calling STS / S3 to find or create one.
+    # An empty SDK defaults config: otherwise a config file on the machine (Studio ships them)
+    # or a SAGEMAKER_*_CONFIG_OVERRIDE variable would change the definition.
     session = PipelineSession(
-        boto_session=boto3.Session(region_name=s.region), default_bucket=s.default_bucket
+        boto_session=boto3.Session(region_name=s.region),
+        default_bucket=s.default_bucket,
+        sagemaker_config={"SchemaVersion": "1.0", "SageMaker": {}},
     )
     image = image_uris.retrieve("xgboost", s.region, version=XGBOOST_FRAMEWORK_VERSION)
 
@@ -399,13 +392,13 @@ def _build(settings: Settings, spec, bundles: dict[str, CodeBundle]):
             ],
         )
 
-    def processor(name: str, script: str) -> Processor:
+    def processor(name: str, bundle: CodeBundle) -> Processor:
         return Processor(
             role=s.role,
             image_uri=image,
             instance_count=processing_count,
             instance_type=processing_type,
-            entrypoint=["python3", f"{CODE_DIR}/{script}"],
+            entrypoint=["python3", f"{CODE_DIR}/{bundle.entry}"],
             volume_kms_key=s.kms_key_id,
             output_kms_key=s.kms_key_id,
             base_job_name=f"{s.base_job_prefix}-{name}",
@@ -443,7 +436,7 @@ def _build(settings: Settings, spec, bundles: dict[str, CodeBundle]):
     }
     preprocess = ProcessingStep(
         name="Preprocess",
-        step_args=processor("preprocess", "preprocess.py").run(
+        step_args=processor("preprocess", bundles["preprocess"]).run(
             inputs=[
                 p_input("raw", input_data, f"{PROCESSING_ROOT}/input/raw"),
                 p_input(
@@ -458,7 +451,7 @@ def _build(settings: Settings, spec, bundles: dict[str, CodeBundle]):
                 "--input",
                 f"{PROCESSING_ROOT}/input/raw",
                 "--spec",
-                f"{PROCESSING_ROOT}/input/spec/dataset.json",
+                f"{PROCESSING_ROOT}/input/spec/{bundles['dataset-spec'].entry}",
                 "--output-dir",
                 out,
             ],
@@ -473,7 +466,7 @@ def _build(settings: Settings, spec, bundles: dict[str, CodeBundle]):
 
     # ---- Training (baseline) and Tuning over the same script-mode training code
     metric_definitions = train_step.metric_definitions(gate_metric)
-    code_uri = bundles["train"].uri(s.default_bucket, s.pipeline_name, SOURCEDIR_ARCHIVE)
+    code_uri = bundles["train"].uri(s.default_bucket, s.pipeline_name)
 
     def channel(name: str, uri, content_type: str | None = "text/csv") -> Channel:
         return Channel(
@@ -491,16 +484,22 @@ def _build(settings: Settings, spec, bundles: dict[str, CodeBundle]):
         channel("validation", split_uri("validation")),
         channel(TRAINING_CODE_CHANNEL, code_uri, content_type=None),
     ]
-    static_hyperparameters = {
-        "sagemaker_program": "train.py",
-        "sagemaker_submit_directory": TRAINING_SUBMIT_DIRECTORY,
-        "objective": objective["objective"],
-        "eval_metric": gate_metric,
-        "num_round": 300,
-        "early_stopping_rounds": 20,
-        "seed": 0,
+    # Tuning searches these; the baseline trains with the training script's own defaults for them.
+    ranges = {
+        "eta": ContinuousParameter(0.01, 0.3, scaling_type="Logarithmic"),
+        "max_depth": IntegerParameter(3, 10),
+        "min_child_weight": ContinuousParameter(1, 10),
+        "subsample": ContinuousParameter(0.5, 1.0),
     }
-    baseline_hyperparameters = {"max_depth": 6, "eta": 0.1, "min_child_weight": 1, "subsample": 1.0}
+    defaults = train_step.DEFAULT_HYPERPARAMETERS
+    static_hyperparameters = {
+        "sagemaker_program": bundles["train"].entry,
+        "sagemaker_submit_directory": TRAINING_SUBMIT_DIRECTORY,
+        "objective": objective,
+        "eval_metric": gate_metric,
+        **{name: defaults[name] for name in ("num_round", "early_stopping_rounds", "seed")},
+    }
+    baseline_hyperparameters = {name: defaults[name] for name in ranges}
 
     def trainer(name: str, hyperparameters: dict, output: str) -> ModelTrainer:
         return ModelTrainer(
@@ -536,21 +535,16 @@ def _build(settings: Settings, spec, bundles: dict[str, CodeBundle]):
         ),
         cache_config=cache,
         retry_policies=job_retries,
-        description="Baseline model with default hyperparameters: the reference tuning must beat.",
+        description="Baseline with the training script's default hyperparameters, to compare with tuning.",
     )
 
     tuning_prefix = f"{s.pipeline_name}/tuning"
     tuner = HyperparameterTuner(
         model_trainer=trainer("tune", static_hyperparameters, "tuning"),
         objective_metric_name=f"validation:{gate_metric}",
-        objective_type=objective["direction"],
+        objective_type="Maximize" if higher_is_better else "Minimize",
         metric_definitions=metric_definitions,
-        hyperparameter_ranges={
-            "eta": ContinuousParameter(0.01, 0.3, scaling_type="Logarithmic"),
-            "max_depth": IntegerParameter(3, 10),
-            "min_child_weight": ContinuousParameter(1, 10),
-            "subsample": ContinuousParameter(0.5, 1.0),
-        },
+        hyperparameter_ranges=ranges,
         strategy="Bayesian",
         # Placeholders: the limits are the MaxTuningJobs / MaxParallelTuningJobs parameters,
         # set on the step below (the 3.27.0 tuner only accepts plain integers here).
@@ -587,7 +581,7 @@ def _build(settings: Settings, spec, bundles: dict[str, CodeBundle]):
         step_args=tuner.tune(inputs=channels),
         cache_config=cache,
         retry_policies=job_retries,
-        description=f"Bayesian search over 4 hyperparameters on validation:{gate_metric}.",
+        description=f"Bayesian search over {', '.join(ranges)} on validation:{gate_metric}.",
     )
     best_model_uri = tune.get_top_model_s3_uri(top_k=0, s3_bucket=s.default_bucket, prefix=tuning_prefix)
 
@@ -597,7 +591,7 @@ def _build(settings: Settings, spec, bundles: dict[str, CodeBundle]):
     )
     evaluate = ProcessingStep(
         name="Evaluate",
-        step_args=processor("evaluate", "evaluate.py").run(
+        step_args=processor("evaluate", bundles["evaluate"]).run(
             inputs=[
                 p_input("model", best_model_uri, f"{PROCESSING_ROOT}/input/model"),
                 p_input("test", split_uri("test"), f"{PROCESSING_ROOT}/input/test"),
@@ -633,7 +627,9 @@ def _build(settings: Settings, spec, bundles: dict[str, CodeBundle]):
         role_arn=s.role,
         sagemaker_session=session,
         env_vars={
-            "SAGEMAKER_PROGRAM": "inference.py",
+            "SAGEMAKER_PROGRAM": bundles["inference"].entry,
+            # The serving toolkit answers JSON to a request without Accept unless told otherwise.
+            "SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT": inference_step.DEFAULT_ACCEPT,
             "SAGEMAKER_SUBMIT_DIRECTORY": bundles["inference"].uri(
                 s.default_bucket, s.pipeline_name, SOURCEDIR_ARCHIVE
             ),

@@ -1,6 +1,7 @@
 """The churn pipeline definition: its steps, wiring, parameters and the arguments it accepts."""
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -38,7 +39,7 @@ def test_training_and_tuning_read_the_splits_that_preprocess_writes(churn_defini
         assert uris["validation"] == get(
             "Steps.Preprocess.ProcessingOutputConfig.Outputs['validation'].S3Output.S3Uri"
         ), name
-        assert uris["code"].endswith("/sourcedir.tar.gz"), name
+        assert re.fullmatch(rf"s3://{BUCKET}/ChurnPipeline/code/[0-9a-f]{{64}}/", uris["code"]), name
 
 
 def test_the_best_tuning_trial_is_the_model_that_is_evaluated_and_registered(churn_definition):
@@ -81,7 +82,8 @@ def test_metric_definitions_come_from_the_training_script(churn_definition):
 def test_training_runs_the_project_script_in_script_mode_from_the_code_channel(churn_definition):
     hyperparameters = all_steps(churn_definition)["Train"]["Arguments"]["HyperParameters"]
     assert hyperparameters["sagemaker_program"] == "train.py"
-    assert hyperparameters["sagemaker_submit_directory"] == "/opt/ml/input/data/code/sourcedir.tar.gz"
+    # A directory, not a tar.gz: every version of the training toolkit copies a local directory.
+    assert hyperparameters["sagemaker_submit_directory"] == "/opt/ml/input/data/code"
     assert hyperparameters["eval_metric"] == "auc"
     assert hyperparameters["objective"] == "binary:logistic"
 
@@ -131,6 +133,7 @@ def test_registration_takes_approval_status_from_a_parameter_defaulting_to_pendi
     assert quality["S3Uri"]["Std:Join"]["Values"][-1] == "evaluation.json"
     container = args["InferenceSpecification"]["Containers"][0]
     assert container["Environment"]["SAGEMAKER_PROGRAM"] == "inference.py"
+    assert container["Environment"]["SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT"] == "text/csv"
     assert container["Environment"]["SAGEMAKER_SUBMIT_DIRECTORY"].endswith("/sourcedir.tar.gz")
     assert set(args["InferenceSpecification"]["SupportedContentTypes"]) == {"text/csv", "application/json"}
 
@@ -315,3 +318,40 @@ def test_code_upload_lists_the_objects_the_definition_refers_to(churn_definition
             uri = bundle.uri(BUCKET, "ChurnPipeline", name)
             directory = bundle.uri(BUCKET, "ChurnPipeline")
             assert uri in churn_definition_text or directory in churn_definition_text, bundle.name
+
+
+def test_a_json_null_argument_means_the_default(pipeline_kwargs, churn_definition):
+    nulls = dict.fromkeys(
+        (
+            "pipeline_name",
+            "model_package_group_name",
+            "base_job_prefix",
+            "cache_expire_after",
+            "dataset_spec",
+        ),
+        None,
+    )
+    definition = json.loads(churn.get_pipeline(**pipeline_kwargs, **nulls).definition())
+    assert definition == churn_definition
+
+
+def test_a_dataset_spec_that_is_not_a_path_is_refused(pipeline_kwargs):
+    with pytest.raises(ConfigError, match="dataset_spec=5 is not a file path"):
+        churn.get_pipeline(**pipeline_kwargs, dataset_spec=5)
+
+
+def test_sdk_defaults_config_on_the_machine_does_not_change_the_definition(
+    tmp_path, monkeypatch, pipeline_kwargs, churn_definition
+):
+    # Studio domains ship such files; with them the same code would give another definition.
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "SchemaVersion: '1.0'\n"
+        "SageMaker:\n"
+        "  ProcessingJob:\n"
+        "    ProcessingResources:\n"
+        "      ClusterConfig:\n"
+        "        VolumeKmsKeyId: arn:aws:kms:eu-west-1:111122223333:key/injected\n"
+    )
+    monkeypatch.setenv("SAGEMAKER_USER_CONFIG_OVERRIDE", str(config))
+    assert json.loads(churn.get_pipeline(**pipeline_kwargs).definition()) == churn_definition

@@ -108,3 +108,37 @@ def test_the_scripts_run_as_the_definition_wires_them(steps, tmp_path, monkeypat
     (condition,) = steps["CheckAuc"]["Arguments"]["Conditions"]
     auc = json_get(document, condition["LeftValue"]["Std:JsonGet"]["Path"])
     assert isinstance(auc, float) and auc > 0.85
+
+
+def test_every_tuning_trial_gets_hyperparameters_the_training_script_accepts(steps, tmp_path, monkeypatch):
+    # A misspelt range name or an out-of-range bound would fail every trial, hours in.
+    box = Sandbox(tmp_path)
+    pre_in, pre_out = processing_io(steps["Preprocess"])
+    box.place(REPO / "data" / "churn" / "churn.csv", pre_in["raw"])
+    box.place(REPO / "pipelines" / "churn" / "dataset.json", pre_in["spec"])
+    assert (
+        preprocess.main(box.args(steps["Preprocess"]["Arguments"]["AppSpecification"]["ContainerArguments"]))
+        == 0
+    )
+    monkeypatch.setenv("SM_CHANNEL_TRAIN", str(box.path(pre_out["train"])))
+    monkeypatch.setenv("SM_CHANNEL_VALIDATION", str(box.path(pre_out["validation"])))
+    monkeypatch.setenv("SM_MODEL_DIR", str(tmp_path / "model"))
+
+    config = steps["Tune"]["Arguments"]
+    static = {
+        k: v
+        for k, v in config["TrainingJobDefinition"]["StaticHyperParameters"].items()
+        if not k.startswith("sagemaker_")
+    }
+    static["num_round"] = "5"  # the bounds are what is checked here, not the model
+    ranges = [r for kind in config["HyperParameterTuningJobConfig"]["ParameterRanges"].values() for r in kind]
+    objective = config["HyperParameterTuningJobConfig"]["HyperParameterTuningJobObjective"]["MetricName"]
+    for bound in ("MinValue", "MaxValue"):
+        trial = {**static, **{r["Name"]: r[bound] for r in ranges}}
+        argv = [arg for key, value in trial.items() for arg in (f"--{key}", value)]
+        assert train.main([*argv, "--_tuning_objective_metric", objective]) == 0, bound
+
+
+def test_the_step_modules_agree_on_shared_names():
+    assert evaluate.MODEL_FILENAME == train.MODEL_FILENAME
+    assert set(evaluate.PROBLEM_TYPES) == set(preprocess.PROBLEM_TYPES) == set(evaluate.GATE_METRIC)
