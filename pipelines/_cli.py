@@ -9,9 +9,12 @@ import importlib.util
 import inspect
 import json
 import logging
+import os
 import pkgutil
 import sys
+import tempfile
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from types import ModuleType
 from typing import NoReturn
 
@@ -97,12 +100,39 @@ def check_kwargs(func: Callable, kwargs: dict, option: str = "--kwargs") -> None
         raise UsageError(problem)
 
 
+def write_atomically(path: Path, text: str, option: str) -> None:
+    """Write via a temporary file in the same directory: a reader never sees half a file."""
+    if not path.parent.is_dir():
+        raise UsageError(f"{option} {str(path)!r}: directory {str(path.parent)!r} does not exist")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        # mkstemp makes the file owner-only; a build artifact should have ordinary permissions.
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 def configure_logging(verbose: bool) -> None:
+    """Our own progress lines on stderr; the SDK's chatter only with --verbose.
+
+    The SDK sets levels on its own loggers, so a filter on the handler is what holds: it drops
+    records from ``sagemaker.*`` below ERROR (e.g. every field it leaves out of a definition).
+    """
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    # The SDK logs every field it drops from the definition at WARNING; useful only when debugging.
-    logging.getLogger("sagemaker").setLevel(logging.INFO if verbose else logging.ERROR)
+    if not verbose:
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(_quiet_sdk)
     for noisy in ("botocore", "boto3", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _quiet_sdk(record: logging.LogRecord) -> bool:
+    from_sdk = record.name == "sagemaker" or record.name.startswith("sagemaker.")
+    return not from_sdk or record.levelno >= logging.ERROR
 
 
 def run(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None) -> int:

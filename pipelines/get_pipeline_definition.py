@@ -6,14 +6,11 @@ content-addressed S3 keys; ``run-pipeline`` uploads the code.
 
 from __future__ import annotations
 
-import os
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 from pipelines import _cli
-from pipelines.errors import UsageError
 
 
 def build_definition(module_name: str, kwargs: dict) -> str:
@@ -21,20 +18,6 @@ def build_definition(module_name: str, kwargs: dict) -> str:
     module = _cli.load_pipeline_module(module_name)
     _cli.check_kwargs(module.get_pipeline, kwargs)
     return module.get_pipeline(**kwargs).definition()
-
-
-def write_atomically(path: Path, text: str) -> None:
-    """Write via a temporary file in the same directory: a reader never sees half a file."""
-    if not path.parent.is_dir():
-        raise UsageError(f"--file-name {str(path)!r}: directory {str(path.parent)!r} does not exist")
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _main(argv: Sequence[str] | None) -> int:
@@ -47,7 +30,7 @@ def _main(argv: Sequence[str] | None) -> int:
     kwargs = _cli.parse_json(args.kwargs, "--kwargs", dict, '\'{"region": "us-east-1"}\'')
     definition = build_definition(args.module_name, kwargs)
     if args.file_name:
-        write_atomically(args.file_name, definition)
+        _cli.write_atomically(args.file_name, definition, "--file-name")
         print(f"wrote {args.file_name}", file=sys.stderr)
     else:
         sys.stdout.write(definition + "\n")

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from pipelines import _cli
+from pipelines import aws_names as names
 from pipelines.errors import AwsError, ConfigError, UsageError, unknown_names
 
 #: Tags that make SageMaker Studio show the pipeline inside its project.
@@ -23,7 +24,6 @@ PROJECT_NAME_TAG = "sagemaker:project-name"
 PROJECT_ID_TAG = "sagemaker:project-id"
 
 TERMINAL_STATUSES = {"Succeeded", "Failed", "Stopped"}
-_ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$")
 
 
 @dataclass(frozen=True)
@@ -61,13 +61,57 @@ def parse_tags(text: str, project_name: str | None, project_id: str | None) -> l
 
 
 def parse_parameters(text: str, definition: str) -> list[dict]:
-    """``--parameters`` (a JSON object) checked against the definition's parameter names."""
+    """``--parameters`` (a JSON object) checked against the definition's parameters and their types.
+
+    A value SageMaker would only refuse hours into an execution (an Integer given 4.5, an
+    approval status misspelt) is refused here, before anything is started.
+    """
     values = _cli.parse_json(text, "--parameters", dict, "'{\"MaxTuningJobs\": 4}'")
-    declared = [p["Name"] for p in json.loads(definition).get("Parameters", [])]
+    document = json.loads(definition)
+    declared = {p["Name"]: p["Type"] for p in document.get("Parameters", [])}
     problem = unknown_names("--parameters", "pipeline parameter(s)", values, declared)
     if problem:
         raise UsageError(problem)
-    return [{"Name": name, "Value": str(value)} for name, value in values.items()]
+    approval = _approval_parameters(document)
+    problems = []
+    for name, value in values.items():
+        kind = declared[name]
+        if not _PARAMETER_TYPES[kind](value):
+            problems.append(f"{name}={json.dumps(value)} is not a{'n' if kind == 'Integer' else ''} {kind}")
+        elif name in approval and value not in names.APPROVAL_STATUSES:
+            problems.append(f"{name}={value!r} is not one of {', '.join(names.APPROVAL_STATUSES)}")
+    if problems:
+        raise UsageError(f"--parameters: {'; '.join(problems)}")
+    return [{"Name": name, "Value": _render(value)} for name, value in values.items()]
+
+
+_PARAMETER_TYPES = {
+    "String": lambda v: isinstance(v, str),
+    "Integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "Float": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+    "Boolean": lambda v: isinstance(v, bool),
+}
+
+
+def _render(value) -> str:
+    # SageMaker takes every parameter value as a string; booleans as the JSON words.
+    return json.dumps(value) if isinstance(value, bool) else str(value)
+
+
+def _approval_parameters(document: dict) -> set[str]:
+    """Parameters a RegisterModel step uses as its approval status, anywhere in the definition."""
+    found = set()
+
+    def visit(steps):
+        for step in steps:
+            args = step.get("Arguments", {})
+            status = args.get("ModelApprovalStatus") if step.get("Type") == "RegisterModel" else None
+            if isinstance(status, dict) and str(status.get("Get", "")).startswith("Parameters."):
+                found.add(status["Get"].removeprefix("Parameters."))
+            visit(args.get("IfSteps", []) + args.get("ElseSteps", []))
+
+    visit(document.get("Steps", []))
+    return found
 
 
 def same_definition(deployed: str, new: str) -> bool:
@@ -196,6 +240,9 @@ def _main(argv: Sequence[str] | None) -> int:
     parser.add_argument(
         "--parameters", default="{}", help="JSON object of pipeline parameter values for this run"
     )
+    parser.add_argument(
+        "--definition-file", type=Path, help="also write the definition sent to SageMaker to this file"
+    )
     parser.add_argument("--no-start", action="store_true", help="upsert only; do not start an execution")
     parser.add_argument(
         "--wait", action="store_true", help="block until the execution ends; fail if it fails"
@@ -205,7 +252,7 @@ def _main(argv: Sequence[str] | None) -> int:
 
     # ---- everything checkable without AWS, all before the first call
     kwargs = _cli.parse_json(args.kwargs, "--kwargs", dict, '\'{"region": "us-east-1"}\'')
-    if not _ROLE_ARN.match(args.role_arn):
+    if not names.ROLE_ARN.match(args.role_arn):
         raise ConfigError(
             f"--role-arn {args.role_arn!r} is not an IAM role ARN (arn:aws:iam::<account>:role/<name>)"
         )
@@ -224,9 +271,14 @@ def _main(argv: Sequence[str] | None) -> int:
 
     from botocore.exceptions import BotoCoreError, ClientError
 
-    sm, s3 = aws_clients(kwargs.get("region") or None)
+    if args.definition_file:
+        _cli.write_atomically(args.definition_file, definition, "--definition-file")
+
+    # The region the pipeline was built for (from --kwargs or the environment), not boto3's guess.
+    region = pipeline.sagemaker_session.boto_region_name
     doing = "uploading the step code"
     try:
+        sm, s3 = aws_clients(region)
         if code is not None:
             results = code.upload(s3)
             fresh = sum(r.uploaded for r in results)

@@ -78,4 +78,4 @@ def test_every_variable_read_is_documented(buildspec):
 def test_the_build_exports_the_definition_as_its_artifact(buildspec):
     produced = " ".join(commands(buildspec))
     for path in buildspec.get("artifacts", {}).get("files", []):
-        assert f"--file-name {path}" in produced
+        assert f"--definition-file {path}" in produced or f"--file-name {path}" in produced

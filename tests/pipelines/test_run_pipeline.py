@@ -112,7 +112,7 @@ def test_without_wait_it_starts_and_returns(aws, capsys):
     assert "execution started" in out and "execution status" not in out
 
 
-def test_a_failed_execution_with_wait_exits_non_zero_with_its_reason():
+def test_waiting_reports_each_status_change_until_the_execution_ends():
     class FakeSageMaker:
         def __init__(self):
             self.statuses = iter(["Executing", "Executing", "Failed"])
@@ -140,6 +140,13 @@ def test_a_failed_execution_with_wait_exits_non_zero_with_its_reason():
         (("--role-arn", "admin"), "--role-arn 'admin' is not an IAM role ARN"),
         (("--parameters", '{"MaxTuningJob": 2}'), "Did you mean 'MaxTuningJobs'?"),
         (("--wait", "--no-start"), "--wait and --no-start contradict"),
+        (("--parameters", '{"MaxTuningJobs": 4.5}'), "MaxTuningJobs=4.5 is not an Integer"),
+        (("--parameters", '{"AucThreshold": "high"}'), 'AucThreshold="high" is not a Float'),
+        (
+            ("--parameters", '{"ModelApprovalStatus": "Approvd"}'),
+            "is not one of PendingManualApproval, Approved",
+        ),
+        (("--definition-file", "/no/such/dir/d.json"), "directory '/no/such/dir' does not exist"),
         (("--kwargs", '{"default_bucket": "b", "regin": "x"}'), "unknown argument(s) 'regin'"),
     ],
 )
@@ -166,3 +173,48 @@ def test_an_aws_refusal_is_one_line_naming_what_was_being_done(capsys):
         code, _, err = run(capsys, "--no-start")
     assert code == 3
     assert err.startswith("Error: uploading the step code: NoSuchBucket") and err.count("\n") == 1
+
+
+def test_a_failed_execution_with_wait_exits_3_with_its_reason(aws, capsys, monkeypatch):
+    failed = {"PipelineExecutionStatus": "Failed", "FailureReason": "Step Evaluate failed: no test rows"}
+    monkeypatch.setattr(run_pipeline, "wait_for_execution", lambda sm, arn: failed)
+    code, _, err = run(capsys, "--wait")
+    assert code == 3
+    assert err.startswith("Error: execution arn:aws:sagemaker:") and err.count("\n") == 1
+    assert "ended Failed: Step Evaluate failed: no test rows" in err
+
+
+def test_the_region_comes_from_aws_region_when_kwargs_name_none(aws, capsys, monkeypatch):
+    # boto3 itself reads only AWS_DEFAULT_REGION; the pipeline's region must win.
+    monkeypatch.setenv("AWS_REGION", REGION)
+    args = ["--module-name", MODULE, "--role-arn", ROLE, "--kwargs", json.dumps({"default_bucket": BUCKET})]
+    code, out, err = invoke(run_pipeline.main, [*args, "--no-start"], capsys)
+    assert code == 0, err
+    assert f"arn:aws:sagemaker:{REGION}:" in out
+
+
+def test_the_definition_file_holds_exactly_what_was_sent(aws, capsys, tmp_path):
+    sm, _ = aws
+    target = tmp_path / "pipeline-definition.json"
+    code, _, err = run(capsys, "--no-start", "--definition-file", str(target))
+    assert code == 0, err
+    assert target.read_text() == sm.describe_pipeline(PipelineName="ChurnPipeline")["PipelineDefinition"]
+    assert target.stat().st_mode & 0o777 == 0o644
+
+
+def test_parameter_values_are_sent_as_sagemaker_expects_them():
+    definition = json.dumps(
+        {
+            "Parameters": [
+                {"Name": "Jobs", "Type": "Integer"},
+                {"Name": "Flag", "Type": "Boolean"},
+                {"Name": "T", "Type": "Float"},
+            ]
+        }
+    )
+    sent = run_pipeline.parse_parameters('{"Jobs": 4, "Flag": true, "T": 0.85}', definition)
+    assert sent == [
+        {"Name": "Jobs", "Value": "4"},
+        {"Name": "Flag", "Value": "true"},
+        {"Name": "T", "Value": "0.85"},
+    ]
