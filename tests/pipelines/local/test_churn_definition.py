@@ -1,0 +1,84 @@
+"""The churn pipeline's real definition parses, validates and evaluates: the engine reads what we ship."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from pipelines.local.definition import parse_definition, validate
+from pipelines.local.expressions import Context, evaluate, evaluate_conditions
+
+GOLDEN = Path(__file__).parents[1] / "churn" / "golden" / "definition.json"
+CHURN_TYPES = ("Processing", "Training", "Tuning", "Condition", "RegisterModel", "Fail")
+ORDER = ["Preprocess", "Train", "Tune", "Evaluate", "CheckAuc", "RegisterModel", "MetricBelowThreshold"]
+
+
+@pytest.fixture(params=["golden", "built"])
+def churn(request):
+    """The reviewed golden file, and a fresh build from get_pipeline (the golden test ties the two)."""
+    if request.param == "golden":
+        return parse_definition(GOLDEN.read_text(), str(GOLDEN))
+    return parse_definition(request.getfixturevalue("churn_definition_text"), "get_pipeline()")
+
+
+def test_the_churn_definition_validates_with_its_six_step_types(churn):
+    values, order = validate(churn, {"AucThreshold": "0.9"}, CHURN_TYPES)
+    assert order == ORDER
+    assert values["AucThreshold"] == 0.9
+    assert values["MaxTuningJobs"] == 8
+
+
+def test_the_churn_gate_is_a_condition_with_a_branch_each_way(churn):
+    assert churn.steps["RegisterModel"].branch == ("CheckAuc", "if")
+    assert churn.steps["MetricBelowThreshold"].branch == ("CheckAuc", "else")
+    assert [spec.name for spec in churn.steps["Evaluate"].property_files] == ["EvaluationReport"]
+
+
+def fake_run(auc):
+    """A context as the runner would have it after Evaluate, with answers shaped like AWS's."""
+    outputs = ["train", "validation", "test", "schema", "baseline"]
+    properties = {
+        "Preprocess": {
+            "ProcessingOutputConfig": {
+                "Outputs": [
+                    {"OutputName": name, "S3Output": {"S3Uri": f"s3://b/run/{name}"}} for name in outputs
+                ]
+            }
+        },
+        "Tune": {"TrainingJobSummaries": [{"TrainingJobName": "tune-007"}]},
+        "Evaluate": {
+            "ProcessingOutputConfig": {
+                "Outputs": [{"OutputName": "evaluation", "S3Output": {"S3Uri": "s3://b/run/evaluation"}}]
+            }
+        },
+    }
+    report = {"binary_classification_metrics": {"auc": {"value": auc}}}
+    return Context(
+        parameters={
+            "AucThreshold": 0.8,
+            "InferenceInstanceType": "ml.m5.large",
+            "ModelApprovalStatus": "Approved",
+        },
+        execution={"PipelineExecutionId": "run"},
+        step_properties=properties.get,
+        property_file=lambda step, name: report if (step, name) == ("Evaluate", "EvaluationReport") else None,
+    )
+
+
+@pytest.mark.parametrize(("auc", "passes"), [(0.87, True), (0.8, True), (0.5, False)])
+def test_the_auc_gate_compares_the_evaluation_report_with_the_threshold(auc, passes, churn):
+    conditions = churn.steps["CheckAuc"].arguments["Conditions"]
+    assert evaluate_conditions(conditions, fake_run(auc)) is passes
+
+
+def test_the_fail_step_message_and_the_register_arguments_evaluate(churn):
+    ctx = fake_run(0.5)
+    message = evaluate(churn.steps["MetricBelowThreshold"].arguments["ErrorMessage"], ctx)
+    assert message == "Test AUC 0.5 is below the threshold 0.8 so the model was not registered."
+    register = evaluate(churn.steps["RegisterModel"].arguments, ctx)
+    assert register["InferenceSpecification"]["Containers"][0]["ModelDataUrl"].endswith(
+        "/ChurnPipeline/tuning/tune-007/output/model.tar.gz"
+    )
+    statistics = register["ModelMetrics"]["ModelDataQuality"]["Statistics"]["S3Uri"]
+    assert statistics == "s3://b/run/baseline/statistics.json"
+    assert json.dumps(register).count('"Get"') == 0
