@@ -47,6 +47,7 @@ setup(
         "console_scripts": [
             "get-pipeline-definition=pipelines.get_pipeline_definition:main",
             "run-pipeline=pipelines.run_pipeline:main",
+            "model-registry=pipelines.registry.cli:main",
         ],
     },
 )

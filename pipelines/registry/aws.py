@@ -1,0 +1,379 @@
+"""The Model Registry in SageMaker itself, through a boto3 ``sagemaker`` client.
+
+Each operation is one or a few SageMaker calls; SageMaker's own failures become one-line
+``AwsError``s naming the operation, AWS's error code and its message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+
+from botocore import xform_name
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
+
+from pipelines.errors import AwsError, ConfigError, NotFoundError
+from pipelines.registry.base import (
+    APPROVED,
+    PENDING,
+    ApprovalChange,
+    ModelPackage,
+    ModelPackageGroup,
+    ModelRegistry,
+    RegistryConflict,
+    as_utc,
+    check_by,
+    check_description,
+    check_group_name,
+    check_metadata,
+    check_reason,
+    check_registration,
+    check_status,
+    check_version,
+    group_not_found,
+    package_not_found,
+    parse_package_arn,
+)
+
+# SageMaker reports a missing resource as ResourceNotFound or, for the registry, a
+# ValidationException whose message says so; moto words the latter differently.
+_NOT_FOUND_WORDS = ("does not exist", "not found", "could not find")
+# The wordings SageMaker has used for a create that collides with an existing name.
+_EXISTS_WORDS = ("already exists", "cannot create already existing", "must be unique within")
+
+
+class AwsModelRegistry(ModelRegistry):
+    """The registry of the account and region ``sagemaker_client`` talks to.
+
+    Versions are numbered by SageMaker. SageMaker keeps only the current approval status, the
+    last change's time, identity and description, so ``approval_history`` returns that one change.
+    """
+
+    def __init__(self, sagemaker_client):
+        self._sm = sagemaker_client
+        # Group ARNs never change, and the package ARNs are derived from them.
+        self._group_arns: dict[str, str] = {}
+
+    def __repr__(self) -> str:
+        return f"AwsModelRegistry(region={self._sm.meta.region_name!r})"
+
+    # ---- groups
+
+    def create_group(self, name: str, description: str = "") -> ModelPackageGroup:
+        check_group_name(name)
+        check_description(description)
+        params = {"ModelPackageGroupName": name}
+        if description:
+            params["ModelPackageGroupDescription"] = description
+        self._call("CreateModelPackageGroup", params, conflict=True)
+        return self.get_group(name)
+
+    def get_group(self, name: str) -> ModelPackageGroup:
+        check_group_name(name)
+        answer = self._call(
+            "DescribeModelPackageGroup",
+            {"ModelPackageGroupName": name},
+            not_found=lambda: group_not_found(name, self._group_names_for_hint()),
+        )
+        group = ModelPackageGroup(
+            name=answer["ModelPackageGroupName"],
+            arn=answer["ModelPackageGroupArn"],
+            description=answer.get("ModelPackageGroupDescription", ""),
+            created=as_utc(answer["CreationTime"]),
+        )
+        self._group_arns[name] = group.arn
+        return group
+
+    def list_groups(self) -> list[ModelPackageGroup]:
+        summaries = self._pages("ListModelPackageGroups", {}, "ModelPackageGroupSummaryList")
+        groups = [
+            ModelPackageGroup(
+                name=s["ModelPackageGroupName"],
+                arn=s["ModelPackageGroupArn"],
+                description=s.get("ModelPackageGroupDescription", ""),
+                created=as_utc(s["CreationTime"]),
+            )
+            for s in summaries
+        ]
+        return sorted(groups, key=lambda g: g.name)
+
+    # ---- versions
+
+    def register(
+        self,
+        group: str,
+        *,
+        model_data_url: str,
+        image_uri: str,
+        environment: Mapping[str, str] | None = None,
+        content_types: Sequence[str] = ("text/csv",),
+        response_types: Sequence[str] = ("text/csv",),
+        approval_status: str = PENDING,
+        model_metrics: Mapping | None = None,
+        customer_metadata: Mapping[str, str] | None = None,
+        description: str = "",
+        by: str = "pipeline",
+    ) -> ModelPackage:
+        """See ``ModelRegistry.register``; ``by`` is not sent: SageMaker records the caller's identity."""
+        check_registration(
+            group,
+            model_data_url=model_data_url,
+            image_uri=image_uri,
+            environment=environment,
+            content_types=content_types,
+            response_types=response_types,
+            approval_status=approval_status,
+            model_metrics=model_metrics,
+            customer_metadata=customer_metadata,
+            description=description,
+        )
+        check_by(by)
+        self._group_arn(group)  # a missing group is a NotFoundError, not a failed create
+        answer = self._call(
+            "CreateModelPackage",
+            registration_request(
+                group,
+                model_data_url=model_data_url,
+                image_uri=image_uri,
+                environment=environment,
+                content_types=content_types,
+                response_types=response_types,
+                approval_status=approval_status,
+                model_metrics=model_metrics,
+                customer_metadata=customer_metadata,
+                description=description,
+            ),
+        )
+        return self._describe(answer["ModelPackageArn"])
+
+    def get_version(self, group: str, version: int) -> ModelPackage:
+        check_group_name(group)
+        check_version(version)
+        return self._describe(self._package_arn(group, version), group, version)
+
+    def get_by_arn(self, arn: str) -> ModelPackage:
+        parse_package_arn(arn)
+        return self._describe(arn)
+
+    def list_versions(self, group: str, approval_status: str | None = None) -> list[ModelPackage]:
+        """See ``ModelRegistry.list_versions``; one DescribeModelPackage call per version listed."""
+        summaries = self._summaries(group, approval_status)
+        return [self._describe(s["ModelPackageArn"]) for s in summaries]
+
+    def latest_approved(self, group: str) -> ModelPackage | None:
+        summaries = self._summaries(group, APPROVED)
+        return self._describe(summaries[-1]["ModelPackageArn"]) if summaries else None
+
+    # ---- approval and metadata
+
+    def update_approval(
+        self, group: str, version: int, status: str, *, by: str, reason: str = ""
+    ) -> ModelPackage:
+        """See ``ModelRegistry.update_approval``.
+
+        ``by`` is not sent: UpdateModelPackage has no field for it, and SageMaker records the
+        caller's IAM identity as LastModifiedBy. ``reason`` becomes the ApprovalDescription, sent
+        even when empty so that an earlier change's reason does not linger.
+        """
+        check_group_name(group)
+        check_version(version)
+        check_status(status)
+        check_by(by)
+        check_reason(reason)
+        arn = self._package_arn(group, version)
+        self._call(
+            "UpdateModelPackage",
+            {"ModelPackageArn": arn, "ModelApprovalStatus": status, "ApprovalDescription": reason},
+            not_found=lambda: package_not_found(group, version, self._versions(group)),
+        )
+        return self._describe(arn, group, version)
+
+    def approval_history(self, group: str, version: int) -> list[ApprovalChange]:
+        """What SageMaker keeps: the current status as a single change.
+
+        Its time and author are LastModifiedTime / LastModifiedBy (CreationTime / CreatedBy when
+        the status never changed), its reason the ApprovalDescription; the previous status is not
+        kept (``from_status`` is None). The full trail is in CloudTrail and the EventBridge
+        "SageMaker Model Package State Change" events.
+        """
+        check_group_name(group)
+        check_version(version)
+        answer = self._describe_answer(self._package_arn(group, version), group, version)
+        modified = "LastModifiedTime" in answer
+        return [
+            ApprovalChange(
+                time=as_utc(answer["LastModifiedTime"] if modified else answer["CreationTime"]),
+                by=_identity(answer.get("LastModifiedBy") if modified else answer.get("CreatedBy")),
+                from_status=None,
+                to_status=answer.get("ModelApprovalStatus", PENDING),
+                reason=answer.get("ApprovalDescription", ""),
+            )
+        ]
+
+    def update_metadata(self, group: str, version: int, customer_metadata: Mapping[str, str]) -> ModelPackage:
+        """See ``ModelRegistry.update_metadata``.
+
+        Sends the merged map (current plus new), which gives a merge whether SageMaker adds the
+        keys it is sent or replaces the map with them; the approval status is not sent, so no
+        state-change event fires.
+        """
+        check_group_name(group)
+        check_version(version)
+        check_metadata(customer_metadata)
+        current = self.get_version(group, version)
+        merged = {**current.customer_metadata, **customer_metadata}
+        if merged == current.customer_metadata:
+            return current
+        check_metadata(merged, f"customer metadata of {group}/{version} after the merge")
+        self._call(
+            "UpdateModelPackage",
+            {"ModelPackageArn": current.arn, "CustomerMetadataProperties": merged},
+            not_found=lambda: package_not_found(group, version, self._versions(group)),
+        )
+        return self._describe(current.arn, group, version)
+
+    # ---- SageMaker calls
+
+    def _group_arn(self, group: str) -> str:
+        if group not in self._group_arns:
+            self.get_group(group)
+        return self._group_arns[group]
+
+    def _package_arn(self, group: str, version: int) -> str:
+        prefix = self._group_arn(group).split(":model-package-group/")[0]
+        # SageMaker lower-cases the group name in a package ARN (moto does the same).
+        return f"{prefix}:model-package/{group.lower()}/{version}"
+
+    def _summaries(self, group: str, approval_status: str | None) -> list[dict]:
+        """The group's ModelPackageSummaries, ascending by version."""
+        check_group_name(group)
+        if approval_status is not None:
+            check_status(approval_status, "approval status filter")
+        self._group_arn(group)  # an unknown group lists as empty on AWS; it is a NotFoundError here
+        params = {"ModelPackageGroupName": group, "ModelPackageType": "Versioned"}
+        if approval_status is not None:
+            params["ModelApprovalStatus"] = approval_status
+        summaries = self._pages("ListModelPackages", params, "ModelPackageSummaryList")
+        return sorted(summaries, key=lambda s: s["ModelPackageVersion"])
+
+    def _versions(self, group: str) -> list[int]:
+        return [s["ModelPackageVersion"] for s in self._summaries(group, None)]
+
+    def _describe(self, arn: str, group: str | None = None, version: int | None = None) -> ModelPackage:
+        return ModelPackage.from_describe(self._describe_answer(arn, group, version))
+
+    def _describe_answer(self, arn: str, group: str | None, version: int | None) -> dict:
+        def missing() -> NotFoundError:
+            if group is None:
+                return NotFoundError(f"Model package {arn} does not exist")
+            return package_not_found(group, version, self._versions(group))
+
+        answer = self._call("DescribeModelPackage", {"ModelPackageName": arn}, not_found=missing)
+        if "ModelPackageGroupName" not in answer:
+            raise ConfigError(f"{arn} is an unversioned model package, not a version in a group")
+        return answer
+
+    def _group_names_for_hint(self) -> list[str] | None:
+        try:
+            return [g.name for g in self.list_groups()]
+        except AwsError:
+            return None  # the not-found error is still worth reporting without the hint
+
+    def _call(
+        self,
+        operation: str,
+        params: dict,
+        *,
+        not_found: Callable[[], NotFoundError] | None = None,
+        conflict: bool = False,
+    ) -> dict:
+        try:
+            return getattr(self._sm, xform_name(operation))(**params)
+        except ClientError as err:
+            raise self._translate(err, operation, not_found, conflict) from None
+        except BotoCoreError as err:
+            raise _client_failure(err, operation) from None
+
+    def _pages(self, operation: str, params: dict, key: str) -> list[dict]:
+        items: list[dict] = []
+        try:
+            for page in self._sm.get_paginator(xform_name(operation)).paginate(**params):
+                items.extend(page.get(key, []))
+        except ClientError as err:
+            raise self._translate(err, operation, None, False) from None
+        except BotoCoreError as err:
+            raise _client_failure(err, operation) from None
+        return items
+
+    @staticmethod
+    def _translate(err: ClientError, operation: str, not_found, conflict: bool):
+        error = err.response.get("Error", {})
+        code, message = error.get("Code", "Unknown"), error.get("Message", str(err))
+        lowered = message.lower()
+        if not_found is not None and (
+            code == "ResourceNotFound"
+            or (code == "ValidationException" and any(w in lowered for w in _NOT_FOUND_WORDS))
+        ):
+            return not_found()
+        if (
+            conflict
+            and code in ("ValidationException", "ResourceInUse")
+            and any(w in lowered for w in _EXISTS_WORDS)
+        ):
+            return RegistryConflict(f"{message} ({code}); ensure_group reuses an existing group")
+        return AwsError(f"{operation}: {code}: {message}")
+
+
+def registration_request(
+    group: str,
+    *,
+    model_data_url: str,
+    image_uri: str,
+    environment: Mapping[str, str] | None,
+    content_types: Sequence[str],
+    response_types: Sequence[str],
+    approval_status: str,
+    model_metrics: Mapping | None,
+    customer_metadata: Mapping[str, str] | None,
+    description: str,
+) -> dict:
+    """The CreateModelPackage request registering one version; empty optional fields are left out."""
+    container = {"Image": image_uri, "ModelDataUrl": model_data_url}
+    if environment:
+        container["Environment"] = dict(environment)
+    request = {
+        "ModelPackageGroupName": group,
+        "InferenceSpecification": {
+            "Containers": [container],
+            "SupportedContentTypes": list(content_types),
+            "SupportedResponseMIMETypes": list(response_types),
+        },
+        "ModelApprovalStatus": approval_status,
+    }
+    if description:
+        request["ModelPackageDescription"] = description
+    if model_metrics:
+        request["ModelMetrics"] = dict(model_metrics)
+    if customer_metadata:
+        request["CustomerMetadataProperties"] = dict(customer_metadata)
+    return request
+
+
+def _identity(user_context: Mapping | None) -> str:
+    """Who a SageMaker UserContext names: the IAM identity, else the Studio user profile."""
+    context = user_context or {}
+    return (
+        context.get("IamIdentity", {}).get("Arn")
+        or context.get("UserProfileName")
+        or context.get("UserProfileArn")
+        or "unknown"
+    )
+
+
+def _client_failure(err: BotoCoreError, operation: str) -> AwsError:
+    if isinstance(err, NoCredentialsError):
+        return AwsError(
+            f"{operation}: no AWS credentials found; configure a profile or run in CodeBuild/Studio"
+        )
+    if isinstance(err, NoRegionError):
+        return AwsError(f"{operation}: no region; pass --region or set AWS_REGION")
+    return AwsError(f"{operation}: {err}")
