@@ -6,7 +6,7 @@ Each operation is one or a few SageMaker calls; SageMaker's own failures become 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 
 from botocore import xform_name
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
@@ -19,6 +19,7 @@ from pipelines.registry.base import (
     ModelPackage,
     ModelPackageGroup,
     ModelRegistry,
+    Registration,
     RegistryConflict,
     as_utc,
     check_by,
@@ -26,7 +27,6 @@ from pipelines.registry.base import (
     check_group_name,
     check_metadata,
     check_reason,
-    check_registration,
     check_status,
     check_version,
     group_not_found,
@@ -98,50 +98,12 @@ class AwsModelRegistry(ModelRegistry):
 
     # ---- versions
 
-    def register(
-        self,
-        group: str,
-        *,
-        model_data_url: str,
-        image_uri: str,
-        environment: Mapping[str, str] | None = None,
-        content_types: Sequence[str] = ("text/csv",),
-        response_types: Sequence[str] = ("text/csv",),
-        approval_status: str = PENDING,
-        model_metrics: Mapping | None = None,
-        customer_metadata: Mapping[str, str] | None = None,
-        description: str = "",
-        by: str = "pipeline",
-    ) -> ModelPackage:
-        """See ``ModelRegistry.register``; ``by`` is not sent: SageMaker records the caller's identity."""
-        check_registration(
-            group,
-            model_data_url=model_data_url,
-            image_uri=image_uri,
-            environment=environment,
-            content_types=content_types,
-            response_types=response_types,
-            approval_status=approval_status,
-            model_metrics=model_metrics,
-            customer_metadata=customer_metadata,
-            description=description,
-        )
-        check_by(by)
+    def _register(self, group: str, registration: Registration, by: str) -> ModelPackage:
+        # ``by`` is not sent: SageMaker records the caller's identity itself.
         self._group_arn(group)  # a missing group is a NotFoundError, not a failed create
         answer = self._call(
             "CreateModelPackage",
-            registration_request(
-                group,
-                model_data_url=model_data_url,
-                image_uri=image_uri,
-                environment=environment,
-                content_types=content_types,
-                response_types=response_types,
-                approval_status=approval_status,
-                model_metrics=model_metrics,
-                customer_metadata=customer_metadata,
-                description=description,
-            ),
+            registration_request(group, registration),
         )
         return self._describe(answer["ModelPackageArn"])
 
@@ -323,38 +285,27 @@ class AwsModelRegistry(ModelRegistry):
         return AwsError(f"{operation}: {code}: {message}")
 
 
-def registration_request(
-    group: str,
-    *,
-    model_data_url: str,
-    image_uri: str,
-    environment: Mapping[str, str] | None,
-    content_types: Sequence[str],
-    response_types: Sequence[str],
-    approval_status: str,
-    model_metrics: Mapping | None,
-    customer_metadata: Mapping[str, str] | None,
-    description: str,
-) -> dict:
+def registration_request(group: str, registration: Registration) -> dict:
     """The CreateModelPackage request registering one version; empty optional fields are left out."""
-    container = {"Image": image_uri, "ModelDataUrl": model_data_url}
-    if environment:
-        container["Environment"] = dict(environment)
+    r = registration
+    container = {"Image": r.image_uri, "ModelDataUrl": r.model_data_url}
+    if r.environment:
+        container["Environment"] = dict(r.environment)
     request = {
         "ModelPackageGroupName": group,
         "InferenceSpecification": {
             "Containers": [container],
-            "SupportedContentTypes": list(content_types),
-            "SupportedResponseMIMETypes": list(response_types),
+            "SupportedContentTypes": list(r.content_types),
+            "SupportedResponseMIMETypes": list(r.response_types),
         },
-        "ModelApprovalStatus": approval_status,
+        "ModelApprovalStatus": r.approval_status,
     }
-    if description:
-        request["ModelPackageDescription"] = description
-    if model_metrics:
-        request["ModelMetrics"] = dict(model_metrics)
-    if customer_metadata:
-        request["CustomerMetadataProperties"] = dict(customer_metadata)
+    if r.description:
+        request["ModelPackageDescription"] = r.description
+    if r.model_metrics:
+        request["ModelMetrics"] = dict(r.model_metrics)
+    if r.customer_metadata:
+        request["CustomerMetadataProperties"] = dict(r.customer_metadata)
     return request
 
 

@@ -151,6 +151,21 @@ class ApprovalChange:
         }
 
 
+@dataclass(frozen=True)
+class Registration:
+    """What ``ModelRegistry.register`` records for a new version, before it has a number."""
+
+    model_data_url: str
+    image_uri: str
+    environment: Mapping[str, str] | None
+    content_types: Sequence[str]
+    response_types: Sequence[str]
+    approval_status: str
+    model_metrics: Mapping | None
+    customer_metadata: Mapping[str, str] | None
+    description: str
+
+
 class ModelRegistry(abc.ABC):
     """A Model Registry with SageMaker's semantics, whichever backend keeps it.
 
@@ -195,7 +210,6 @@ class ModelRegistry(abc.ABC):
 
     # ---- versions
 
-    @abc.abstractmethod
     def register(
         self,
         group: str,
@@ -215,8 +229,27 @@ class ModelRegistry(abc.ABC):
 
         The version is the group's highest plus one, starting at 1. ``model_metrics`` is shaped
         like CreateModelPackage's ``ModelMetrics``. ``by`` names the registrant in the approval
-        history where the backend keeps one. The group must exist (``NotFoundError``).
+        history where the backend keeps one. The group must exist (``NotFoundError``). Every
+        problem with the arguments is reported at once, before the backend is asked.
         """
+        registration = Registration(
+            model_data_url=model_data_url,
+            image_uri=image_uri,
+            environment=environment,
+            content_types=content_types,
+            response_types=response_types,
+            approval_status=approval_status,
+            model_metrics=model_metrics,
+            customer_metadata=customer_metadata,
+            description=description,
+        )
+        check_registration(group, registration)
+        check_by(by)
+        return self._register(group, registration, by)
+
+    @abc.abstractmethod
+    def _register(self, group: str, registration: Registration, by: str) -> ModelPackage:
+        """Store a checked registration as the group's next version (the backend's own part)."""
 
     @abc.abstractmethod
     def get_version(self, group: str, version: int) -> ModelPackage:
@@ -352,21 +385,13 @@ def metadata_problems(metadata: Mapping[str, str], where: str = "customer metada
     return problems
 
 
-def check_registration(
-    group: str,
-    *,
-    model_data_url: str,
-    image_uri: str,
-    environment: Mapping[str, str] | None,
-    content_types: Sequence[str],
-    response_types: Sequence[str],
-    approval_status: str,
-    model_metrics: Mapping | None,
-    customer_metadata: Mapping[str, str] | None,
-    description: str,
-) -> None:
+def check_registration(group: str, registration: Registration) -> None:
     """Every problem with a registration, reported together in one ``ConfigError``."""
     check_group_name(group)
+    r = registration
+    model_data_url, image_uri, environment = r.model_data_url, r.image_uri, r.environment
+    content_types, response_types, approval_status = r.content_types, r.response_types, r.approval_status
+    model_metrics, customer_metadata, description = r.model_metrics, r.customer_metadata, r.description
     problems = []
     if not isinstance(model_data_url, str) or not re.fullmatch(r"(https|s3)://([^/]+)/?(.*)", model_data_url):
         problems.append(f"model_data_url {model_data_url!r} must be an s3:// or https:// URL")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sqlite3
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from pipelines.errors import ConfigError, NotFoundError, TemplateError
@@ -20,11 +20,11 @@ from pipelines.registry.base import (
     APPROVED,
     LOCAL_ACCOUNT,
     LOCAL_REGION,
-    PENDING,
     ApprovalChange,
     ModelPackage,
     ModelPackageGroup,
     ModelRegistry,
+    Registration,
     RegistryConflict,
     as_utc,
     check_by,
@@ -32,7 +32,6 @@ from pipelines.registry.base import (
     check_group_name,
     check_metadata,
     check_reason,
-    check_registration,
     check_status,
     check_version,
     group_arn,
@@ -137,34 +136,8 @@ class LocalModelRegistry(ModelRegistry):
 
     # ---- versions
 
-    def register(
-        self,
-        group: str,
-        *,
-        model_data_url: str,
-        image_uri: str,
-        environment: Mapping[str, str] | None = None,
-        content_types: Sequence[str] = ("text/csv",),
-        response_types: Sequence[str] = ("text/csv",),
-        approval_status: str = PENDING,
-        model_metrics: Mapping | None = None,
-        customer_metadata: Mapping[str, str] | None = None,
-        description: str = "",
-        by: str = "pipeline",
-    ) -> ModelPackage:
-        check_registration(
-            group,
-            model_data_url=model_data_url,
-            image_uri=image_uri,
-            environment=environment,
-            content_types=content_types,
-            response_types=response_types,
-            approval_status=approval_status,
-            model_metrics=model_metrics,
-            customer_metadata=customer_metadata,
-            description=description,
-        )
-        check_by(by)
+    def _register(self, group: str, registration: Registration, by: str) -> ModelPackage:
+        r = registration
         created = now_utc().isoformat()
         with self._write() as db:
             self._require_group(db, group)
@@ -183,19 +156,19 @@ class LocalModelRegistry(ModelRegistry):
                     "group_name": group,
                     "version": version,
                     "arn": package_arn(group, version),
-                    "approval_status": approval_status,
+                    "approval_status": r.approval_status,
                     "created": created,
-                    "model_data_url": model_data_url,
-                    "image_uri": image_uri,
-                    "environment": json.dumps(dict(environment or {})),
-                    "content_types": json.dumps(list(content_types)),
-                    "response_types": json.dumps(list(response_types)),
-                    "model_metrics": json.dumps(dict(model_metrics)) if model_metrics else None,
-                    "customer_metadata": json.dumps(dict(customer_metadata or {})),
-                    "description": description,
+                    "model_data_url": r.model_data_url,
+                    "image_uri": r.image_uri,
+                    "environment": json.dumps(dict(r.environment or {})),
+                    "content_types": json.dumps(list(r.content_types)),
+                    "response_types": json.dumps(list(r.response_types)),
+                    "model_metrics": json.dumps(dict(r.model_metrics)) if r.model_metrics else None,
+                    "customer_metadata": json.dumps(dict(r.customer_metadata or {})),
+                    "description": r.description,
                 },
             )
-            _record_change(db, group, version, created, by, None, approval_status, "registered")
+            _record_change(db, group, version, created, by, None, r.approval_status, "registered")
             return self._require_package(db, group, version)
 
     def get_version(self, group: str, version: int) -> ModelPackage:
