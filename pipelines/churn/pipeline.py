@@ -326,13 +326,16 @@ def _build(settings: Settings, spec, bundles: dict[str, CodeBundle]):
     higher_is_better = evaluate_step.HIGHER_IS_BETTER[gate_metric]
 
     # An explicit bucket keeps the SDK from calling STS / S3 to find or create one.
-    # An empty SDK defaults config: otherwise a config file on the machine (Studio ships them)
-    # or a SAGEMAKER_*_CONFIG_OVERRIDE variable would change the definition.
+    # No SDK defaults config: otherwise a config file on the machine (Studio ships them) or a
+    # SAGEMAKER_*_CONFIG_OVERRIDE variable would change the definition. A non-empty config stops
+    # the session loading the files; emptying it then spares the SDK re-validating it on every
+    # lookup (seconds per build).
     session = PipelineSession(
         boto_session=boto3.Session(region_name=s.region),
         default_bucket=s.default_bucket,
         sagemaker_config={"SchemaVersion": "1.0", "SageMaker": {}},
     )
+    session.sagemaker_config = {}
     image = image_uris.retrieve("xgboost", s.region, version=XGBOOST_FRAMEWORK_VERSION)
 
     # ---- parameters (what a data scientist may change per execution, e.g. from Studio)

@@ -352,6 +352,13 @@ def test_sdk_defaults_config_on_the_machine_does_not_change_the_definition(
         "    ProcessingResources:\n"
         "      ClusterConfig:\n"
         "        VolumeKmsKeyId: arn:aws:kms:eu-west-1:111122223333:key/injected\n"
+        "  TrainingJob:\n"
+        "    ResourceConfig:\n"
+        "      VolumeKmsKeyId: arn:aws:kms:eu-west-1:111122223333:key/injected\n"
+        "    EnableNetworkIsolation: true\n"
+        "  ModelPackage:\n"
+        "    ValidationSpecification:\n"
+        "      ValidationRole: arn:aws:iam::111122223333:role/injected\n"
     )
     monkeypatch.setenv("SAGEMAKER_USER_CONFIG_OVERRIDE", str(config))
     assert json.loads(churn.get_pipeline(**pipeline_kwargs).definition()) == churn_definition
