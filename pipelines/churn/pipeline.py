@@ -138,19 +138,13 @@ def get_code_upload(**kwargs) -> CodeUpload:
 
     Takes the same arguments as ``get_pipeline`` and validates them the same way.
     """
-    settings = _validate(**_with_defaults(kwargs))
+    settings = _validate(**kwargs)
     return CodeUpload(
         bucket=settings.default_bucket,
         key_prefix=settings.pipeline_name,
         bundles=tuple(_bundles(settings).values()),
         kms_key_id=settings.kms_key_id,
     )
-
-
-def _with_defaults(kwargs: dict) -> dict:
-    bound = inspect.signature(get_pipeline).bind(**kwargs)
-    bound.apply_defaults()
-    return dict(bound.arguments)
 
 
 # --------------------------------------------------------------------------------------------
@@ -161,7 +155,7 @@ def _validate(**kw) -> Settings:
     """Check every argument, report all problems at once, and resolve the defaults."""
     # A JSON null in --kwargs means "not given": the default applies, never a literal None.
     defaults = {name: p.default for name, p in inspect.signature(get_pipeline).parameters.items()}
-    kw = {name: defaults[name] if value is None else value for name, value in kw.items()}
+    kw = {**defaults, **{name: value for name, value in kw.items() if value is not None}}
     problems: list[str] = []
 
     kw["region"] = kw["region"] or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
