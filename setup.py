@@ -18,6 +18,8 @@ REQUIRED = [
     "scikit-learn>=1.5",
     # Matches the SageMaker XGBoost framework image (3.2-0) that trains and serves the model.
     "xgboost>=3.2,<3.3",
+    # The local runner's Bayesian and random tuning strategies.
+    "optuna>=4.5,<6",
 ]
 
 EXTRAS = {
@@ -38,7 +40,7 @@ setup(
     else "",
     long_description_content_type="text/markdown",
     license="MIT-0",
-    python_requires=">=3.10",
+    python_requires=">=3.11",
     packages=find_packages(include=["pipelines", "pipelines.*", "steps"]),
     package_data={"pipelines": ["*/dataset.json"]},
     install_requires=REQUIRED,
@@ -48,6 +50,7 @@ setup(
             "get-pipeline-definition=pipelines.get_pipeline_definition:main",
             "run-pipeline=pipelines.run_pipeline:main",
             "model-registry=pipelines.registry.cli:main",
+            "local-pipeline=pipelines.local.cli:main",
         ],
     },
 )

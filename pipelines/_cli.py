@@ -100,6 +100,24 @@ def check_kwargs(func: Callable, kwargs: dict, option: str = "--kwargs") -> None
         raise UsageError(problem)
 
 
+def parameter_options(items: Sequence[str]) -> dict:
+    """``--parameters`` as given: one JSON object, or ``Name=Value`` pairs (values kept as text, to be
+    read as the type the definition declares)."""
+    if len(items) == 1 and items[0].lstrip().startswith("{"):
+        return parse_json(items[0], "--parameters", dict, "'{\"MaxTuningJobs\": 4}' or MaxTuningJobs=4")
+    values: dict[str, str] = {}
+    for item in items:
+        name, equals, value = item.partition("=")
+        if not equals or not name:
+            raise UsageError(
+                f"--parameters: {item!r} is not Name=Value; pass e.g. MaxTuningJobs=4 AucThreshold=0.75"
+            )
+        if name in values:
+            raise UsageError(f"--parameters: {name!r} is given twice")
+        values[name] = value
+    return values
+
+
 def write_atomically(path: Path, text: str, option: str) -> None:
     """Write via a temporary file in the same directory: a reader never sees half a file."""
     if not path.parent.is_dir():

@@ -18,6 +18,7 @@ from pathlib import Path
 from pipelines import _cli
 from pipelines import aws_names as names
 from pipelines.errors import AwsError, ConfigError, UsageError, unknown_names
+from pipelines.local.definition import typed_value
 
 #: Tags that make SageMaker Studio show the pipeline inside its project.
 PROJECT_NAME_TAG = "sagemaker:project-name"
@@ -60,37 +61,34 @@ def parse_tags(text: str, project_name: str | None, project_id: str | None) -> l
     return [{"Key": k, "Value": v} for k, v in tags.items()]
 
 
-def parse_parameters(text: str, definition: str) -> list[dict]:
-    """``--parameters`` (a JSON object) checked against the definition's parameters and their types.
+def parse_parameters(given: str | dict, definition: str) -> list[dict]:
+    """``--parameters`` (a JSON object, or Name=Value pairs as text) checked against the definition's
+    parameters and their types.
 
     A value SageMaker would only refuse hours into an execution (an Integer given 4.5, an
     approval status misspelt) is refused here, before anything is started.
     """
-    values = _cli.parse_json(text, "--parameters", dict, "'{\"MaxTuningJobs\": 4}'")
+    if isinstance(given, str):
+        given = _cli.parse_json(given, "--parameters", dict, "'{\"MaxTuningJobs\": 4}'")
     document = json.loads(definition)
     declared = {p["Name"]: p["Type"] for p in document.get("Parameters", [])}
-    problem = unknown_names("--parameters", "pipeline parameter(s)", values, declared)
+    problem = unknown_names("--parameters", "pipeline parameter(s)", given, declared)
     if problem:
         raise UsageError(problem)
     approval = _approval_parameters(document)
-    problems = []
-    for name, value in values.items():
+    problems, values = [], {}
+    for name, value in given.items():
         kind = declared[name]
-        if not _PARAMETER_TYPES[kind](value):
+        typed = typed_value(value, kind, from_text=isinstance(value, str))
+        if typed is None:
             problems.append(f"{name}={json.dumps(value)} is not a{'n' if kind == 'Integer' else ''} {kind}")
-        elif name in approval and value not in names.APPROVAL_STATUSES:
+        elif name in approval and typed not in names.APPROVAL_STATUSES:
             problems.append(f"{name}={value!r} is not one of {', '.join(names.APPROVAL_STATUSES)}")
+        else:
+            values[name] = typed
     if problems:
         raise UsageError(f"--parameters: {'; '.join(problems)}")
     return [{"Name": name, "Value": _render(value)} for name, value in values.items()]
-
-
-_PARAMETER_TYPES = {
-    "String": lambda v: isinstance(v, str),
-    "Integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
-    "Float": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
-    "Boolean": lambda v: isinstance(v, bool),
-}
 
 
 def _render(value) -> str:
@@ -222,7 +220,7 @@ def _aws_error(err: Exception, doing: str) -> AwsError:
 def _main(argv: Sequence[str] | None) -> int:
     parser = _cli.ArgumentParser(prog="run-pipeline", description=__doc__.splitlines()[0])
     _cli.add_module_options(parser)
-    parser.add_argument("--role-arn", required=True, help="IAM role the pipeline runs as")
+    parser.add_argument("--role-arn", help="IAM role the pipeline runs as (required unless --local)")
     parser.add_argument(
         "--tags", default="[]", help='JSON list of {"Key": ..., "Value": ...} for the pipeline'
     )
@@ -238,7 +236,11 @@ def _main(argv: Sequence[str] | None) -> int:
         help="SageMaker project id tag (default: $SAGEMAKER_PROJECT_ID)",
     )
     parser.add_argument(
-        "--parameters", default="{}", help="JSON object of pipeline parameter values for this run"
+        "--parameters",
+        nargs="+",
+        default=["{}"],
+        metavar="NAME=VALUE",
+        help="pipeline parameter values for this run: Name=Value pairs or one JSON object",
     )
     parser.add_argument(
         "--definition-file", type=Path, help="also write the definition sent to SageMaker to this file"
@@ -247,11 +249,31 @@ def _main(argv: Sequence[str] | None) -> int:
     parser.add_argument(
         "--wait", action="store_true", help="block until the execution ends; fail if it fails"
     )
+    local = parser.add_argument_group("local run (no AWS account, no Docker)")
+    local.add_argument(
+        "--local",
+        action="store_true",
+        help="run the definition on this machine with the local runner instead of SageMaker",
+    )
+    local.add_argument(
+        "--upload",
+        action="append",
+        default=[],
+        metavar="PATH=S3URI",
+        help="with --local: put a file or directory in the local object store first (repeatable)",
+    )
+    local.add_argument("--no-cache", action="store_true", help="with --local: ignore CacheConfig")
     args = parser.parse_args(argv)
     _cli.configure_logging(args.verbose)
 
     # ---- everything checkable without AWS, all before the first call
     kwargs = _cli.parse_json(args.kwargs, "--kwargs", dict, '\'{"region": "us-east-1"}\'')
+    if args.local:
+        return _run_local(args, kwargs)
+    if args.upload or args.no_cache:
+        raise UsageError("--upload and --no-cache apply to local runs only: add --local")
+    if args.role_arn is None:
+        raise UsageError("--role-arn is required to run on SageMaker (or pass --local)")
     if not names.ROLE_ARN.match(args.role_arn):
         raise ConfigError(
             f"--role-arn {args.role_arn!r} is not an IAM role ARN (arn:aws:iam::<account>:role/<name>)"
@@ -265,7 +287,7 @@ def _main(argv: Sequence[str] | None) -> int:
     pipeline = module.get_pipeline(**kwargs)
     definition = pipeline.definition()
     name = pipeline.name
-    execution_parameters = parse_parameters(args.parameters, definition)
+    execution_parameters = parse_parameters(_cli.parameter_options(args.parameters), definition)
     code = module.get_code_upload(**kwargs) if hasattr(module, "get_code_upload") else None
     description = args.description or f"Model-build pipeline {name} ({args.module_name})"
 
@@ -310,6 +332,68 @@ def _main(argv: Sequence[str] | None) -> int:
     if final["PipelineExecutionStatus"] != "Succeeded":
         reason = final.get("FailureReason", "no reason given; see the failed step in Studio")
         raise AwsError(f"execution {execution_arn} ended {final['PipelineExecutionStatus']}: {reason}")
+    return 0
+
+
+#: What a local run builds the definition with when --kwargs does not say: no account is involved,
+#: so these only shape the names in the definition (and the image URIs, by region).
+LOCAL_DEFAULTS = {
+    "region": "us-east-1",
+    "role": "arn:aws:iam::000000000000:role/LocalPipelineExecution",
+    "default_bucket": "sagemaker-local",
+}
+
+
+def _run_local(args, kwargs: dict) -> int:
+    """``--local``: build the same definition, put its code and sample data in the local object
+    store, and execute it with the local runner."""
+    from pipelines.local.cli import parse_uploads, run_locally
+    from pipelines.local.engine import LocalRunner
+    from pipelines.local.progress import reporter_for
+
+    if args.wait and args.no_start:
+        raise UsageError("--wait and --no-start contradict each other: drop one")
+    uploads = parse_uploads(args.upload)
+    parameters = _cli.parameter_options(args.parameters)
+    module = _cli.load_pipeline_module(args.module_name)
+    _cli.check_kwargs(module.get_pipeline, kwargs)
+    if args.role_arn is not None:
+        kwargs.setdefault("role", args.role_arn)
+    for key, value in LOCAL_DEFAULTS.items():
+        from_environment = key == "region" and (
+            os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+        )
+        if kwargs.get(key) is None and not from_environment:
+            kwargs[key] = value
+    pipeline = module.get_pipeline(**kwargs)
+    definition = pipeline.definition()
+    if args.definition_file:
+        _cli.write_atomically(args.definition_file, definition, "--definition-file")
+    runner = LocalRunner(reporter=reporter_for(sys.stdout))
+    source = f"{args.module_name} definition"
+    runner.check(definition, source, parameters)  # nothing is staged for a run that cannot start
+    staged = []
+    if hasattr(module, "get_local_inputs"):
+        staged = [(path, uri) for uri, path in module.get_local_inputs(**kwargs).items()]
+    if hasattr(module, "get_code_upload"):
+        code = module.get_code_upload(**kwargs)
+        for bundle in code.bundles:
+            for name, body in bundle.objects().items():
+                runner.store.put_bytes(
+                    f"s3://{code.bucket}/{bundle.key_prefix(code.key_prefix)}/{name}", body
+                )
+    if args.no_start:
+        print(f"pipeline {pipeline.name}: definition checked and its code staged locally; not started")
+        return 0
+    run_locally(
+        runner,
+        definition,
+        pipeline_name=pipeline.name,
+        parameters=parameters,
+        uploads=staged + uploads,
+        use_cache=not args.no_cache,
+        source=source,
+    )
     return 0
 
 

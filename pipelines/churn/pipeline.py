@@ -25,6 +25,9 @@ from steps import train as train_step
 #: The dataset spec that ships with this pipeline: label, problem type and feature types.
 DEFAULT_DATASET_SPEC = Path(__file__).resolve().parent / "dataset.json"
 
+#: The bundled sample table a local run stages at the input URL (source and licence: data/README.md).
+SAMPLE_DATA = Path(__file__).resolve().parents[2] / "data" / "churn" / "churn.csv"
+
 #: SageMaker XGBoost framework image version; the local ``xgboost`` pin in setup.py matches it.
 XGBOOST_FRAMEWORK_VERSION = "3.2-0"
 
@@ -145,6 +148,20 @@ def get_code_upload(**kwargs) -> CodeUpload:
         bundles=tuple(_bundles(settings).values()),
         kms_key_id=settings.kms_key_id,
     )
+
+
+def get_local_inputs(**kwargs) -> dict[str, Path]:
+    """What ``run-pipeline --local`` puts in the local object store before it runs: the sample
+    table of the dataset spec at the input URL. The default spec's sample is the bundled churn
+    table; another spec's is the one CSV file beside it, if there is exactly one."""
+    settings = _validate(**kwargs)
+    if settings.dataset_spec == DEFAULT_DATASET_SPEC:
+        samples = [SAMPLE_DATA] if SAMPLE_DATA.is_file() else []
+    else:
+        samples = sorted(settings.dataset_spec.parent.glob("*.csv"))
+    if len(samples) != 1:
+        return {}
+    return {f"{settings.input_data_url.rstrip('/')}/{samples[0].name}": samples[0]}
 
 
 # --------------------------------------------------------------------------------------------

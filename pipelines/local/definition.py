@@ -148,7 +148,7 @@ class _Reader:
             )
         default = item.get("DefaultValue")
         if default is not None:
-            default = _typed(default, kind)
+            default = typed_value(default, kind)
             if default is None:
                 self.fail(f"{where}.DefaultValue", f"{item['DefaultValue']!r} is not {_TYPE_HELP[kind]}")
         return Parameter(name, kind, default)
@@ -238,7 +238,7 @@ def _resolve_parameters(
             problems.append(f"unknown parameter {name!r}.{_hint(name, declared, 'Declared parameters')}")
             continue
         parameter = declared[name]
-        typed = _typed(value, parameter.type, from_text=True)
+        typed = typed_value(value, parameter.type, from_text=True)
         if typed is None:
             problems.append(f"parameter {name}={value!r} is not {_TYPE_HELP[parameter.type]}")
         else:
@@ -267,7 +267,7 @@ _INTEGER = re.compile(r"[+-]?\d+")
 _FLOAT = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 
 
-def _typed(value: Any, kind: str, from_text: bool = False) -> Any:
+def typed_value(value: Any, kind: str, from_text: bool = False) -> Any:
     """``value`` as a ``kind`` parameter value, or None when it is not one. With ``from_text``, a
     string is read as a CLI value ("8", "0.75", "true") rather than taken as a String."""
     if from_text and isinstance(value, str) and kind != "String":

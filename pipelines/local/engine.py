@@ -1,0 +1,518 @@
+"""The local runner's control loop: validate, schedule, cache, retry, record.
+
+It executes a pipeline definition JSON (the one that would be upserted to SageMaker) on this
+machine. The whole definition and its parameters are checked before the first step; independent
+steps run at once; only the chosen branch of a Condition runs; CacheConfig and RetryPolicies are
+honoured; every state change is written to the execution records first, so a runner killed at any
+point leaves an execution that ``retry`` completes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import secrets
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+from pipelines.errors import UsageError
+from pipelines.local.definition import Definition, StepSpec, dependencies, parse_definition, validate
+from pipelines.local.executors import EXECUTORS, StepResult, StepRun
+from pipelines.local.expressions import EXECUTION_VARIABLES, Context, ExpressionError, evaluate
+from pipelines.local.jobs import JobEnvironment, StepFailure
+from pipelines.local.progress import Reporter, SilentReporter
+from pipelines.local.records import (
+    EXECUTING,
+    FAILED,
+    SUCCEEDED,
+    Execution,
+    ExecutionRecords,
+    pipeline_arn,
+)
+from pipelines.local.store import MissingObjectError, ObjectStore, StoreError
+from pipelines.local_home import local_home
+
+#: SageMaker's pipeline-name rule; a local execution is filed under the name.
+_PIPELINE_NAME = re.compile(r"[A-Za-z0-9](-*[A-Za-z0-9]){0,255}")
+_DURATION = re.compile(
+    r"P(?:(?P<days>\d+)D)?(?:T(?:(?P<hours>\d+)H)?(?:(?P<minutes>\d+)M)?(?:(?P<seconds>\d+)S)?)?"
+)
+
+
+def parse_duration(text: str) -> timedelta | None:
+    """An ISO 8601 duration of the kind CacheConfig.ExpireAfter takes (P30D, PT1H, P1DT12H...)."""
+    match = _DURATION.fullmatch(text or "")
+    if not match or text in ("P", "PT") or text.endswith("T"):
+        return None
+    parts = {key: int(value) for key, value in match.groupdict().items() if value}
+    return timedelta(**parts)
+
+
+@dataclass
+class ExecutionOutcome:
+    """How an execution ended: its records, plus what the summary shows."""
+
+    arn: str
+    execution_id: str
+    status: str
+    failure_reason: str | None
+    steps: dict[str, Any]
+    properties: dict[str, dict] = field(default_factory=dict)
+    started: float = 0.0
+    ended: float = 0.0
+
+    @property
+    def seconds(self) -> float:
+        return self.ended - self.started
+
+
+class LocalRunner:
+    """Runs pipeline definitions with everything under one local home (records, store, jobs).
+
+    ``max_workers`` bounds how many steps run at once (default: the CPU count); ``cpus`` is what
+    one job may use (``SM_NUM_CPUS``). ``sleep`` is how retries wait (tests pass a recorder).
+    """
+
+    def __init__(
+        self,
+        home: Path | None = None,
+        *,
+        reporter: Reporter | None = None,
+        max_workers: int | None = None,
+        cpus: int | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
+        self.home = Path(home) if home is not None else local_home()
+        self.store = ObjectStore(self.home / "s3")
+        self.records = ExecutionRecords(self.home / "executions" / "executions.sqlite")
+        self.jobs_dir = self.home / "jobs"
+        self.reporter = reporter or SilentReporter()
+        self.cpus = cpus or os.cpu_count() or 1
+        self.max_workers = max_workers or self.cpus
+        self.sleep = sleep
+        self._registry = None
+
+    def registry(self):
+        if self._registry is None:
+            from pipelines.registry.local import FILE_NAME, LocalModelRegistry
+
+            self._registry = LocalModelRegistry(self.home / FILE_NAME)
+        return self._registry
+
+    # ---- checks
+
+    def check(
+        self, definition_text: str, source: str, parameters: Mapping[str, Any]
+    ) -> tuple[Definition, dict[str, Any], list[str]]:
+        """Parse and validate everything; (definition, parameter values, order) or DefinitionError."""
+        definition = parse_definition(definition_text, source)
+
+        def local_problems(step: StepSpec) -> list[str]:
+            problems = EXECUTORS[step.type].problems(step)
+            if step.cache_config and step.cache_config.get("Enabled"):
+                expire = step.cache_config.get("ExpireAfter")
+                if expire is not None and parse_duration(expire) is None:
+                    problems.append(
+                        f"CacheConfig.ExpireAfter {expire!r} is not an ISO 8601 duration such as P30D"
+                    )
+            for index, policy in enumerate(step.retry_policies):
+                problems += _policy_problems(policy, f"RetryPolicies[{index}]")
+            return problems
+
+        values, order = validate(definition, parameters, EXECUTORS, local_problems)
+        return definition, values, order
+
+    # ---- entry points
+
+    def start(
+        self,
+        definition_text: str,
+        *,
+        pipeline_name: str,
+        parameters: Mapping[str, Any] | None = None,
+        source: str = "the definition",
+        use_cache: bool = True,
+        display_name: str | None = None,
+    ) -> ExecutionOutcome:
+        """Validate, then run a new execution to its end."""
+        if not _PIPELINE_NAME.fullmatch(pipeline_name or ""):
+            raise UsageError(
+                f"pipeline name {pipeline_name!r} is not valid (letters, digits and '-', up to 256)"
+            )
+        definition, values, order = self.check(definition_text, source, parameters or {})
+        execution = self.records.create_execution(
+            pipeline_name, _execution_id(), definition_text, values, use_cache, display_name
+        )
+        with self.records.hold(execution):
+            return self._drive(execution, definition, values, order, {})
+
+    def retry(self, reference: str) -> ExecutionOutcome:
+        """Run again the steps of a failed or interrupted execution that did not succeed."""
+        execution = self.records.get_execution(reference)
+        status = self.records.effective_status(execution)
+        if status != FAILED:
+            raise UsageError(
+                f"execution {execution.execution_id} is {status}; only a Failed or interrupted "
+                "execution can be retried"
+            )
+        definition, values, order = self.check(
+            execution.definition, f"execution {execution.execution_id}", execution.parameters
+        )
+        with self.records.hold(execution):
+            kept = {}
+            for name, record in self.records.steps(execution.arn).items():
+                if record.status == SUCCEEDED and name in definition.steps:
+                    kept[name] = record
+                else:
+                    self.records.delete_step(execution.arn, name)
+            self.records.set_execution_status(execution.arn, EXECUTING)
+            return self._drive(execution, definition, values, order, kept)
+
+    # ---- the loop
+
+    def _drive(
+        self,
+        execution: Execution,
+        definition: Definition,
+        values: dict[str, Any],
+        order: list[str],
+        kept: Mapping[str, Any],
+    ) -> ExecutionOutcome:
+        started = time.monotonic()
+        steps = definition.steps
+        results: dict[str, dict] = {name: record.properties or {} for name, record in kept.items()}
+        branches = {
+            name: ("if" if results[name].get("Outcome") else "else")
+            for name in kept
+            if steps[name].type == "Condition"
+        }
+        needs = {name: {d for d in dependencies(steps[name]) if d in steps} for name in order}
+        state = _RunState(execution, definition, values, results, self)
+        self.reporter.started(execution.arn, [(n, steps[n].type) for n in order], set(kept))
+        failures: dict[str, str] = {}
+        excluded: set[str] = set()
+        running: dict[Future, str] = {}
+        with ThreadPoolExecutor(max_workers=self.max_workers) as pool:
+            while True:
+                excluded = _excluded(order, steps, needs, branches)
+                if not failures:
+                    for name in order:
+                        if (
+                            name in results
+                            or name in excluded
+                            or name in running.values()
+                            or not needs[name] <= results.keys()
+                        ):
+                            continue
+                        running[pool.submit(state.run_step, steps[name])] = name
+                if not running:
+                    break
+                done, _ = wait(list(running), return_when=FIRST_COMPLETED)
+                for future in done:
+                    name = running.pop(future)
+                    try:
+                        result = future.result()
+                    except StepFailure as failure:
+                        failures[name] = failure.reason
+                        continue
+                    results[name] = result.properties
+                    if result.branch is not None:
+                        branches[name] = result.branch
+        status = FAILED if failures else SUCCEEDED
+        reason = None
+        if failures:
+            first = next(name for name in order if name in failures)
+            reason = f"step {first!r} failed: {failures[first]}"
+        self.records.set_execution_status(execution.arn, status, reason)
+        outcome = ExecutionOutcome(
+            execution.arn,
+            execution.execution_id,
+            status,
+            reason,
+            self.records.steps(execution.arn),
+            results,
+            started,
+            time.monotonic(),
+        )
+        self.reporter.finished(outcome, definition)
+        return outcome
+
+
+def _excluded(order, steps, needs, branches) -> set[str]:
+    """Steps that will not run: on a branch its Condition did not take, or waiting on such a step."""
+    excluded: set[str] = set()
+    for name in order:  # topological: whatever a step waits on is decided before it
+        step = steps[name]
+        if step.branch is not None:
+            condition, label = step.branch
+            if condition in excluded or (condition in branches and branches[condition] != label):
+                excluded.add(name)
+                continue
+        if needs[name] & excluded:
+            excluded.add(name)
+    return excluded
+
+
+class _RunState:
+    """What the steps of one execution share: its variables, the results so far, the runner."""
+
+    def __init__(self, execution: Execution, definition: Definition, values, results, runner: LocalRunner):
+        self.execution = execution
+        self.definition = definition
+        self.values = values
+        self.results = results
+        self.runner = runner
+        self.start_time = datetime.now(timezone.utc).isoformat()
+        self._property_files: dict[tuple[str, str], Any] = {}
+
+    def variables(self, job_name: str | None, variable: str | None) -> dict[str, Any]:
+        execution = self.execution
+        values = {
+            "PipelineExecutionId": execution.execution_id,
+            "PipelineExecutionArn": execution.arn,
+            "PipelineName": execution.pipeline_name,
+            "PipelineArn": pipeline_arn(execution.pipeline_name),
+            "StartDateTime": self.start_time,
+            "CurrentDateTime": datetime.now(timezone.utc).isoformat(),
+        }
+        if variable is not None:
+            values[variable] = job_name
+        return values
+
+    def context(self, execution_values: Mapping[str, Any]) -> Context:
+        return Context(self.values, execution_values, self.results.get, self.property_file)
+
+    def property_file(self, step_name: str, file_name: str) -> Any:
+        key = (step_name, file_name)
+        if key in self._property_files:
+            return self._property_files[key]
+        properties = self.results.get(step_name)
+        spec = next((p for p in self.definition.steps[step_name].property_files if p.name == file_name), None)
+        if properties is None or spec is None:
+            return None
+        outputs = properties.get("ProcessingOutputConfig", {}).get("Outputs", [])
+        output = next((o for o in outputs if o.get("OutputName") == spec.output_name), None)
+        if output is None:
+            raise ExpressionError(
+                f"property file {file_name!r}: step {step_name!r} has no output {spec.output_name!r}"
+            )
+        uri = f"{output['S3Output']['S3Uri'].rstrip('/')}/{spec.file_path}"
+        try:
+            value = json.loads(self.runner.store.get_bytes(uri))
+        except (StoreError, MissingObjectError, OSError) as err:
+            raise ExpressionError(f"property file {file_name!r} of step {step_name!r}: {err}") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise ExpressionError(f"property file {file_name!r} at {uri} is not JSON: {err}") from None
+        self._property_files[key] = value
+        return value
+
+    # ---- one step
+
+    def run_step(self, step: StepSpec) -> StepResult:
+        runner, records, arn = self.runner, self.runner.records, self.execution.arn
+        executor = EXECUTORS[step.type]
+        base_name = _job_name(self.execution.execution_id, step.name)
+        try:
+            arguments = evaluate(
+                step.arguments, self.context(self.variables(base_name, executor.job_variable))
+            )
+        except ExpressionError as err:
+            return self._fail(step, 0, None, f"cannot evaluate its arguments: {err}")
+
+        cache_key = None
+        if executor.cacheable and self.execution.use_cache and (step.cache_config or {}).get("Enabled"):
+            cache_key = self._cache_key(step, executor, arguments)
+            hit = records.cached(
+                step.type, cache_key, parse_duration(step.cache_config.get("ExpireAfter", ""))
+            )
+            if hit is not None and self._outputs_present(executor, hit[1].properties):
+                source, record = hit
+                now = _now()
+                records.put_step(
+                    arn,
+                    step.name,
+                    step.type,
+                    SUCCEEDED,
+                    attempts=0,
+                    started=now,
+                    ended=now,
+                    properties=record.properties,
+                    metadata=record.metadata,
+                    cache_key=cache_key,
+                    cache_source=source,
+                    log_path=record.log_path,
+                )
+                runner.reporter.step(step.name, "Cached", f"from {source.rsplit('/', 1)[-1]}")
+                return StepResult(record.properties, record.metadata or {}, None, _branch(record.properties))
+
+        attempt = 0
+        while True:
+            attempt += 1
+            job_name = base_name if attempt == 1 else f"{base_name[:58]}-r{attempt}"
+            if job_name != base_name:
+                arguments = evaluate(
+                    step.arguments, self.context(self.variables(job_name, executor.job_variable))
+                )
+            log_path = runner.jobs_dir / job_name / "log.txt"
+            started = _now()
+            records.put_step(
+                arn,
+                step.name,
+                step.type,
+                EXECUTING,
+                attempts=attempt,
+                started=started,
+                cache_key=cache_key,
+                log_path=str(log_path),
+            )
+            runner.reporter.step(step.name, "Executing", f"attempt {attempt}" if attempt > 1 else "")
+            run = StepRun(
+                step=step,
+                arguments=arguments,
+                job_name=job_name,
+                env=JobEnvironment(runner.store, runner.jobs_dir, runner.cpus),
+                context=self.context(self.variables(job_name, executor.job_variable)),
+                registry=runner.registry,
+            )
+            try:
+                result = executor.run(run)
+            except StepFailure as failure:
+                wait_seconds = _retry_wait(step, failure.exception_type, attempt)
+                if wait_seconds is None:
+                    return self._fail(
+                        step, attempt, failure.log_path or log_path, failure.reason, started, cache_key
+                    )
+                runner.reporter.step(step.name, "Retrying", f"{failure.exception_type} in {wait_seconds:g} s")
+                runner.sleep(wait_seconds)
+                continue
+            records.put_step(
+                arn,
+                step.name,
+                step.type,
+                SUCCEEDED,
+                attempts=attempt,
+                started=started,
+                ended=_now(),
+                properties=result.properties,
+                metadata=result.metadata,
+                cache_key=cache_key,
+                log_path=str(result.log_path) if result.log_path else None,
+            )
+            runner.reporter.step(step.name, "Succeeded", _detail(step, result))
+            return result
+
+    def _fail(self, step, attempts, log_path, reason, started=None, cache_key=None):
+        self.runner.records.put_step(
+            self.execution.arn,
+            step.name,
+            step.type,
+            FAILED,
+            attempts=attempts,
+            started=started or _now(),
+            ended=_now(),
+            failure_reason=reason,
+            cache_key=cache_key,
+            log_path=str(log_path) if log_path else None,
+        )
+        self.runner.reporter.step(step.name, "Failed", reason, log_path)
+        raise StepFailure(reason)
+
+    def _cache_key(self, step: StepSpec, executor, arguments: dict) -> str:
+        # Execution variables are left symbolic: output paths that hold the execution id do not
+        # defeat the cache, while the content of every input does take part.
+        symbolic = {name: f"${{Execution.{name}}}" for name in EXECUTION_VARIABLES}
+        stable = evaluate(step.arguments, self.context(symbolic))
+        digests = {}
+        for uri in executor.cache_inputs(arguments):
+            try:
+                digests[uri] = self.runner.store.digest(uri)
+            except (StoreError, OSError):
+                digests[uri] = None
+        document = {"Type": step.type, "Arguments": stable, "Inputs": digests}
+        return hashlib.sha256(json.dumps(document, sort_keys=True, default=str).encode()).hexdigest()
+
+    def _outputs_present(self, executor, properties) -> bool:
+        try:
+            return all(self.runner.store.exists(uri) for uri in executor.outputs(properties or {}))
+        except (KeyError, TypeError, StoreError):
+            return False
+
+
+def _branch(properties: Mapping[str, Any] | None) -> str | None:
+    if properties and "Outcome" in properties:
+        return "if" if properties["Outcome"] else "else"
+    return None
+
+
+def _detail(step: StepSpec, result: StepResult) -> str:
+    properties = result.properties
+    if step.type == "Condition":
+        branch = "IfSteps" if result.branch == "if" else "ElseSteps"
+        return f"outcome {str(properties['Outcome']).lower()}: {branch}"
+    if step.type == "Tuning":
+        best = properties["BestTrainingJob"]
+        metric = best.get("FinalHyperParameterTuningJobObjectiveMetric", {})
+        count = len(properties["TrainingJobSummaries"])
+        return f"{count} trials; best {metric.get('MetricName')} = {metric.get('Value')}"
+    if step.type == "RegisterModel":
+        return f"{properties['ModelPackageGroupName']} version {properties['ModelPackageVersion']}"
+    return ""
+
+
+def _policy_problems(policy: Mapping[str, Any], where: str) -> list[str]:
+    problems = []
+    types = policy.get("ExceptionType")
+    if not (isinstance(types, list) and types and all(isinstance(t, str) for t in types)):
+        problems.append(f"{where}.ExceptionType must be a non-empty list of exception types")
+    for key in ("IntervalSeconds", "MaxAttempts", "ExpireAfterMin"):
+        value = policy.get(key)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
+            problems.append(f"{where}.{key} must be a non-negative whole number, got {value!r}")
+    rate = policy.get("BackoffRate")
+    if rate is not None and (not isinstance(rate, int | float) or isinstance(rate, bool) or rate < 1):
+        problems.append(f"{where}.BackoffRate must be a number of at least 1, got {rate!r}")
+    return problems
+
+
+def _retry_wait(step: StepSpec, exception_type: str | None, attempt: int) -> float | None:
+    """Seconds to wait before retrying after ``attempt`` failed, or None not to retry.
+
+    The first policy whose ExceptionType lists the failure's type applies; MaxAttempts counts the
+    retries (SageMaker's reading), and ExpireAfterMin caps the total wait.
+    """
+    if exception_type is None:
+        return None
+    for policy in step.retry_policies:
+        if exception_type not in policy.get("ExceptionType", []):
+            continue
+        if attempt > int(policy.get("MaxAttempts", 5)):
+            return None
+        interval = float(policy.get("IntervalSeconds", 1))
+        rate = float(policy.get("BackoffRate", 2.0))
+        waits = [interval * rate ** (n - 1) for n in range(1, attempt + 1)]
+        expire = policy.get("ExpireAfterMin")
+        if expire is not None and sum(waits) > expire * 60:
+            return None
+        return waits[-1]
+    return None
+
+
+def _execution_id() -> str:
+    alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
+    return "".join(secrets.choice(alphabet) for _ in range(12))
+
+
+def _job_name(execution_id: str, step_name: str) -> str:
+    slug = re.sub(r"[^A-Za-z0-9-]+", "-", step_name).strip("-") or "step"
+    return f"pipelines-{execution_id}-{slug}"[:63].rstrip("-")
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat()

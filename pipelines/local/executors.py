@@ -1,0 +1,363 @@
+"""One executor per step type, in a table keyed by the definition's ``Type``.
+
+An executor checks what it can of its step before anything runs (``problems``), says which inputs
+its cache key must cover, and runs the step on arguments the engine has already resolved. Status,
+timing, caching, retries and records are the engine's; an executor only does its step's work and
+fails with ``StepFailure``.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pipelines.errors import ConfigError, NotFoundError
+from pipelines.local.definition import StepSpec
+from pipelines.local.expressions import Context, ExpressionError, evaluate_condition
+from pipelines.local.jobs import (
+    JobEnvironment,
+    StepFailure,
+    arn,
+    processing_job,
+    training_job,
+)
+from pipelines.local.runtimes import runtime_for, unknown_image
+from pipelines.local.tuning import run_tuning, tuning_problems
+
+
+@dataclass
+class StepRun:
+    """What an executor gets: the step, its resolved arguments, and the machinery it may use."""
+
+    step: StepSpec
+    arguments: dict[str, Any]
+    job_name: str
+    env: JobEnvironment
+    context: Context
+    registry: Callable[[], Any]  # opens the local ModelRegistry on first use
+    parallelism: int = 1  # how many processes this step may run at once
+
+
+@dataclass
+class StepResult:
+    """Properties (shaped like the Describe* answer), the ListPipelineExecutionSteps ``Metadata``,
+    the job log, and for a Condition the branch chosen ("if" or "else")."""
+
+    properties: dict[str, Any]
+    metadata: dict[str, Any] = field(default_factory=dict)
+    log_path: Path | None = None
+    branch: str | None = None
+
+
+class Executor(abc.ABC):
+    type: ClassVar[str]
+    #: Whether CacheConfig applies (SageMaker caches only job steps).
+    cacheable: ClassVar[bool] = False
+    #: The Execution variable holding this step's job name (Execution.ProcessingJobName, ...).
+    job_variable: ClassVar[str | None] = None
+
+    def problems(self, step: StepSpec) -> list[str]:
+        """What cannot run locally in this step, found from the definition alone."""
+        return []
+
+    def cache_inputs(self, arguments: Mapping[str, Any]) -> list[str]:
+        """The S3 URIs whose contents the cache key covers (resolved arguments)."""
+        return []
+
+    def outputs(self, properties: Mapping[str, Any]) -> list[str]:
+        """The S3 URIs a cached result needs still present to be reused."""
+        return []
+
+    @abc.abstractmethod
+    def run(self, run: StepRun) -> StepResult:
+        """Do the step; StepFailure when it fails."""
+
+
+def _image_problem(image: Any) -> list[str]:
+    if isinstance(image, str) and runtime_for(image) is None:
+        return [unknown_image(image)]
+    return []
+
+
+class ProcessingExecutor(Executor):
+    type = "Processing"
+    cacheable = True
+    job_variable = "ProcessingJobName"
+
+    def problems(self, step: StepSpec) -> list[str]:
+        args = step.arguments
+        problems = _image_problem(args.get("AppSpecification", {}).get("ImageUri"))
+        for index, item in enumerate(args.get("ProcessingInputs", [])):
+            where = f"ProcessingInputs[{index}]"
+            source = item.get("S3Input")
+            if source is None:
+                problems.append(f"{where}: only S3Input inputs run locally (DatasetDefinition does not)")
+                continue
+            if source.get("S3DataType", "S3Prefix") != "S3Prefix":
+                problems.append(
+                    f"{where}: S3DataType {source.get('S3DataType')!r} is not supported locally; use S3Prefix"
+                )
+            if source.get("S3InputMode", "File") == "Pipe":
+                problems.append(f"{where}: S3InputMode Pipe is not supported locally; use File")
+            if source.get("S3CompressionType", "None") != "None":
+                problems.append(
+                    f"{where}: S3CompressionType {source.get('S3CompressionType')!r} is not supported locally"
+                )
+        for index, output in enumerate(args.get("ProcessingOutputConfig", {}).get("Outputs", [])):
+            if "S3Output" not in output:
+                problems.append(f"ProcessingOutputConfig.Outputs[{index}]: only S3Output outputs run locally")
+        return problems
+
+    def cache_inputs(self, arguments):
+        return [item["S3Input"]["S3Uri"] for item in arguments.get("ProcessingInputs", [])]
+
+    def outputs(self, properties):
+        return [
+            o["S3Output"]["S3Uri"] for o in properties.get("ProcessingOutputConfig", {}).get("Outputs", [])
+        ]
+
+    def run(self, run: StepRun) -> StepResult:
+        description = processing_job(run.job_name, run.arguments, run.env)
+        return StepResult(
+            description,
+            {"ProcessingJob": {"Arn": description["ProcessingJobArn"]}},
+            run.env.jobs_dir / run.job_name / "log.txt",
+        )
+
+
+def _training_problems(args: Mapping[str, Any]) -> list[str]:
+    algorithm = args.get("AlgorithmSpecification", {})
+    problems = _image_problem(algorithm.get("TrainingImage"))
+    if algorithm.get("AlgorithmName"):
+        problems.append(
+            "AlgorithmName (a marketplace or custom algorithm) cannot run locally; give TrainingImage"
+        )
+    if algorithm.get("TrainingInputMode", "File") == "Pipe":
+        problems.append("TrainingInputMode Pipe is not supported locally; use File")
+    for index, channel in enumerate(args.get("InputDataConfig", [])):
+        source = channel.get("DataSource", {}).get("S3DataSource")
+        if source is None:
+            problems.append(f"InputDataConfig[{index}]: only S3DataSource channels run locally")
+        elif source.get("S3DataType", "S3Prefix") != "S3Prefix":
+            problems.append(
+                f"InputDataConfig[{index}]: S3DataType {source.get('S3DataType')!r} is not supported locally"
+            )
+    count = args.get("ResourceConfig", {}).get("InstanceCount", 1)
+    if isinstance(count, int) and count != 1:
+        problems.append(
+            f"ResourceConfig.InstanceCount {count}: distributed training does not run locally; use 1"
+        )
+    return problems
+
+
+def _training_inputs(arguments: Mapping[str, Any]) -> list[str]:
+    return [c["DataSource"]["S3DataSource"]["S3Uri"] for c in arguments.get("InputDataConfig", [])]
+
+
+class TrainingExecutor(Executor):
+    type = "Training"
+    cacheable = True
+    job_variable = "TrainingJobName"
+
+    def problems(self, step):
+        return _training_problems(step.arguments)
+
+    def cache_inputs(self, arguments):
+        return _training_inputs(arguments)
+
+    def outputs(self, properties):
+        return [properties["ModelArtifacts"]["S3ModelArtifacts"]]
+
+    def run(self, run: StepRun) -> StepResult:
+        description = training_job(run.job_name, run.arguments, run.env)
+        return StepResult(
+            description,
+            {"TrainingJob": {"Arn": description["TrainingJobArn"]}},
+            run.env.jobs_dir / run.job_name / "log.txt",
+        )
+
+
+def objective_value(description: Mapping[str, Any], metric: str) -> float | None:
+    for item in description.get("FinalMetricDataList", []):
+        if item["MetricName"] == metric:
+            return item["Value"]
+    return None
+
+
+class TuningExecutor(Executor):
+    type = "Tuning"
+    cacheable = True
+
+    def problems(self, step):
+        args = step.arguments
+        problems = tuning_problems(args.get("HyperParameterTuningJobConfig"))
+        if "TrainingJobDefinitions" in args:
+            problems.append("TrainingJobDefinitions (several algorithms) is not supported locally")
+        definition = args.get("TrainingJobDefinition")
+        if not isinstance(definition, dict):
+            return [*problems, "TrainingJobDefinition is missing"]
+        problems += _training_problems(definition)
+        config = args.get("HyperParameterTuningJobConfig") or {}
+        metric = (config.get("HyperParameterTuningJobObjective") or {}).get("MetricName")
+        algorithm = definition.get("AlgorithmSpecification", {})
+        defined = [m.get("Name") for m in algorithm.get("MetricDefinitions", [])]
+        static = definition.get("StaticHyperParameters", {})
+        script_mode = "sagemaker_program" in static
+        if metric and script_mode and metric not in defined:
+            problems.append(
+                f"objective metric {metric!r} is not among the MetricDefinitions "
+                f"({', '.join(defined) or 'none'})"
+            )
+        return problems
+
+    def cache_inputs(self, arguments):
+        return _training_inputs(arguments["TrainingJobDefinition"])
+
+    def outputs(self, properties):
+        output = properties["TrainingJobDefinition"]["OutputDataConfig"]["S3OutputPath"].rstrip("/")
+        return [f"{output}/{properties['BestTrainingJob']['TrainingJobName']}/output/model.tar.gz"]
+
+    def run(self, run: StepRun) -> StepResult:
+        name = run.job_name[:32].rstrip("-")
+        trials_dir = run.env.jobs_dir / name
+        # Trials share the CPUs: each gets its part, so parallel trials do not oversubscribe.
+        limits = run.arguments["HyperParameterTuningJobConfig"].get("ResourceLimits", {})
+        parallel = max(1, int(limits.get("MaxParallelTrainingJobs", 1)))
+        cpus = max(1, run.env.cpus // parallel)
+        trial_env = JobEnvironment(run.env.store, trials_dir, cpus)
+
+        def train(job_name: str, arguments: dict) -> dict:
+            return training_job(job_name, arguments, trial_env)
+
+        description = run_tuning(name, run.arguments, train, objective_value)
+        return StepResult(
+            description,
+            {"TuningJob": {"Arn": description["HyperParameterTuningJobArn"]}},
+            trials_dir,
+        )
+
+
+class ConditionExecutor(Executor):
+    type = "Condition"
+
+    def run(self, run: StepRun) -> StepResult:
+        conditions = run.arguments["Conditions"]
+        try:
+            outcome = all(
+                evaluate_condition(condition, run.context, where=f"Conditions[{index}]")
+                for index, condition in enumerate(conditions)
+            )
+        except ExpressionError as err:
+            raise StepFailure(f"cannot evaluate the condition: {err}") from None
+        return StepResult(
+            {"Outcome": outcome, "EvaluatedConditions": conditions},
+            {"Condition": {"Outcome": str(outcome).lower()}},
+            branch="if" if outcome else "else",
+        )
+
+
+class FailExecutor(Executor):
+    type = "Fail"
+
+    def run(self, run: StepRun) -> StepResult:
+        message = run.arguments.get("ErrorMessage", "")
+        raise StepFailure(str(message) if message != "" else "the pipeline reached a Fail step")
+
+
+class RegisterModelExecutor(Executor):
+    type = "RegisterModel"
+
+    def problems(self, step):
+        spec = step.arguments.get("InferenceSpecification")
+        problems = []
+        if not step.arguments.get("ModelPackageGroupName"):
+            problems.append(
+                "ModelPackageGroupName is required (unversioned packages are not supported locally)"
+            )
+        if not isinstance(spec, dict) or not spec.get("Containers"):
+            problems.append("InferenceSpecification.Containers is required")
+        elif len(spec["Containers"]) != 1:
+            problems.append(
+                f"{len(spec['Containers'])} inference containers: the local registry takes exactly one"
+            )
+        return problems
+
+    def run(self, run: StepRun) -> StepResult:
+        args = run.arguments
+        spec = args["InferenceSpecification"]
+        container = spec["Containers"][0]
+        model_url = container.get("ModelDataUrl")
+        if (
+            isinstance(model_url, str)
+            and model_url.startswith("s3://")
+            and not run.env.store.exists(model_url)
+        ):
+            raise StepFailure(f"ModelDataUrl {model_url} is not in the local object store")
+        registry = run.registry()
+        group = args["ModelPackageGroupName"]
+        try:
+            registry.ensure_group(group, args.get("ModelPackageGroupDescription", ""))
+            package = registry.register(
+                group,
+                model_data_url=model_url,
+                image_uri=container.get("Image"),
+                environment=container.get("Environment"),
+                content_types=spec.get("SupportedContentTypes") or ["text/csv"],
+                response_types=spec.get("SupportedResponseMIMETypes") or ["text/csv"],
+                approval_status=args.get("ModelApprovalStatus", "PendingManualApproval"),
+                model_metrics=_metrics(args.get("ModelMetrics")),
+                customer_metadata=args.get("CustomerMetadataProperties"),
+                description=args.get("ModelPackageDescription", ""),
+                by=f"pipeline execution {run.context.execution.get('PipelineExecutionId')}",
+            )
+        except (ConfigError, NotFoundError) as err:
+            raise StepFailure(f"cannot register the model: {err}") from None
+        described = package.to_describe()
+        return StepResult(described, {"RegisterModel": {"Arn": described["ModelPackageArn"]}})
+
+
+def _metrics(metrics: Any) -> Any:
+    # The SDK writes empty sections ("Bias": {}); CreateModelPackage takes them, the shape check
+    # does not, and they say nothing, so they are dropped.
+    if not isinstance(metrics, dict):
+        return metrics
+    kept = {key: value for key, value in metrics.items() if value not in ({}, None)}
+    return kept or None
+
+
+class CreateModelExecutor(Executor):
+    type = "Model"
+
+    def problems(self, step):
+        containers = step.arguments.get("Containers") or [step.arguments.get("PrimaryContainer") or {}]
+        return [p for c in containers for p in _image_problem(c.get("Image"))]
+
+    def run(self, run: StepRun) -> StepResult:
+        containers = run.arguments.get("Containers") or [run.arguments.get("PrimaryContainer") or {}]
+        for container in containers:
+            url = container.get("ModelDataUrl")
+            if isinstance(url, str) and url.startswith("s3://") and not run.env.store.exists(url):
+                raise StepFailure(f"ModelDataUrl {url} is not in the local object store")
+        name = run.job_name
+        return StepResult(
+            {"ModelName": name, "ModelArn": arn("model", name), **run.arguments},
+            {"Model": {"Arn": arn("model", name)}},
+        )
+
+
+#: The step types the local runner executes; a definition with another type fails validation.
+EXECUTORS: dict[str, Executor] = {
+    executor.type: executor
+    for executor in (
+        ProcessingExecutor(),
+        TrainingExecutor(),
+        TuningExecutor(),
+        ConditionExecutor(),
+        FailExecutor(),
+        RegisterModelExecutor(),
+        CreateModelExecutor(),
+    )
+}
