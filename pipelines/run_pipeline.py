@@ -18,6 +18,13 @@ from pathlib import Path
 from pipelines import _cli
 from pipelines import aws_names as names
 from pipelines.errors import AwsError, ConfigError, UsageError, unknown_names
+from pipelines.local.cli import (
+    add_local_options,
+    add_parameters_option,
+    parse_uploads,
+    run_locally,
+    stage,
+)
 from pipelines.local.definition import typed_value
 
 #: Tags that make SageMaker Studio show the pipeline inside its project.
@@ -235,13 +242,7 @@ def _main(argv: Sequence[str] | None) -> int:
         default=os.environ.get("SAGEMAKER_PROJECT_ID"),
         help="SageMaker project id tag (default: $SAGEMAKER_PROJECT_ID)",
     )
-    parser.add_argument(
-        "--parameters",
-        nargs="+",
-        default=["{}"],
-        metavar="NAME=VALUE",
-        help="pipeline parameter values for this run: Name=Value pairs or one JSON object",
-    )
+    add_parameters_option(parser)
     parser.add_argument(
         "--definition-file", type=Path, help="also write the definition sent to SageMaker to this file"
     )
@@ -255,14 +256,7 @@ def _main(argv: Sequence[str] | None) -> int:
         action="store_true",
         help="run the definition on this machine with the local runner instead of SageMaker",
     )
-    local.add_argument(
-        "--upload",
-        action="append",
-        default=[],
-        metavar="PATH=S3URI",
-        help="with --local: put a file or directory in the local object store first (repeatable)",
-    )
-    local.add_argument("--no-cache", action="store_true", help="with --local: ignore CacheConfig")
+    add_local_options(local)
     args = parser.parse_args(argv)
     _cli.configure_logging(args.verbose)
 
@@ -347,7 +341,6 @@ LOCAL_DEFAULTS = {
 def _run_local(args, kwargs: dict) -> int:
     """``--local``: build the same definition, put its code and sample data in the local object
     store, and execute it with the local runner."""
-    from pipelines.local.cli import parse_uploads, run_locally
     from pipelines.local.engine import LocalRunner
     from pipelines.local.progress import reporter_for
 
@@ -383,7 +376,11 @@ def _run_local(args, kwargs: dict) -> int:
                     f"s3://{code.bucket}/{bundle.key_prefix(code.key_prefix)}/{name}", body
                 )
     if args.no_start:
-        print(f"pipeline {pipeline.name}: definition checked and its code staged locally; not started")
+        # Staged as a run would stage them, so that a later run of the definition finds its inputs.
+        stage(runner.store, staged + uploads)
+        print(
+            f"pipeline {pipeline.name}: definition checked, its code and inputs staged locally; not started"
+        )
         return 0
     run_locally(
         runner,

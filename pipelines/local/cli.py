@@ -56,6 +56,13 @@ def upload(store: ObjectStore, source: Path, uri: str) -> int:
     return 1
 
 
+def stage(store: ObjectStore, uploads: Sequence[tuple[Path, str]]) -> None:
+    """Put each (path, uri) of ``uploads`` in the store, saying what went where."""
+    for path, uri in uploads:
+        count = upload(store, path, uri)
+        print(f"staged {path} at {uri} ({count} object{'s' if count != 1 else ''})")
+
+
 def run_locally(
     runner: LocalRunner,
     definition: str,
@@ -68,9 +75,7 @@ def run_locally(
 ) -> ExecutionOutcome:
     """Check the definition, stage the uploads, run; ExecutionFailed if the execution fails."""
     runner.check(definition, source, parameters)  # nothing staged for a definition that cannot run
-    for path, uri in uploads:
-        count = upload(runner.store, path, uri)
-        print(f"staged {path} at {uri} ({count} object{'s' if count != 1 else ''})")
+    stage(runner.store, uploads)
     outcome = runner.start(
         definition, pipeline_name=pipeline_name, parameters=parameters, source=source, use_cache=use_cache
     )
@@ -83,14 +88,18 @@ def _ended(outcome: ExecutionOutcome) -> ExecutionOutcome:
     return outcome
 
 
-def add_run_options(parser) -> None:
+def add_parameters_option(parser) -> None:
     parser.add_argument(
         "--parameters",
         nargs="+",
         default=["{}"],
         metavar="NAME=VALUE",
-        help="parameter values: Name=Value pairs or one JSON object",
+        help="pipeline parameter values for this run: Name=Value pairs or one JSON object",
     )
+
+
+def add_local_options(parser) -> None:
+    """The options of a local run, shared by ``local-pipeline run`` and ``run-pipeline --local``."""
     parser.add_argument(
         "--upload",
         action="append",
@@ -107,7 +116,8 @@ def _main(argv: Sequence[str] | None) -> int:
     run = commands.add_parser("run", help="run a definition JSON")
     run.add_argument("--definition-file", type=Path, required=True)
     run.add_argument("--pipeline-name", required=True, help="name the executions are filed under")
-    add_run_options(run)
+    add_parameters_option(run)
+    add_local_options(run)
     listing = commands.add_parser("list-executions", help="executions, newest first")
     listing.add_argument("--pipeline-name")
     for name, text in (

@@ -274,8 +274,8 @@ def typed_value(value: Any, kind: str, from_text: bool = False) -> Any:
         text = value.strip()
         if kind == "Integer" and _INTEGER.fullmatch(text):
             return int(text)
-        if kind == "Float" and _FLOAT.fullmatch(text):
-            return float(text)
+        if kind == "Float" and _FLOAT.fullmatch(text) and math.isfinite(float(text)):
+            return float(text)  # "1e999" reads as inf: refused, as a JSON number that large is
         if kind == "Boolean" and text.lower() in ("true", "false"):
             return text.lower() == "true"
         return None

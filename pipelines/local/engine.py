@@ -42,16 +42,20 @@ from pipelines.local_home import local_home
 #: SageMaker's pipeline-name rule; a local execution is filed under the name.
 _PIPELINE_NAME = re.compile(r"[A-Za-z0-9](-*[A-Za-z0-9]){0,255}")
 _DURATION = re.compile(
-    r"P(?:(?P<days>\d+)D)?(?:T(?:(?P<hours>\d+)H)?(?:(?P<minutes>\d+)M)?(?:(?P<seconds>\d+)S)?)?"
+    r"P(?:(?P<years>\d+)Y)?(?:(?P<months>\d+)M)?(?:(?P<weeks>\d+)W)?(?:(?P<days>\d+)D)?"
+    r"(?:T(?:(?P<hours>\d+)H)?(?:(?P<minutes>\d+)M)?(?:(?P<seconds>\d+)S)?)?",
+    re.IGNORECASE,
 )
 
 
 def parse_duration(text: str) -> timedelta | None:
-    """An ISO 8601 duration of the kind CacheConfig.ExpireAfter takes (P30D, PT1H, P1DT12H...)."""
+    """An ISO 8601 duration of the kind CacheConfig.ExpireAfter takes (P30D, PT1H, P1DT12H, P1Y,
+    p30d...); a year counts as 365 days and a month as 30."""
     match = _DURATION.fullmatch(text or "")
-    if not match or text in ("P", "PT") or text.endswith("T"):
+    if not match or text.upper() in ("P", "PT") or text.upper().endswith("T"):
         return None
     parts = {key: int(value) for key, value in match.groupdict().items() if value}
+    parts["days"] = parts.get("days", 0) + 365 * parts.pop("years", 0) + 30 * parts.pop("months", 0)
     return timedelta(**parts)
 
 
@@ -204,6 +208,10 @@ class LocalRunner:
                 excluded = _excluded(order, steps, needs, branches)
                 if not failures:
                     for name in order:
+                        # Submit no more than can run: a step still queued when another fails
+                        # would start after the failure.
+                        if len(running) >= self.max_workers:
+                            break
                         if (
                             name in results
                             or name in excluded
@@ -326,12 +334,15 @@ class _RunState:
         except ExpressionError as err:
             return self._fail(step, 0, None, f"cannot evaluate its arguments: {err}")
 
-        cache_key = None
-        if executor.cacheable and self.execution.use_cache and (step.cache_config or {}).get("Enabled"):
+        cache_key = hit = None
+        if executor.cacheable and (step.cache_config or {}).get("Enabled"):
+            # The key is recorded even when this run does not look it up (--no-cache), so that a
+            # later run can reuse the work.
             cache_key = self._cache_key(step, executor, arguments)
-            hit = records.cached(
-                step.type, cache_key, parse_duration(step.cache_config.get("ExpireAfter", ""))
-            )
+            if self.execution.use_cache:
+                hit = records.cached(
+                    step.type, cache_key, parse_duration(step.cache_config.get("ExpireAfter", ""))
+                )
             if hit is not None and self._outputs_present(executor, hit[1].properties):
                 source, record = hit
                 now = _now()

@@ -14,6 +14,7 @@ import io
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -210,6 +211,13 @@ def extract_archive(data: bytes, destination: Path, what: str) -> None:
         raise StepFailure(f"{what}: not a readable tar archive: {err}") from None
 
 
+def fresh_directory(path: Path) -> None:
+    """An empty directory at ``path``. A job run again under its name (the retry of an execution)
+    starts clean, as a new container does, not among the inputs and outputs of the earlier run."""
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True, exist_ok=True)
+
+
 # ---- processing
 
 
@@ -263,7 +271,7 @@ def processing_job(name: str, arguments: Mapping[str, Any], env: JobEnvironment)
                 status, f"processing job {name} ({hosts[index]})", log_path, sandbox / "opt/ml/output/message"
             )
 
-    job_dir.mkdir(parents=True, exist_ok=True)
+    fresh_directory(job_dir)
     _run_all(worker, count)
     for index in range(count):
         for output in outputs:
@@ -338,6 +346,7 @@ def training_job(name: str, arguments: Mapping[str, Any], env: JobEnvironment) -
     sandbox = job_dir / "algo-1"
     log_path = job_dir / "log.txt"
     ml = sandbox / "opt/ml"
+    fresh_directory(job_dir)
     for directory in ("model", "output/data", "input/config", "code"):
         (ml / directory).mkdir(parents=True, exist_ok=True)
 
@@ -447,7 +456,8 @@ def _training_environment(
         "SM_OUTPUT_DATA_DIR": str(ml / "output/data"),
         "SM_OUTPUT_INTERMEDIATE_DIR": str(ml / "output/intermediate"),
         "SM_CHANNELS": json.dumps(sorted(channels)),
-        "SM_HPS": json.dumps(dict(user)),
+        # The toolkit JSON-decodes each value ("3" -> 3, "true" -> true); the argv stays text.
+        "SM_HPS": json.dumps({key: _decoded(value) for key, value in user.items()}),
         "SM_HOSTS": json.dumps(["algo-1"]),
         "SM_CURRENT_HOST": "algo-1",
         "SM_NUM_CPUS": str(cpus),
@@ -462,6 +472,13 @@ def _training_environment(
     for key, value in user.items():
         env[f"SM_HP_{key.upper()}"] = value
     return env
+
+
+def _decoded(value: str) -> Any:
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError:
+        return value
 
 
 def _submit_directory(hyperparameters: Mapping[str, str], sandbox: Path, store: ObjectStore) -> Path:

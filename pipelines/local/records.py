@@ -193,8 +193,8 @@ class ExecutionRecords:
 
     @contextlib.contextmanager
     def hold(self, execution: Execution) -> Iterator[None]:
-        """Be the one runner of ``execution`` while the block runs; NotFoundError-free ConflictError
-        if another live runner holds it."""
+        """Be the one runner of ``execution`` while the block runs; UsageError if another live
+        process already is."""
         path = self.locks / f"{execution.execution_id}.lock"
         handle = open(path, "w")
         try:

@@ -160,7 +160,13 @@ class ObjectStore:
     @staticmethod
     def _write(target: Path, fill) -> None:
         # Write then rename: a reader sees the old object or the new one, never half of one.
-        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError):
+            # S3 keeps "a/b" and "a/b/c" side by side; as files, an object cannot also be a prefix.
+            raise StoreError(
+                f"{target}: an object is stored where this key needs a prefix; it cannot be both"
+            ) from None
         if target.is_dir():
             raise StoreError(f"{target} is a prefix with objects under it; it cannot also be an object")
         handle = tempfile.NamedTemporaryFile(dir=target.parent, prefix=".tmp-", delete=False)

@@ -64,7 +64,7 @@ class _Space:
         import optuna
 
         self.distributions: dict[str, Any] = {}
-        self.reverse: set[str] = set()
+        self.reverse: dict[str, tuple[float, float]] = {}
         for item in ranges.get("IntegerParameterRanges", []):
             low, high = int(item["MinValue"]), int(item["MaxValue"])
             self._check(item, low, high)
@@ -78,7 +78,7 @@ class _Space:
                 if high >= 1:
                     raise StepFailure(f"range {item['Name']!r}: ReverseLogarithmic needs MaxValue < 1")
                 # Sample 1 - x on a log scale: dense near 1, as SageMaker's reverse-log scaling is.
-                self.reverse.add(item["Name"])
+                self.reverse[item["Name"]] = (low, high)
                 low, high = 1 - high, 1 - low
             self.distributions[item["Name"]] = optuna.distributions.FloatDistribution(
                 low, high, log=scaling in ("Logarithmic", "ReverseLogarithmic")
@@ -100,7 +100,9 @@ class _Space:
         values = {}
         for name, value in params.items():
             if name in self.reverse:
-                value = 1 - value
+                # 1 - (1 - x) can round past x (1 - 0.7 is 0.30000000000000004): keep to the range.
+                low, high = self.reverse[name]
+                value = min(max(1 - value, low), high)
             values[name] = repr(float(value)) if isinstance(value, float) else str(value)
         return values
 
@@ -207,9 +209,12 @@ def run_tuning(
                         TrainingStartTime=description.get("TrainingStartTime"),
                         TrainingEndTime=description.get("TrainingEndTime"),
                     )
-                    if value is None and metric:
+                    if metric and (value is None or not math.isfinite(value)):
+                        # A NaN would break the ranking (it compares neither above nor below).
+                        problem = "no" if value is None else f"a non-finite ({value})"
                         summary.update(
-                            ObjectiveStatus="Failed", FailureReason=f"the job reported no {metric} metric"
+                            ObjectiveStatus="Failed",
+                            FailureReason=f"the job reported {problem} {metric} metric",
                         )
                         if trial is not None:
                             study.tell(trial, state=optuna.trial.TrialState.FAIL)
