@@ -93,7 +93,8 @@ class LocalRunner:
         cpus: int | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ):
-        self.home = Path(home) if home is not None else local_home()
+        # Absolute: jobs run with their sandbox as working directory.
+        self.home = (Path(home) if home is not None else local_home()).resolve()
         self.store = ObjectStore(self.home / "s3")
         self.records = ExecutionRecords(self.home / "executions" / "executions.sqlite")
         self.jobs_dir = self.home / "jobs"
@@ -151,10 +152,12 @@ class LocalRunner:
                 f"pipeline name {pipeline_name!r} is not valid (letters, digits and '-', up to 256)"
             )
         definition, values, order = self.check(definition_text, source, parameters or {})
-        execution = self.records.create_execution(
-            pipeline_name, _execution_id(), definition_text, values, use_cache, display_name
-        )
-        with self.records.hold(execution):
+        execution_id = _execution_id()
+        # Locked before it is recorded: an Executing record always has a live runner or none ever.
+        with self.records.hold(execution_id):
+            execution = self.records.create_execution(
+                pipeline_name, execution_id, definition_text, values, use_cache, display_name
+            )
             return self._drive(execution, definition, values, order, {})
 
     def retry(self, reference: str) -> ExecutionOutcome:
@@ -169,7 +172,7 @@ class LocalRunner:
         definition, values, order = self.check(
             execution.definition, f"execution {execution.execution_id}", execution.parameters
         )
-        with self.records.hold(execution):
+        with self.records.hold(execution.execution_id):
             kept = {}
             for name, record in self.records.steps(execution.arn).items():
                 if record.status == SUCCEEDED and name in definition.steps:

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from pipelines.errors import NotFoundError
+from pipelines.errors import NotFoundError, UsageError
 from pipelines.local.jobs import LOCAL_ACCOUNT, LOCAL_REGION
 
 EXECUTING, SUCCEEDED, FAILED, STOPPED = "Executing", "Succeeded", "Failed", "Stopped"
@@ -192,19 +192,17 @@ class ExecutionRecords:
     # ---- the runner's lock
 
     @contextlib.contextmanager
-    def hold(self, execution: Execution) -> Iterator[None]:
-        """Be the one runner of ``execution`` while the block runs; UsageError if another live
+    def hold(self, execution_id: str) -> Iterator[None]:
+        """Be the one runner of the execution while the block runs; UsageError if another live
         process already is."""
-        path = self.locks / f"{execution.execution_id}.lock"
+        path = self.locks / f"{execution_id}.lock"
         handle = open(path, "w")
         try:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                from pipelines.errors import UsageError
-
                 raise UsageError(
-                    f"execution {execution.execution_id} is being run by another live process; wait for it"
+                    f"execution {execution_id} is being run by another live process; wait for it"
                 ) from None
             handle.write(str(os.getpid()))
             handle.flush()

@@ -334,6 +334,21 @@ def test_a_processing_job_gets_its_inputs_at_their_local_paths_and_its_outputs_a
     assert entry["Metadata"] == {"ProcessingJob": {"Arn": properties["ProcessingJobArn"]}}
 
 
+def test_a_relative_local_home_still_gives_jobs_absolute_paths(tmp_path, monkeypatch):
+    # Jobs run with their sandbox as working directory; a relative home must not leak into them.
+    monkeypatch.chdir(tmp_path)
+    runner = LocalRunner(Path("relative-home"))
+    for script in SCRIPTS.glob("*.py"):
+        runner.store.put_file(script, f"{CODE}/{script.name}")
+    stage_parts(runner, f"{BUCKET}/data", 1)
+
+    outcome = run(runner, inspect("Inspect", f"{BUCKET}/data", f"{BUCKET}/out"))
+
+    assert outcome.status == "Succeeded", outcome.failure_reason
+    assert runner.home == tmp_path / "relative-home"
+    assert read_json(runner, f"{BUCKET}/out/seen-algo-1.json")["files"] == {"part-0.csv": "row 0\n"}
+
+
 def test_container_arguments_under_opt_ml_are_rewritten_into_the_jobs_sandbox(runner):
     stage_parts(runner, f"{BUCKET}/data", 1)
 
