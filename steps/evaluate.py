@@ -23,6 +23,10 @@ import xgboost as xgb
 from sklearn.metrics import roc_auc_score, roc_curve
 
 EVALUATION_FILENAME = "evaluation.json"
+#: Test rows without their labels and the model's predictions for them, written beside the
+#: evaluation: what a deployment's smoke test sends to the endpoint and expects back.
+SAMPLE_FILENAME = "sample-requests.json"
+SAMPLE_ROWS = 20
 MODEL_ARCHIVE = "model.tar.gz"
 MODEL_FILENAME = "xgboost-model.json"
 PROBLEM_TYPES = ("binary_classification", "regression")
@@ -276,6 +280,18 @@ def predict(booster: xgb.Booster, features: np.ndarray, problem_type: str) -> np
     return predictions
 
 
+def sample_requests(features: np.ndarray, predictions: np.ndarray, rows: int = SAMPLE_ROWS) -> dict:
+    """The first ``rows`` test rows as CSV request bodies (no label; an empty cell is missing) and
+    the predictions the evaluated model gave them."""
+    count = min(rows, len(features))
+    bodies = [",".join("" if np.isnan(v) else repr(float(v)) for v in row) for row in features[:count]]
+    return {
+        "content_type": "text/csv",
+        "rows": bodies,
+        "predictions": [float(p) for p in predictions[:count]],
+    }
+
+
 # ---------------------------------------------------------------------------------------------- main
 
 
@@ -330,14 +346,16 @@ def main(argv: list[str] | None = None) -> int:
         predictions = predict(booster, features, args.problem_type)
         report = evaluate(args.problem_type, labels, predictions)
         text = json.dumps(report, indent=2, allow_nan=False) + "\n"
+        sample = json.dumps(sample_requests(features, predictions), indent=1, allow_nan=False) + "\n"
     except EvaluationError as err:
         print(f"error: {err.source or source}: {err}", file=sys.stderr)
         return 2
 
     args.output_dir.mkdir(parents=True, exist_ok=True)
-    partial = args.output_dir / f".partial-{EVALUATION_FILENAME}"
-    partial.write_text(text, encoding="utf-8")
-    os.replace(partial, args.output_dir / EVALUATION_FILENAME)
+    for name, content in ((SAMPLE_FILENAME, sample), (EVALUATION_FILENAME, text)):
+        partial = args.output_dir / f".partial-{name}"
+        partial.write_text(content, encoding="utf-8")
+        os.replace(partial, args.output_dir / name)
     gate = GATE_METRIC[args.problem_type]
     print(f"{gate}: {report[f'{args.problem_type}_metrics'][gate]['value']} on {len(labels)} test rows")
     return 0

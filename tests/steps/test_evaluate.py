@@ -2,6 +2,8 @@ import io
 import json
 import math
 import tarfile
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -257,3 +259,34 @@ def test_problem_type_must_fit_the_model(binary_case, run_main):
     assert run.code == 2
     assert len(run.error_lines) == 1
     assert run.err.startswith("error: arguments: argument --problem-type: invalid choice: 'ranking'")
+
+
+# ------------------------------------------------------------------------------ the smoke-test sample
+
+
+def test_the_sample_requests_replay_through_the_serving_handler_to_the_recorded_predictions(
+    binary_case, run_main
+):
+    from steps import inference
+
+    run = run_main(evaluate.main, argv(binary_case))
+    assert run.code == 0, run.err
+    sample = json.loads((binary_case / "out" / evaluate.SAMPLE_FILENAME).read_text())
+    assert sample["content_type"] == inference.CSV
+    assert 0 < len(sample["rows"]) == len(sample["predictions"]) <= evaluate.SAMPLE_ROWS
+
+    with tempfile.TemporaryDirectory() as model_dir:
+        evaluate.extract_archive(binary_case / "model" / evaluate.MODEL_ARCHIVE, Path(model_dir))
+        model = inference.model_fn(model_dir)
+    for body, expected in zip(sample["rows"], sample["predictions"], strict=True):
+        served, _ = inference.output_fn(
+            inference.predict_fn(inference.input_fn(body, inference.CSV), model), inference.CSV
+        )
+        assert float(served) == pytest.approx(expected, abs=1e-6)
+
+
+def test_missing_values_become_empty_cells_in_the_sample_requests():
+    features = np.array([[1.0, np.nan, 3.5]])
+    sample = evaluate.sample_requests(features, np.array([0.25]))
+    assert sample["rows"] == ["1.0,,3.5"]
+    assert sample["predictions"] == [0.25]
