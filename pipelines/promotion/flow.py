@@ -1,0 +1,334 @@
+"""Promotion of approved model versions through the stages: one implementation for every backend.
+
+Per stage: the gate before it, deploy, wait until serving, smoke test, record. What runs where is
+recorded on the model packages themselves (CustomerMetadataProperties), so the registry answers
+"where is version N" and "what runs in stage S" whichever backend deployed it:
+
+    stage.<S>.deployed-at      when the version started serving in S
+    stage.<S>.retired-at       when another version (or nothing) replaced it there
+    stage.<S>.tests-passed-at  when its smoke tests passed in S (what a tests-passed gate reads)
+    stage.<S>.approved-by      who approved it for S at a manual-approval gate (and .approved-at)
+"""
+
+from __future__ import annotations
+
+import abc
+import json
+import math
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from pipelines.errors import ConfigError, TemplateError, UsageError
+from pipelines.promotion.config import PromotionConfig, StageConfig
+from pipelines.registry.base import APPROVED, REJECTED, ModelPackage, ModelRegistry, parse_package_arn
+
+#: Written beside evaluation.json by steps/evaluate.py (SAMPLE_FILENAME there; a test ties them).
+SAMPLE_FILENAME = "sample-requests.json"
+
+
+class PromotionError(TemplateError):
+    """A stage could not be promoted: a gate is closed, a deploy or a smoke test failed."""
+
+    exit_code = 1
+
+
+class Deployer(abc.ABC):
+    """Where endpoints run: the stage's AWS account, or a local namespace standing in for it."""
+
+    @abc.abstractmethod
+    def deploy(self, stage: StageConfig, package: ModelPackage) -> str:
+        """Serve ``package`` in ``stage`` and return once it serves (its URL or ARN). On failure
+        raise PromotionError with the reason; what served before keeps serving."""
+
+    @abc.abstractmethod
+    def undeploy(self, stage: StageConfig) -> None:
+        """Stop serving in ``stage`` (idempotent)."""
+
+    @abc.abstractmethod
+    def invoke(self, stage: StageConfig, body: bytes, content_type: str, accept: str) -> tuple[int, bytes]:
+        """One request to the stage's endpoint: (HTTP status, body)."""
+
+    @abc.abstractmethod
+    def read(self, uri: str) -> bytes:
+        """An artifact of the dev account (an S3 object), e.g. the smoke-test sample."""
+
+
+@dataclass
+class SmokeReport:
+    rows: int
+    p50_ms: float
+    max_ms: float
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return not self.problems
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat()
+
+
+def key(stage: str, what: str) -> str:
+    return f"stage.{stage}.{what}"
+
+
+class Promotion:
+    """The promotion flow over a registry and a deployer; ``say`` reports progress lines."""
+
+    def __init__(
+        self,
+        config: PromotionConfig,
+        registry: ModelRegistry,
+        deployer: Deployer,
+        say: Callable[[str], None] = print,
+        confirm: Callable[[str], bool] | None = None,
+    ):
+        self.config = config
+        self.registry = registry
+        self.deployer = deployer
+        self.say = say
+        self.confirm = confirm  # asks a person at a manual gate (None: never ask)
+        self.group = config.model_package_group
+
+    # ---- selection
+
+    def select(self, version: int | str | None = None) -> ModelPackage:
+        """The latest Approved version, or the one pinned by number or ARN; Pending or Rejected
+        versions are refused."""
+        if version is None:
+            package = self.registry.latest_approved(self.group)
+            if package is None:
+                raise PromotionError(
+                    f"no Approved version in {self.group}; approve one with "
+                    f"`model-registry approve {self.group} <version>`"
+                )
+            return package
+        if isinstance(version, str) and version.startswith("arn:"):
+            group, number = parse_package_arn(version)
+            if group.lower() != self.group.lower():  # ARNs carry the name in lower case
+                raise ConfigError(f"{version} is in group {group!r}, not {self.group!r}")
+            version = number
+        package = self.registry.get_version(self.group, int(version))
+        if package.approval_status != APPROVED:
+            raise PromotionError(
+                f"{package.name} is {package.approval_status}, not Approved: only approved versions are "
+                f"promoted (model-registry approve {self.group} {package.version})"
+            )
+        return package
+
+    # ---- what runs where
+
+    def serving(self, stage: str) -> ModelPackage | None:
+        """The version serving in ``stage``, from the registry's records."""
+        best, best_time = None, ""
+        for package in self.registry.list_versions(self.group):
+            meta = package.customer_metadata
+            deployed = meta.get(key(stage, "deployed-at"), "")
+            retired = meta.get(key(stage, "retired-at"), "")
+            if deployed and deployed > retired and deployed > best_time:
+                best, best_time = package, deployed
+        return best
+
+    def where(self, version: int) -> dict[str, dict[str, str]]:
+        """Stage -> what the registry records for ``version`` there (deployed-at, retired-at...)."""
+        package = self.registry.get_version(self.group, version)
+        found: dict[str, dict[str, str]] = {}
+        for stage in self.config.stages:
+            prefix = f"stage.{stage.name}."
+            entries = {
+                k[len(prefix) :]: v for k, v in package.customer_metadata.items() if k.startswith(prefix)
+            }
+            if entries:
+                current = self.serving(stage.name)
+                entries["serving"] = "yes" if current and current.version == version else "no"
+                found[stage.name] = entries
+        return found
+
+    def status(self) -> dict[str, int | None]:
+        return {
+            stage.name: getattr(self.serving(stage.name), "version", None) for stage in self.config.stages
+        }
+
+    # ---- gates
+
+    def approve_gate(self, stage_name: str, version: int, by: str, reason: str = "") -> None:
+        """Record a person's approval of ``version`` for a manual-approval stage."""
+        stage = self.config.stage(stage_name)
+        if stage.gate != "manual-approval":
+            raise UsageError(
+                f"stage {stage.name} has a {stage.gate} gate, not manual-approval: nothing to approve"
+            )
+        package = self.select(version)
+        meta = {key(stage.name, "approved-by"): by, key(stage.name, "approved-at"): _now()}
+        if reason:
+            meta[key(stage.name, "approval-reason")] = reason
+        self.registry.update_metadata(self.group, package.version, meta)
+        self.say(f"{package.name} approved for {stage.name} by {by}")
+
+    def _check_gate(self, stage: StageConfig, package: ModelPackage) -> None:
+        meta = package.customer_metadata
+        if stage.gate == "tests-passed":
+            previous = self.config.previous(stage)
+            if key(previous.name, "tests-passed-at") not in meta:
+                raise PromotionError(
+                    f"gate before {stage.name}: {package.name} has not passed the smoke tests in "
+                    f"{previous.name}; promote it there first"
+                )
+        elif stage.gate == "manual-approval" and key(stage.name, "approved-by") not in meta:
+            question = f"Approve {package.name} for {stage.name} ({stage.account_id})?"
+            if self.confirm is not None and self.confirm(question):
+                self.approve_gate(stage.name, package.version, by=current_user())
+                return
+            raise PromotionError(
+                f"gate before {stage.name}: {package.name} needs a manual approval: run "
+                f"`promote approve --stage {stage.name} --version {package.version}`"
+            )
+
+    # ---- deploy, test, record
+
+    def promote(self, stage_name: str, version: int | str | None = None) -> SmokeReport:
+        """Gate, deploy, wait, smoke test, record; PromotionError on any failure."""
+        stage = self.config.stage(stage_name)
+        package = self.select(version)
+        self._check_gate(stage, self.registry.get_version(self.group, package.version))
+        return self._deploy(stage, package, "promote")
+
+    def rollback(self, stage_name: str) -> SmokeReport:
+        """Redeploy the approved version that served in the stage before the current one."""
+        stage = self.config.stage(stage_name)
+        current = self.serving(stage.name)
+        previous = self._previous(stage.name, exclude=current.version if current else None)
+        if previous is None:
+            raise PromotionError(
+                f"no earlier approved version has served in {stage.name}: nothing to roll back to"
+            )
+        self.say(f"rolling {stage.name} back to {previous.name}")
+        # It passed this stage's gate when it first served here.
+        return self._deploy(stage, previous, "rollback")
+
+    def reject(self, version: int, by: str, reason: str) -> list[str]:
+        """Reject a version in the registry and take it out of every stage where it serves: the
+        previous approved version goes back, or the endpoint stops when there is none."""
+        package = self.registry.update_approval(self.group, version, REJECTED, by=by, reason=reason)
+        self.say(f"{package.name} rejected")
+        touched = []
+        for stage in self.config.stages:
+            current = self.serving(stage.name)
+            if current is None or current.version != version:
+                continue
+            touched.append(stage.name)
+            if self._previous(stage.name, exclude=version) is not None:
+                self.rollback(stage.name)
+            else:
+                self.deployer.undeploy(stage)
+                self.registry.update_metadata(self.group, version, {key(stage.name, "retired-at"): _now()})
+                self.say(f"{stage.name}: nothing earlier to serve; endpoint stopped")
+        return touched
+
+    def _previous(self, stage: str, exclude: int | None) -> ModelPackage | None:
+        """The Approved version most recently retired from ``stage``."""
+        best, best_time = None, ""
+        for package in self.registry.list_versions(self.group, approval_status=APPROVED):
+            retired = package.customer_metadata.get(key(stage, "retired-at"), "")
+            if package.version != exclude and retired and retired > best_time:
+                best, best_time = package, retired
+        return best
+
+    def _deploy(self, stage: StageConfig, package: ModelPackage, why: str) -> SmokeReport:
+        before = self.serving(stage.name)
+        self.say(f"{stage.name}: deploying {package.name} ({why})")
+        started = time.monotonic()
+        where = self.deployer.deploy(stage, package)
+        self.say(f"{stage.name}: serving at {where} after {time.monotonic() - started:.1f} s")
+        stamp = _now()
+        if before is not None and before.version != package.version:
+            self.registry.update_metadata(self.group, before.version, {key(stage.name, "retired-at"): stamp})
+        # The new deployment is newer than any retirement recorded for this version in this stage.
+        self.registry.update_metadata(self.group, package.version, {key(stage.name, "deployed-at"): stamp})
+        report = self.smoke_test(stage, package)
+        self.say(
+            f"{stage.name}: smoke tests {'passed' if report.passed else 'FAILED'}: {report.rows} rows, "
+            f"latency p50 {report.p50_ms:.1f} ms, max {report.max_ms:.1f} ms"
+        )
+        if not report.passed:
+            raise PromotionError(
+                f"{stage.name}: smoke tests of {package.name} failed: {'; '.join(report.problems[:3])}"
+            )
+        self.registry.update_metadata(
+            self.group, package.version, {key(stage.name, "tests-passed-at"): _now()}
+        )
+        return report
+
+    def smoke_test(self, stage: StageConfig, package: ModelPackage) -> SmokeReport:
+        """Replay the evaluation's sample rows: every answer 200, the recorded prediction within the
+        tolerance, latency within the stage's limit; and one JSON request for the other content type."""
+        sample = self._sample(package)
+        rows = list(zip(sample["rows"], sample["predictions"], strict=True))[: stage.smoke_tests.rows]
+        problems, latencies = [], []
+        for index, (body, expected) in enumerate(rows):
+            started = time.perf_counter()
+            status, answer = self.deployer.invoke(stage, body.encode(), "text/csv", "text/csv")
+            latencies.append((time.perf_counter() - started) * 1000)
+            if status != 200:
+                problems.append(f"row {index}: HTTP {status}: {answer[:200].decode(errors='replace')}")
+                continue
+            try:
+                value = float(answer.decode().strip())
+            except ValueError:
+                problems.append(f"row {index}: answer {answer[:80]!r} is not one number")
+                continue
+            if not math.isclose(value, expected, abs_tol=stage.smoke_tests.tolerance):
+                problems.append(f"row {index}: predicted {value}, the evaluated model gave {expected}")
+        if rows:
+            cells = [None if cell == "" else float(cell) for cell in rows[0][0].split(",")]
+            status, answer = self.deployer.invoke(
+                stage, json.dumps({"instances": [cells]}).encode(), "application/json", "application/json"
+            )
+            try:
+                predictions = json.loads(answer)["predictions"] if status == 200 else None
+            except (ValueError, KeyError, TypeError):
+                predictions = None
+            if not (isinstance(predictions, list) and len(predictions) == 1):
+                problems.append(
+                    f'JSON request: HTTP {status}, answer {answer[:120]!r} is not {{"predictions": [x]}}'
+                )
+        p50 = statistics.median(latencies) if latencies else 0.0
+        worst = max(latencies) if latencies else 0.0
+        if worst > stage.smoke_tests.max_latency_ms:
+            problems.append(
+                f"slowest request took {worst:.0f} ms, over the stage's "
+                f"{stage.smoke_tests.max_latency_ms:.0f} ms"
+            )
+        return SmokeReport(len(rows), p50, worst, problems)
+
+    def _sample(self, package: ModelPackage) -> dict:
+        try:
+            statistics_uri = package.model_metrics["ModelQuality"]["Statistics"]["S3Uri"]
+        except (TypeError, KeyError):
+            raise PromotionError(
+                f"{package.name} records no ModelQuality statistics, so there is no smoke-test "
+                "sample beside them"
+            ) from None
+        uri = f"{statistics_uri.rsplit('/', 1)[0]}/{SAMPLE_FILENAME}"
+        try:
+            sample = json.loads(self.deployer.read(uri))
+            if len(sample["rows"]) != len(sample["predictions"]) or not sample["rows"]:
+                raise ValueError("rows and predictions differ in length or are empty")
+        except TemplateError as err:
+            raise PromotionError(f"smoke-test sample of {package.name}: {err}") from None
+        except (ValueError, KeyError, TypeError) as err:
+            raise PromotionError(f"smoke-test sample {uri} is malformed: {err}") from None
+        return sample
+
+
+def current_user() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"

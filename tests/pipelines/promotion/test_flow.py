@@ -1,0 +1,316 @@
+"""The promotion flow over the local registry and a deployer double: selection, gates, smoke tests,
+rollback, rejection, and the what-runs-where records."""
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from pipelines.errors import ConfigError, UsageError
+from pipelines.promotion.config import load_promotion
+from pipelines.promotion.flow import SAMPLE_FILENAME, Deployer, Promotion, PromotionError
+from pipelines.registry.local import LocalModelRegistry
+from steps import evaluate
+
+DEPLOY = Path(__file__).resolve().parents[3] / "deploy"
+GROUP = "ChurnModelPackageGroup"
+ROWS = ["1.0,2.0", "3.0,4.0", "5.0,"]
+PREDICTIONS = [0.1, 0.2, 0.3]
+
+
+class FakeDeployer(Deployer):
+    """Serves each version's recorded predictions; can be told to fail a deploy or to answer wrong."""
+
+    def __init__(self):
+        self.serving = {}
+        self.fail_deploy = False
+        self.skew = 0.0
+        self.deploys = []
+
+    def deploy(self, stage, package):
+        if self.fail_deploy:
+            raise PromotionError(f"{stage.name}: the endpoint did not become healthy")
+        self.serving[stage.name] = package
+        self.deploys.append((stage.name, package.version))
+        return f"http://127.0.0.1:{stage.endpoint.local_port}"
+
+    def undeploy(self, stage):
+        self.serving.pop(stage.name, None)
+
+    def invoke(self, stage, body, content_type, accept):
+        if stage.name not in self.serving:
+            return 0, b"no endpoint"
+        if content_type == "application/json":
+            return 200, json.dumps({"predictions": [PREDICTIONS[0] + self.skew]}).encode()
+        return 200, str(PREDICTIONS[ROWS.index(body.decode())] + self.skew).encode()
+
+    def read(self, uri):
+        assert uri.endswith(f"/{SAMPLE_FILENAME}")
+        return json.dumps({"content_type": "text/csv", "rows": ROWS, "predictions": PREDICTIONS}).encode()
+
+
+@pytest.fixture
+def registry(tmp_path):
+    registry = LocalModelRegistry(tmp_path / "registry.sqlite")
+    registry.ensure_group(GROUP)
+    return registry
+
+
+def register(registry, approve=True):
+    metrics = {
+        "ModelQuality": {
+            "Statistics": {"ContentType": "application/json", "S3Uri": "s3://b/e/evaluation.json"}
+        }
+    }
+    package = registry.register(
+        GROUP, model_data_url="s3://b/m/model.tar.gz", image_uri="img", model_metrics=metrics
+    )
+    if approve:
+        registry.update_approval(GROUP, package.version, "Approved", by="tester")
+    return package.version
+
+
+@pytest.fixture
+def deployer():
+    return FakeDeployer()
+
+
+@pytest.fixture
+def flow(registry, deployer):
+    lines = []
+    promotion = Promotion(load_promotion(DEPLOY / "promotion.json"), registry, deployer, say=lines.append)
+    promotion.lines = lines
+    return promotion
+
+
+def test_the_sample_file_name_is_the_one_the_evaluate_step_writes():
+    assert SAMPLE_FILENAME == evaluate.SAMPLE_FILENAME
+
+
+def test_the_latest_approved_version_is_selected_by_default(flow, registry):
+    register(registry)
+    register(registry)
+    register(registry, approve=False)
+    assert flow.select().version == 2
+
+
+@pytest.mark.parametrize("status", ["PendingManualApproval", "Rejected"])
+def test_a_pinned_version_that_is_not_approved_is_refused(flow, registry, status):
+    version = register(registry, approve=False)
+    if status == "Rejected":
+        registry.update_approval(GROUP, version, "Rejected", by="tester")
+    with pytest.raises(PromotionError, match=f"is {status}, not Approved"):
+        flow.select(version)
+
+
+def test_a_version_pinned_by_arn_must_be_in_the_configured_group(flow, registry):
+    register(registry)
+    assert flow.select(f"arn:aws:sagemaker:local:000000000000:model-package/{GROUP.lower()}/1").version == 1
+    with pytest.raises(ConfigError, match="not 'ChurnModelPackageGroup'"):
+        flow.select("arn:aws:sagemaker:local:000000000000:model-package/other/1")
+
+
+def test_no_approved_version_is_a_clear_error(flow, registry):
+    register(registry, approve=False)
+    with pytest.raises(PromotionError, match="no Approved version"):
+        flow.promote("dev")
+
+
+def test_dev_deploys_smoke_tests_and_records_where_the_version_serves(flow, registry, deployer):
+    version = register(registry)
+
+    report = flow.promote("dev")
+
+    assert report.passed and report.rows == 3
+    assert deployer.serving["dev"].version == version
+    assert flow.status() == {"dev": version, "staging": None, "prod": None}
+    where = flow.where(version)
+    assert set(where) == {"dev"}
+    assert where["dev"]["serving"] == "yes"
+    assert {"deployed-at", "tests-passed-at"} <= set(where["dev"])
+
+
+def test_staging_needs_the_smoke_tests_of_dev_to_have_passed(flow, registry):
+    register(registry)
+    with pytest.raises(PromotionError, match="has not passed the smoke tests in dev"):
+        flow.promote("staging")
+    flow.promote("dev")
+    flow.promote("staging")
+    assert flow.status()["staging"] == 1
+
+
+def test_prod_needs_a_manual_approval_and_the_prompt_can_give_it(flow, registry):
+    register(registry)
+    flow.promote("dev")
+    flow.promote("staging")
+    with pytest.raises(PromotionError, match="promote approve --stage prod --version 1"):
+        flow.promote("prod")
+    flow.confirm = lambda question: "prod" in question
+    flow.promote("prod")
+    meta = registry.get_version(GROUP, 1).customer_metadata
+    assert "stage.prod.approved-by" in meta
+
+
+def test_an_explicit_approval_opens_the_prod_gate(flow, registry):
+    register(registry)
+    flow.approve_gate("prod", 1, by="alice", reason="reviewed the evaluation")
+    meta = registry.get_version(GROUP, 1).customer_metadata
+    assert meta["stage.prod.approved-by"] == "alice"
+    assert meta["stage.prod.approval-reason"] == "reviewed the evaluation"
+    with pytest.raises(UsageError, match="automatic gate"):
+        flow.approve_gate("dev", 1, by="alice")
+
+
+def test_a_smoke_test_that_gets_other_predictions_fails_the_promotion(flow, registry, deployer):
+    register(registry)
+    deployer.skew = 0.01
+    with pytest.raises(
+        PromotionError, match="smoke tests of ChurnModelPackageGroup/1 failed: row 0: predicted"
+    ):
+        flow.promote("dev")
+    assert "stage.dev.tests-passed-at" not in registry.get_version(GROUP, 1).customer_metadata
+
+
+def test_a_failed_deploy_leaves_the_records_as_they_were(flow, registry, deployer):
+    register(registry)
+    flow.promote("dev")
+    register(registry)
+    deployer.fail_deploy = True
+    with pytest.raises(PromotionError, match="did not become healthy"):
+        flow.promote("dev")
+    assert flow.status()["dev"] == 1
+
+
+def test_the_whole_flow_then_reject_in_prod_rolls_back_to_the_previous_version(flow, registry, deployer):
+    for version in (register(registry), register(registry)):
+        flow.promote("dev", version)
+        flow.promote("staging", version)
+        flow.approve_gate("prod", version, by="alice")
+        flow.promote("prod", version)
+    assert flow.status() == {"dev": 2, "staging": 2, "prod": 2}
+
+    touched = flow.reject(2, by="alice", reason="complaints")
+
+    assert touched == ["dev", "staging", "prod"]
+    assert flow.status() == {"dev": 1, "staging": 1, "prod": 1}
+    assert registry.get_version(GROUP, 2).approval_status == "Rejected"
+    assert flow.where(2)["prod"]["serving"] == "no"
+    assert deployer.serving["prod"].version == 1
+    with pytest.raises(PromotionError, match="is Rejected"):
+        flow.promote("dev", 2)
+
+
+def test_rollback_redeploys_the_version_that_served_before(flow, registry):
+    register(registry)
+    register(registry)
+    flow.promote("dev", 1)
+    flow.promote("dev", 2)
+
+    flow.rollback("dev")
+
+    assert flow.status()["dev"] == 1
+    flow.rollback("dev")
+    assert flow.status()["dev"] == 2
+
+
+def test_rollback_with_nothing_before_is_an_error(flow, registry):
+    register(registry)
+    flow.promote("dev")
+    with pytest.raises(PromotionError, match="nothing to roll back to"):
+        flow.rollback("dev")
+
+
+def test_rejecting_the_only_version_stops_the_endpoint(flow, registry, deployer):
+    register(registry)
+    flow.promote("dev")
+    flow.reject(1, by="alice", reason="wrong data")
+    assert "dev" not in deployer.serving
+    assert flow.status()["dev"] is None
+
+
+def test_an_unknown_stage_is_refused_with_the_known_ones(flow, registry):
+    register(registry)
+    with pytest.raises(ConfigError, match="no stage 'prd'.*Did you mean 'prod'"):
+        flow.promote("prd")
+
+
+# ---- stage configuration
+
+
+def copy_config(tmp_path):
+    target = tmp_path / "deploy"
+    shutil.copytree(DEPLOY, target)
+    return target
+
+
+def test_the_shipped_stage_configs_load_in_order():
+    config = load_promotion(DEPLOY / "promotion.json")
+    assert [s.name for s in config.stages] == ["dev", "staging", "prod"]
+    assert [s.gate for s in config.stages] == ["automatic", "tests-passed", "manual-approval"]
+    assert len({s.endpoint.local_port for s in config.stages}) == 3
+
+
+def test_a_missing_stage_file_is_an_error_not_a_fallback(tmp_path):
+    target = copy_config(tmp_path)
+    (target / "stages" / "staging.json").unlink()
+    with pytest.raises(ConfigError, match=r"staging\.json does not exist"):
+        load_promotion(target / "promotion.json")
+
+
+def test_every_problem_of_a_stage_file_is_named_with_its_field(tmp_path):
+    target = copy_config(tmp_path)
+    path = target / "stages" / "prod.json"
+    document = json.loads(path.read_text())
+    document["account_id"] = "12345"
+    document["gate"] = "manual"
+    document["endpoint"]["autoscaling"]["min_capacity"] = 9
+    document["endpoint"]["data_capture_percent"] = 150
+    document["smoke_tests"]["max_latency"] = 5
+    path.write_text(json.dumps(document))
+
+    with pytest.raises(ConfigError) as error:
+        load_promotion(target / "promotion.json")
+
+    message = str(error.value)
+    assert message.startswith(f"invalid stage config {path}: ")
+    for fragment in (
+        "account_id is '12345'",
+        "gate 'manual' is not one of",
+        "min_capacity 9 is above max_capacity 6",
+        "data_capture_percent is 150",
+        "smoke_tests.max_latency is not a known field. Did you mean 'max_latency_ms'?",
+    ):
+        assert fragment in message
+
+
+def test_malformed_json_in_a_stage_file_names_the_file(tmp_path):
+    target = copy_config(tmp_path)
+    (target / "stages" / "dev.json").write_text("{not json")
+    with pytest.raises(ConfigError, match=r"dev\.json: not valid JSON"):
+        load_promotion(target / "promotion.json")
+
+
+def test_variants_and_serverless_are_exclusive(tmp_path):
+    target = copy_config(tmp_path)
+    path = target / "stages" / "dev.json"
+    document = json.loads(path.read_text())
+    document["endpoint"]["variants"] = [{"name": "A", "instance_type": "ml.m5.large"}]
+    path.write_text(json.dumps(document))
+    with pytest.raises(ConfigError, match="either variants .* or serverless"):
+        load_promotion(target / "promotion.json")
+
+
+def test_a_deploy_role_from_another_account_is_refused(tmp_path):
+    target = copy_config(tmp_path)
+    path = target / "stages" / "staging.json"
+    document = json.loads(path.read_text())
+    document["deploy_role_arn"] = "arn:aws:iam::333333333333:role/ModelDeployRole"
+    path.write_text(json.dumps(document))
+    with pytest.raises(ConfigError, match="is not in the stage's account 222222222222"):
+        load_promotion(target / "promotion.json")
+
+
+def test_a_missing_promotion_config_says_to_pass_config(tmp_path):
+    with pytest.raises(ConfigError, match="promotion config .* does not exist; pass --config"):
+        load_promotion(tmp_path / "promotion.json")
