@@ -20,6 +20,10 @@ REQUIRED = [
     "xgboost>=3.2,<3.3",
     # The local runner's Bayesian and random tuning strategies.
     "optuna>=4.5,<6",
+    # The local endpoint (pipelines/serving): one uvicorn worker on httptools and uvloop.
+    "uvicorn>=0.30",
+    "httptools>=0.6",
+    "uvloop>=0.19",
 ]
 
 EXTRAS = {
@@ -51,6 +55,8 @@ setup(
             "run-pipeline=pipelines.run_pipeline:main",
             "model-registry=pipelines.registry.cli:main",
             "local-pipeline=pipelines.local.cli:main",
+            "promote=pipelines.promotion.cli:main",
+            "local-endpoint=pipelines.serving.cli:main",
         ],
     },
 )

@@ -30,3 +30,12 @@ def invoke(main, argv, capsys):
         code = exit_.code
     out, err = capsys.readouterr()
     return code, out, err
+
+
+def free_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on at the time of asking."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
