@@ -1,0 +1,105 @@
+"""``promote``: promote approved model versions through the stages, roll back, and say what runs where.
+
+    promote deploy --stage dev [--version N | --version ARN]   gate, deploy, smoke test, record
+    promote approve --stage prod --version N [--reason ...]    the manual gate before a stage
+    promote rollback --stage prod                              the previous approved version back
+    promote reject --version N --reason ...                    reject, and roll back where it serves
+    promote where --version N                                  the stages a version has served in
+    promote status                                             what runs in every stage
+
+Stages come from ``deploy/promotion.json`` and ``deploy/stages/<stage>.json`` (``--config``). This
+release deploys locally: each stage is a local account with its own loopback endpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from pipelines import _cli
+from pipelines.errors import UsageError
+from pipelines.promotion.config import load_promotion
+from pipelines.promotion.flow import Promotion, current_user
+
+DEFAULT_CONFIG = Path("deploy/promotion.json")
+
+
+def _version(text: str) -> int | str:
+    if text.startswith("arn:"):
+        return text
+    try:
+        number = int(text)
+    except ValueError:
+        raise UsageError(f"--version {text!r} is neither a version number nor a model package ARN") from None
+    if number < 1:
+        raise UsageError(f"--version {number}: versions start at 1")
+    return number
+
+
+def _ask(question: str) -> bool:
+    if not sys.stdin.isatty():
+        return False
+    answer = input(f"{question} [y/N] ").strip().lower()
+    return answer in ("y", "yes")
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    parser = _cli.ArgumentParser(prog="promote", description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--config", type=Path, default=DEFAULT_CONFIG, help="promotion.json (default: %(default)s)"
+    )
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_cli.ArgumentParser)
+    deploy = commands.add_parser("deploy", help="promote a version to a stage")
+    deploy.add_argument("--stage", required=True)
+    deploy.add_argument("--version", help="version number or ARN (default: the latest Approved)")
+    approve = commands.add_parser("approve", help="pass the manual gate before a stage")
+    approve.add_argument("--stage", required=True)
+    approve.add_argument("--version", required=True)
+    approve.add_argument("--by", default=None, help="who approves (default: your user name)")
+    approve.add_argument("--reason", default="")
+    rollback = commands.add_parser("rollback", help="redeploy the version that served before")
+    rollback.add_argument("--stage", required=True)
+    reject = commands.add_parser("reject", help="reject a version and take it out of every stage")
+    reject.add_argument("--version", required=True)
+    reject.add_argument("--reason", required=True)
+    reject.add_argument("--by", default=None)
+    where = commands.add_parser("where", help="where a version has served")
+    where.add_argument("--version", required=True)
+    commands.add_parser("status", help="what runs in every stage")
+    args = parser.parse_args(argv)
+
+    from pipelines.promotion.local import LocalDeployer
+    from pipelines.registry import open_registry
+
+    config = load_promotion(args.config)
+    promotion = Promotion(config, open_registry("local"), LocalDeployer(), confirm=_ask)
+    if args.command == "deploy":
+        promotion.promote(args.stage, _version(args.version) if args.version else None)
+    elif args.command == "approve":
+        version = promotion.select(_version(args.version)).version
+        promotion.approve_gate(args.stage, version, by=args.by or current_user(), reason=args.reason)
+    elif args.command == "rollback":
+        promotion.rollback(args.stage)
+    elif args.command == "reject":
+        version = _version(args.version)
+        if isinstance(version, str):
+            raise UsageError("reject takes a version number")
+        promotion.reject(version, by=args.by or current_user(), reason=args.reason)
+    elif args.command == "where":
+        version = _version(args.version)
+        if isinstance(version, str):
+            raise UsageError("where takes a version number")
+        print(json.dumps(promotion.where(version), indent=2))
+    else:
+        print(json.dumps(promotion.status(), indent=2))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return _cli.run(_main, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,122 @@
+"""The whole flow locally, end to end, through the CLIs a user types: the pipeline registers two
+versions; they are approved and promoted dev -> staging -> (manual gate) -> prod with real loopback
+endpoints; rejecting the version in prod rolls every stage back to the previous one."""
+
+import json
+import shutil
+import urllib.request
+from pathlib import Path
+
+import pytest
+from support import free_port, invoke
+
+from pipelines import run_pipeline
+from pipelines.promotion import cli as promote
+from pipelines.registry import cli as registry_cli
+
+pytestmark = pytest.mark.slow
+
+DEPLOY = Path(__file__).resolve().parents[3] / "deploy"
+GROUP = "ChurnModelPackageGroup"
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """A local home with two registered versions, and a copy of the stage configs on free ports."""
+    home = tmp_path_factory.mktemp("home")
+    config = tmp_path_factory.mktemp("config") / "deploy"
+    shutil.copytree(DEPLOY, config)
+    for path in (config / "stages").glob("*.json"):
+        document = json.loads(path.read_text())
+        document["endpoint"]["local_port"] = free_port()
+        path.write_text(json.dumps(document))
+    patch = pytest.MonkeyPatch()
+    patch.setenv("MLOPS_LOCAL_HOME", str(home))
+    for _ in range(2):
+        argv = ["--local", "--module-name", "pipelines.churn.pipeline", "--parameters", "MaxTuningJobs=2"]
+        assert run_pipeline.main(argv) == 0
+    yield home, config / "promotion.json"
+    from pipelines.serving.endpoints import LocalEndpoints
+
+    for namespace in (home / "accounts").glob("*"):
+        endpoints = LocalEndpoints(namespace)
+        for endpoint in endpoints.list():
+            endpoints.stop(endpoint.name)
+    patch.undo()
+
+
+@pytest.fixture
+def cli(world, capsys):
+    home, config = world
+
+    def run(main, *argv):
+        if main is promote.main:
+            argv = ("--config", str(config), *argv)
+        return invoke(main, argv, capsys)
+
+    return run
+
+
+def status(cli):
+    code, out, err = cli(promote.main, "status")
+    assert code == 0, err
+    return json.loads(out)
+
+
+def prod_url(world):
+    _, config = world
+    port = json.loads((config.parent / "stages" / "prod.json").read_text())["endpoint"]["local_port"]
+    return f"http://127.0.0.1:{port}/invocations"
+
+
+def test_a_pending_version_cannot_be_promoted(cli):
+    code, _, err = cli(promote.main, "deploy", "--stage", "dev", "--version", "1")
+    assert code == 1
+    assert "is PendingManualApproval, not Approved" in err
+
+
+def test_each_version_goes_through_dev_staging_the_manual_gate_and_prod(cli, world):
+    for version in ("1", "2"):
+        assert cli(registry_cli.main, "approve", GROUP, version, "--reason", "reviewed")[0] == 0
+        code, out, err = cli(promote.main, "deploy", "--stage", "dev", "--version", version)
+        assert code == 0, err
+        assert "dev: smoke tests passed: 20 rows" in out
+        assert cli(promote.main, "deploy", "--stage", "staging", "--version", version)[0] == 0
+
+        code, _, err = cli(promote.main, "deploy", "--stage", "prod", "--version", version)
+        assert code == 1 and f"promote approve --stage prod --version {version}" in err
+        assert cli(promote.main, "approve", "--stage", "prod", "--version", version, "--by", "alice")[0] == 0
+        assert cli(promote.main, "deploy", "--stage", "prod", "--version", version)[0] == 0
+        assert status(cli) == {"dev": int(version), "staging": int(version), "prod": int(version)}
+
+    # What a user's curl does: a CSV row in, a probability out.
+    sample = json.loads(next(Path(world[0], "s3").rglob("sample-requests.json")).read_text())
+    request = urllib.request.Request(
+        prod_url(world), data=sample["rows"][0].encode(), headers={"Content-Type": "text/csv"}
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.status == 200
+        assert 0.0 <= float(response.read()) <= 1.0
+
+
+def test_where_answers_for_each_version(cli):
+    code, out, _ = cli(promote.main, "where", "--version", "1")
+    assert code == 0
+    where = json.loads(out)
+    assert set(where) == {"dev", "staging", "prod"}
+    assert all(stage["serving"] == "no" and "retired-at" in stage for stage in where.values())
+    assert json.loads(cli(promote.main, "where", "--version", "2")[1])["prod"]["serving"] == "yes"
+
+
+def test_rejecting_the_prod_version_rolls_every_stage_back_to_the_previous_one(cli, world):
+    code, out, err = cli(promote.main, "reject", "--version", "2", "--reason", "complaints")
+
+    assert code == 0, err
+    assert status(cli) == {"dev": 1, "staging": 1, "prod": 1}
+    assert "rolling prod back to ChurnModelPackageGroup/1" in out
+    code, out, _ = cli(registry_cli.main, "describe", GROUP, "2")
+    assert json.loads(out)["ModelApprovalStatus"] == "Rejected"
+    with urllib.request.urlopen(
+        urllib.request.Request(prod_url(world).replace("invocations", "ping")), timeout=10
+    ) as response:
+        assert response.status == 200
