@@ -23,5 +23,11 @@ def _offline_aws(monkeypatch, tmp_path_factory):
         "AWS_DEFAULT_REGION",
         "SAGEMAKER_PROJECT_NAME",
         "SAGEMAKER_PROJECT_ID",
+        # What deploy/ reads: a build machine's settings must not reach the tests.
+        "MODEL_PACKAGE_GROUP_NAME",
+        "DEV_ACCOUNT_ID",
+        "STAGING_ACCOUNT_ID",
+        "PROD_ACCOUNT_ID",
+        "TARGET_REGION",
     ):
         monkeypatch.delenv(name, raising=False)

@@ -1,5 +1,6 @@
 """``promote``: promote approved model versions through the stages, roll back, and say what runs where.
 
+    promote select [--version N | --version ARN]               the version a deploy would take: its ARN
     promote deploy --stage dev [--version N | --version ARN]   gate, deploy, smoke test, record
     promote approve --stage prod --version N [--reason ...]    the manual gate before a stage
     promote rollback --stage prod                              the previous approved version back
@@ -7,8 +8,11 @@
     promote where --version N                                  the stages a version has served in
     promote status                                             what runs in every stage
 
-Stages come from ``deploy/promotion.json`` and ``deploy/stages/<stage>.json`` (``--config``). This
-release deploys locally: each stage is a local account with its own loopback endpoint.
+Stages come from ``deploy/promotion.json`` and ``deploy/stages/<stage>.json`` (``--config``).
+``--backend local`` (the default) makes each stage a local account with its own loopback endpoint
+and uses the local registry; ``--backend aws`` uses SageMaker's Model Registry in this account and
+deploys into each stage's account through its deploy role (what ``codebuild/buildspec-deploy.yml``
+runs, one stage per call).
 """
 
 from __future__ import annotations
@@ -24,6 +28,11 @@ from pipelines.promotion.config import load_promotion
 from pipelines.promotion.flow import Promotion, current_user
 
 DEFAULT_CONFIG = Path("deploy/promotion.json")
+BACKENDS = ("local", "aws")
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr)
 
 
 def _version(text: str) -> int | str:
@@ -50,10 +59,20 @@ def _main(argv: Sequence[str] | None) -> int:
     parser.add_argument(
         "--config", type=Path, default=DEFAULT_CONFIG, help="promotion.json (default: %(default)s)"
     )
+    parser.add_argument(
+        "--backend", choices=BACKENDS, default="local", help="where stages run (default: %(default)s)"
+    )
+    parser.add_argument("--region", help="the registry's region with --backend aws (default: boto3's)")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_cli.ArgumentParser)
+    select = commands.add_parser("select", help="print the ARN of the version a deploy would take")
+    select.add_argument("--version", help="version number or ARN (default: the latest Approved)")
     deploy = commands.add_parser("deploy", help="promote a version to a stage")
     deploy.add_argument("--stage", required=True)
     deploy.add_argument("--version", help="version number or ARN (default: the latest Approved)")
+    deploy.add_argument(
+        "--approved-by",
+        help="who passed the stage's manual-approval gate elsewhere (e.g. a CodePipeline approval)",
+    )
     approve = commands.add_parser("approve", help="pass the manual gate before a stage")
     approve.add_argument("--stage", required=True)
     approve.add_argument("--version", required=True)
@@ -70,13 +89,24 @@ def _main(argv: Sequence[str] | None) -> int:
     commands.add_parser("status", help="what runs in every stage")
     args = parser.parse_args(argv)
 
-    from pipelines.promotion.local import LocalDeployer
     from pipelines.registry import open_registry
 
     config = load_promotion(args.config)
-    promotion = Promotion(config, open_registry("local"), LocalDeployer(), confirm=_ask)
-    if args.command == "deploy":
-        promotion.promote(args.stage, _version(args.version) if args.version else None)
+    if args.backend == "aws":
+        from pipelines.promotion.aws import AwsDeployer
+
+        registry, deployer = open_registry("aws", region=args.region), AwsDeployer()
+    else:
+        from pipelines.promotion.local import LocalDeployer
+
+        registry, deployer = open_registry("local"), LocalDeployer()
+    say = print if args.command != "select" else _stderr
+    promotion = Promotion(config, registry, deployer, say=say, confirm=_ask)
+    if args.command == "select":
+        print(promotion.select(_version(args.version) if args.version else None).arn)
+    elif args.command == "deploy":
+        version = _version(args.version) if args.version else None
+        promotion.promote(args.stage, version, approved_by=args.approved_by)
     elif args.command == "approve":
         version = promotion.select(_version(args.version)).version
         promotion.approve_gate(args.stage, version, by=args.by or current_user(), reason=args.reason)

@@ -5,12 +5,26 @@
 
 Every file is checked against the schema below and every problem is reported at once, naming the
 file and the field. A missing or malformed stage file is an error, never a fallback to another stage.
+
+String values may name environment variables, ``${NAME}`` or ``${NAME:-default}``, so one set of
+files serves a laptop (the defaults) and a project's deploy build (which sets the account ids):
+``"account_id": "${STAGING_ACCOUNT_ID:-222222222222}"``. A variable that is unset and has no default
+is an error naming the file, the field and the variable.
+
+The optional ``aws`` object of a stage names what its AWS account provides; each field defaults to
+what the target-account bootstrap template creates (``seed_code/``):
+
+    model_execution_role_arn   arn:aws:iam::<account>:role/MlopsModelExecutionRole
+    kms_key_arn                arn:aws:kms:<region>:<account>:alias/sagemaker-mlops-endpoint
+    data_capture_s3_uri        s3://sagemaker-mlops-capture-<account>-<region>/<endpoint name>/
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +38,14 @@ _ENDPOINT_NAME = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}")
 _STAGE_NAME = re.compile(r"[a-z][a-z0-9-]{0,23}")
 _INSTANCE_TYPE = re.compile(r"ml\.[a-z0-9]+\.[a-z0-9]+")
 SERVERLESS_MEMORY_MB = (1024, 2048, 3072, 4096, 5120, 6144)
+_VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_S3_URI = re.compile(r"s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[^\s]*)?")
+
+# What the target-account bootstrap template (seed_code/) creates in every stage account.
+EXECUTION_ROLE_NAME = "MlopsModelExecutionRole"
+DEPLOY_ROLE_NAME = "MlopsModelDeployRole"
+ENDPOINT_KEY_ALIAS = "alias/sagemaker-mlops-endpoint"
+CAPTURE_BUCKET = "sagemaker-mlops-capture-{account}-{region}"
 
 
 @dataclass(frozen=True)
@@ -58,6 +80,13 @@ class EndpointSettings:
 
 
 @dataclass(frozen=True)
+class AwsSettings:
+    model_execution_role_arn: str
+    kms_key_arn: str
+    data_capture_s3_uri: str
+
+
+@dataclass(frozen=True)
 class SmokeTests:
     rows: int
     max_latency_ms: float
@@ -74,6 +103,7 @@ class StageConfig:
     gate: str
     endpoint: EndpointSettings
     smoke_tests: SmokeTests
+    aws: AwsSettings
 
 
 @dataclass(frozen=True)
@@ -96,11 +126,13 @@ class PromotionConfig:
         return self.stages[index - 1] if index else None
 
 
-def load_promotion(path: Path) -> PromotionConfig:
-    """``promotion.json`` and the stage files it names (``stages/<name>.json`` beside it)."""
+def load_promotion(path: Path, environ: Mapping[str, str] | None = None) -> PromotionConfig:
+    """``promotion.json`` and the stage files it names (``stages/<name>.json`` beside it);
+    ``${NAME}`` references are read from ``environ`` (default: the process environment)."""
     path = Path(path)
-    document = _read_json(path, "promotion config")
+    environ = os.environ if environ is None else environ
     problems: list[str] = []
+    document = _expand(_read_json(path, "promotion config"), environ, problems)
     check = _Checker(path, problems)
     group = check.text(
         document, "model_package_group", names.MODEL_PACKAGE_GROUP, "a model package group name"
@@ -119,14 +151,18 @@ def load_promotion(path: Path) -> PromotionConfig:
         raise ConfigError(f"invalid promotion config {path}: {join_problems(problems)}")
     stages = []
     for index, name in enumerate(stage_names):
-        stages.append(load_stage(path.parent / "stages" / f"{name}.json", name, first=index == 0))
+        stages.append(
+            load_stage(path.parent / "stages" / f"{name}.json", name, first=index == 0, environ=environ)
+        )
     return PromotionConfig(path, group, tuple(stages))
 
 
-def load_stage(path: Path, name: str, first: bool = False) -> StageConfig:
+def load_stage(
+    path: Path, name: str, first: bool = False, environ: Mapping[str, str] | None = None
+) -> StageConfig:
     """One stage file, checked whole; ConfigError listing every problem with file and field."""
-    document = _read_json(path)
     problems: list[str] = []
+    document = _expand(_read_json(path), os.environ if environ is None else environ, problems)
     check = _Checker(path, problems)
     account = check.text(document, "account_id", _ACCOUNT, "a 12-digit AWS account id")
     region = check.text(document, "region", names.REGION, "an AWS region such as 'us-east-1'")
@@ -140,12 +176,55 @@ def load_stage(path: Path, name: str, first: bool = False) -> StageConfig:
         problems.append("gate tests-passed needs an earlier stage; the first stage has none")
     endpoint = _endpoint(check, document.get("endpoint"))
     smoke = _smoke(check, document.get("smoke_tests", {}))
+    aws = _aws(check, document.get("aws", {}), account, region, endpoint)
     check.unknown(
-        document, {"account_id", "region", "deploy_role_arn", "gate", "endpoint", "smoke_tests"}, ""
+        document,
+        {"account_id", "region", "deploy_role_arn", "gate", "endpoint", "smoke_tests", "aws"},
+        "",
     )
     if problems:
         raise ConfigError(f"invalid stage config {path}: {join_problems(problems)}")
-    return StageConfig(name, path, account, region, role, gate, endpoint, smoke)
+    return StageConfig(name, path, account, region, role, gate, endpoint, smoke, aws)
+
+
+def _aws(check: _Checker, document: Any, account, region, endpoint) -> AwsSettings | None:
+    if not isinstance(document, dict):
+        check.problem("aws", "must be an object")
+        return None
+    check.unknown(document, {"model_execution_role_arn", "kms_key_arn", "data_capture_s3_uri"}, "aws.")
+    if not (account and region and endpoint and endpoint.name):
+        return None  # reported already; the defaults need them
+    capture_bucket = CAPTURE_BUCKET.format(account=account, region=region)
+    defaults = {
+        "model_execution_role_arn": f"arn:aws:iam::{account}:role/{EXECUTION_ROLE_NAME}",
+        "kms_key_arn": f"arn:aws:kms:{region}:{account}:{ENDPOINT_KEY_ALIAS}",
+        "data_capture_s3_uri": f"s3://{capture_bucket}/{endpoint.name}/",
+    }
+    values = {**defaults, **document}
+    role = check.text(values, "model_execution_role_arn", names.ROLE_ARN, "an IAM role ARN", "aws.")
+    key = check.text(values, "kms_key_arn", names.KMS_KEY, "a KMS key or alias ARN", "aws.")
+    capture = check.text(values, "data_capture_s3_uri", _S3_URI, "an s3:// URI", "aws.")
+    return AwsSettings(role, key, capture)
+
+
+def _expand(document: Any, environ: Mapping[str, str], problems: list[str], where: str = "") -> Any:
+    """``document`` with ``${NAME}`` / ``${NAME:-default}`` in its strings replaced from ``environ``."""
+    if isinstance(document, dict):
+        return {k: _expand(v, environ, problems, f"{where}{k}.") for k, v in document.items()}
+    if isinstance(document, list):
+        return [_expand(v, environ, problems, f"{where}[{i}].") for i, v in enumerate(document)]
+    if not isinstance(document, str):
+        return document
+
+    def value(match: re.Match) -> str:
+        name, default = match.group(1), match.group(2)
+        found = environ.get(name) or default  # set-but-empty counts as unset, as in ${NAME:-...}
+        if found is None:
+            problems.append(f"{where.rstrip('.')} reads ${{{name}}}, which is not set and has no default")
+            return ""
+        return found
+
+    return _VARIABLE.sub(value, document)
 
 
 def _endpoint(check: _Checker, document: Any) -> EndpointSettings | None:

@@ -169,7 +169,7 @@ class Promotion:
         self.registry.update_metadata(self.group, package.version, meta)
         self.say(f"{package.name} approved for {stage.name} by {by}")
 
-    def _check_gate(self, stage: StageConfig, package: ModelPackage) -> None:
+    def _check_gate(self, stage: StageConfig, package: ModelPackage, approved_by: str | None = None) -> None:
         meta = package.customer_metadata
         if stage.gate == "tests-passed":
             previous = self.config.previous(stage)
@@ -179,6 +179,9 @@ class Promotion:
                     f"{previous.name}; promote it there first"
                 )
         elif stage.gate == "manual-approval" and key(stage.name, "approved-by") not in meta:
+            if approved_by:  # a person approved it elsewhere, e.g. CodePipeline's approval action
+                self.approve_gate(stage.name, package.version, by=approved_by)
+                return
             question = f"Approve {package.name} for {stage.name} ({stage.account_id})?"
             if self.confirm is not None and self.confirm(question):
                 self.approve_gate(stage.name, package.version, by=current_user())
@@ -190,11 +193,14 @@ class Promotion:
 
     # ---- deploy, test, record
 
-    def promote(self, stage_name: str, version: int | str | None = None) -> SmokeReport:
-        """Gate, deploy, wait, smoke test, record; PromotionError on any failure."""
+    def promote(
+        self, stage_name: str, version: int | str | None = None, approved_by: str | None = None
+    ) -> SmokeReport:
+        """Gate, deploy, wait, smoke test, record; PromotionError on any failure. ``approved_by``
+        records who passed a manual-approval gate outside this tool (ignored at other gates)."""
         stage = self.config.stage(stage_name)
         package = self.select(version)
-        self._check_gate(stage, self.registry.get_version(self.group, package.version))
+        self._check_gate(stage, self.registry.get_version(self.group, package.version), approved_by)
         return self._deploy(stage, package, "promote")
 
     def rollback(self, stage_name: str) -> SmokeReport:

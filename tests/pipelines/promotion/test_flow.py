@@ -314,3 +314,59 @@ def test_a_deploy_role_from_another_account_is_refused(tmp_path):
 def test_a_missing_promotion_config_says_to_pass_config(tmp_path):
     with pytest.raises(ConfigError, match="promotion config .* does not exist; pass --config"):
         load_promotion(tmp_path / "promotion.json")
+
+
+def test_environment_variables_set_the_accounts_and_the_defaults_serve_a_laptop():
+    environ = {
+        "STAGING_ACCOUNT_ID": "444455556666",
+        "TARGET_REGION": "eu-west-1",
+        "SAGEMAKER_PROJECT_NAME": "fraud",
+    }
+    staging = load_promotion(DEPLOY / "promotion.json", environ).stage("staging")
+    assert (staging.account_id, staging.region) == ("444455556666", "eu-west-1")
+    assert staging.deploy_role_arn == "arn:aws:iam::444455556666:role/MlopsModelDeployRole"
+    assert staging.endpoint.name == "fraud-staging"
+    assert staging.aws.model_execution_role_arn == "arn:aws:iam::444455556666:role/MlopsModelExecutionRole"
+    assert staging.aws.kms_key_arn == "arn:aws:kms:eu-west-1:444455556666:alias/sagemaker-mlops-endpoint"
+    assert staging.aws.data_capture_s3_uri == (
+        "s3://sagemaker-mlops-capture-444455556666-eu-west-1/fraud-staging/"
+    )
+    laptop = load_promotion(DEPLOY / "promotion.json", {})
+    assert laptop.model_package_group == GROUP
+    assert laptop.stage("staging").account_id == "222222222222"
+
+
+def test_an_unset_variable_without_default_names_file_field_and_variable(tmp_path):
+    target = copy_config(tmp_path)
+    path = target / "stages" / "prod.json"
+    document = json.loads(path.read_text())
+    document["account_id"] = "${PROD_ACCOUNT}"
+    document["endpoint"]["name"] = "x-${NOT_SET:-}"  # an empty default is a default
+    path.write_text(json.dumps(document))
+    with pytest.raises(ConfigError) as error:
+        load_promotion(target / "promotion.json", {})
+    message = str(error.value)
+    assert message.startswith(f"invalid stage config {path}: ")
+    assert "account_id reads ${PROD_ACCOUNT}, which is not set and has no default" in message
+    assert "NOT_SET" not in message
+
+
+def test_the_aws_settings_can_be_given_and_are_checked(tmp_path):
+    target = copy_config(tmp_path)
+    path = target / "stages" / "prod.json"
+    document = json.loads(path.read_text())
+    document["aws"] = {"kms_key_arn": "arn:aws:kms:us-east-1:333333333333:key/abc", "capture": "s3://b/"}
+    path.write_text(json.dumps(document))
+    with pytest.raises(ConfigError, match="aws.capture is not a known field"):
+        load_promotion(target / "promotion.json", {})
+    document["aws"] = {
+        "kms_key_arn": "arn:aws:kms:us-east-1:333333333333:key/abc",
+        "data_capture_s3_uri": "b/x",
+    }
+    path.write_text(json.dumps(document))
+    with pytest.raises(ConfigError, match="aws.data_capture_s3_uri is 'b/x'; expected an s3:// URI"):
+        load_promotion(target / "promotion.json", {})
+    del document["aws"]["data_capture_s3_uri"]
+    path.write_text(json.dumps(document))
+    prod = load_promotion(target / "promotion.json", {}).stage("prod")
+    assert prod.aws.kms_key_arn == "arn:aws:kms:us-east-1:333333333333:key/abc"

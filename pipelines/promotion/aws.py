@@ -1,0 +1,442 @@
+"""The AWS deployer: each stage is an AWS account, reached by assuming the stage's deploy role.
+
+A stage's endpoint is one CloudFormation stack in the stage's account, ``sagemaker-mlops-<endpoint>``,
+made by :func:`endpoint_template` from the stage config and the model package: a Model created from
+the dev account's model package ARN, an EndpointConfig (instance variants with weights, or
+serverless; data capture; the stage's KMS key), the Endpoint, and per variant an autoscaling target
+and a target-tracking policy. Every deploy goes through a change set:
+
+    create (or update) change set -> wait -> execute -> wait for the stack -> the endpoint InService
+
+An update of a live endpoint is SageMaker's blue/green switch: the old fleet keeps serving until the
+new one is healthy. A failed update rolls the stack back, so the previous endpoint keeps serving,
+and the deploy fails with the reason CloudFormation recorded. A first create that failed leaves a
+ROLLBACK_COMPLETE stack, which the next deploy deletes before it creates the stack again.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+
+from pipelines.errors import AwsError, NotFoundError
+from pipelines.promotion.config import StageConfig
+from pipelines.promotion.flow import Deployer, PromotionError
+from pipelines.registry.base import ModelPackage
+
+STACK_PREFIX = "sagemaker-mlops-"
+INVOCATION_TIMEOUT_S = 60  # SageMaker's limit for one invocation
+DEFAULT_TIMEOUT_S = 60 * 60  # an endpoint with a large fleet can take most of an hour
+_DONE = {"CREATE_COMPLETE", "UPDATE_COMPLETE"}
+_FAILED = {
+    "CREATE_FAILED",
+    "ROLLBACK_COMPLETE",
+    "ROLLBACK_FAILED",
+    "UPDATE_ROLLBACK_COMPLETE",
+    "UPDATE_ROLLBACK_FAILED",
+    "UPDATE_FAILED",
+    "DELETE_FAILED",
+}
+_NO_CHANGES = ("didn't contain changes", "No updates are to be performed")
+
+
+def stack_name(stage: StageConfig) -> str:
+    return f"{STACK_PREFIX}{stage.endpoint.name}"
+
+
+def endpoint_template(stage: StageConfig, package: ModelPackage) -> dict:
+    """The CloudFormation template of ``stage``'s endpoint serving ``package``. Deterministic: the
+    same stage and package give the same template, so a redeploy of what serves is a no-op."""
+    endpoint = stage.endpoint
+    aws = stage.aws
+    tags = [
+        {"Key": "sagemaker-mlops:stage", "Value": stage.name},
+        {"Key": "sagemaker-mlops:model-package-arn", "Value": package.arn},
+        {"Key": "sagemaker-mlops:model-version", "Value": str(package.version)},
+    ]
+    model = {
+        "Type": "AWS::SageMaker::Model",
+        "Properties": {
+            "ExecutionRoleArn": aws.model_execution_role_arn,
+            # Created from the registered version itself: image, artifact and environment as approved.
+            "PrimaryContainer": {"ModelPackageName": package.arn},
+            "Tags": tags,
+        },
+    }
+    if endpoint.serverless is not None:
+        variants = [
+            {
+                "VariantName": "AllTraffic",
+                "ModelName": {"Fn::GetAtt": ["Model", "ModelName"]},
+                "ServerlessConfig": {
+                    "MemorySizeInMB": endpoint.serverless.memory_size_mb,
+                    "MaxConcurrency": endpoint.serverless.max_concurrency,
+                },
+            }
+        ]
+    else:
+        variants = [
+            {
+                "VariantName": variant.name,
+                "ModelName": {"Fn::GetAtt": ["Model", "ModelName"]},
+                "InstanceType": variant.instance_type,
+                "InitialInstanceCount": variant.initial_instance_count,
+                "InitialVariantWeight": variant.initial_weight,
+            }
+            for variant in endpoint.variants
+        ]
+    config: dict = {"ProductionVariants": variants, "Tags": tags}
+    if endpoint.serverless is None:
+        config["KmsKeyId"] = aws.kms_key_arn  # the instances' storage volumes (serverless has none)
+    if endpoint.data_capture_percent:
+        config["DataCaptureConfig"] = {
+            "EnableCapture": True,
+            "InitialSamplingPercentage": endpoint.data_capture_percent,
+            "DestinationS3Uri": aws.data_capture_s3_uri,
+            "KmsKeyId": aws.kms_key_arn,
+            "CaptureOptions": [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}],
+            "CaptureContentTypeHeader": {
+                "CsvContentTypes": ["text/csv"],
+                "JsonContentTypes": ["application/json"],
+            },
+        }
+    resources: dict = {
+        "Model": model,
+        "EndpointConfig": {"Type": "AWS::SageMaker::EndpointConfig", "Properties": config},
+        "Endpoint": {
+            "Type": "AWS::SageMaker::Endpoint",
+            "Properties": {
+                "EndpointName": endpoint.name,
+                "EndpointConfigName": {"Fn::GetAtt": ["EndpointConfig", "EndpointConfigName"]},
+                "Tags": tags,
+            },
+        },
+    }
+    if endpoint.autoscaling is not None:
+        scaling = endpoint.autoscaling
+        for index, variant in enumerate(endpoint.variants):
+            target = f"ScalableTarget{index}"
+            resources[target] = {
+                "Type": "AWS::ApplicationAutoScaling::ScalableTarget",
+                "Properties": {
+                    "ServiceNamespace": "sagemaker",
+                    "ScalableDimension": "sagemaker:variant:DesiredInstanceCount",
+                    "ResourceId": {
+                        "Fn::Join": [
+                            "",
+                            [
+                                "endpoint/",
+                                {"Fn::GetAtt": ["Endpoint", "EndpointName"]},
+                                f"/variant/{variant.name}",
+                            ],
+                        ]
+                    },
+                    "MinCapacity": scaling.min_capacity,
+                    "MaxCapacity": scaling.max_capacity,
+                },
+            }
+            resources[f"ScalingPolicy{index}"] = {
+                "Type": "AWS::ApplicationAutoScaling::ScalingPolicy",
+                "Properties": {
+                    "PolicyName": f"{endpoint.name}-{variant.name}-invocations",
+                    "PolicyType": "TargetTrackingScaling",
+                    "ScalingTargetId": {"Ref": target},
+                    "TargetTrackingScalingPolicyConfiguration": {
+                        "TargetValue": float(scaling.target_invocations_per_instance),
+                        "PredefinedMetricSpecification": {
+                            "PredefinedMetricType": "SageMakerVariantInvocationsPerInstance"
+                        },
+                        "ScaleInCooldown": 300,
+                        "ScaleOutCooldown": 60,
+                    },
+                },
+            }
+    return {
+        "AWSTemplateFormatVersion": "2010-09-09",
+        "Description": (
+            f"SageMaker endpoint {endpoint.name} of stage {stage.name}, serving {package.group} "
+            f"version {package.version} (written by `promote`; changes go through promote, not the console)"
+        ),
+        "Resources": resources,
+        "Outputs": {
+            "EndpointName": {"Value": {"Fn::GetAtt": ["Endpoint", "EndpointName"]}},
+            "ModelPackageArn": {"Value": package.arn},
+        },
+    }
+
+
+def template_body(template: dict) -> str:
+    return json.dumps(template, indent=1, sort_keys=True)
+
+
+class AwsDeployer(Deployer):
+    """Deploys into each stage's account with the credentials of its deploy role.
+
+    ``session`` is the caller's boto3 session (the dev/tooling account: the registry, the smoke-test
+    sample); ``sleep`` and ``clock`` are injectable so the waiting can be tested."""
+
+    def __init__(
+        self,
+        session=None,
+        poll_seconds: float = 15.0,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        say: Callable[[str], None] = print,
+    ):
+        import boto3
+
+        self.session = session or boto3.Session()
+        self.poll_seconds = poll_seconds
+        self.timeout_s = timeout_s
+        self.sleep = sleep
+        self.clock = clock
+        self.say = say
+        self._sessions: dict[str, object] = {}
+
+    # ---- credentials
+
+    def stage_session(self, stage: StageConfig):
+        """A session in the stage's account and region, as its deploy role (cached per stage)."""
+        import boto3
+
+        if stage.name not in self._sessions:
+            sts = self._client(self.session, "sts", stage.region)
+            credentials = self._call(
+                f"assuming {stage.deploy_role_arn} for stage {stage.name}",
+                sts.assume_role,
+                RoleArn=stage.deploy_role_arn,
+                RoleSessionName=f"promote-{stage.name}",
+                DurationSeconds=3600,
+            )["Credentials"]
+            self._sessions[stage.name] = boto3.Session(
+                aws_access_key_id=credentials["AccessKeyId"],
+                aws_secret_access_key=credentials["SecretAccessKey"],
+                aws_session_token=credentials["SessionToken"],
+                region_name=stage.region,
+            )
+        return self._sessions[stage.name]
+
+    # ---- Deployer
+
+    def deploy(self, stage: StageConfig, package: ModelPackage) -> str:
+        session = self.stage_session(stage)
+        cfn = self._client(session, "cloudformation", stage.region)
+        name = stack_name(stage)
+        status = self._stack_status(cfn, name)
+        if status is not None and status.endswith("_IN_PROGRESS"):
+            raise PromotionError(
+                f"{stage.name}: stack {name} is {status}: another deploy is running; wait for it and retry"
+            )
+        if status == "ROLLBACK_COMPLETE":
+            self.say(f"{stage.name}: deleting stack {name}, left by a failed first deploy")
+            self._call(f"deleting stack {name}", cfn.delete_stack, StackName=name)
+            self._wait_stack(cfn, name, stage, deleting=True)
+            status = None
+        change_type = "CREATE" if status is None else "UPDATE"
+        change_set = f"promote-v{package.version}-{datetime.now(timezone.utc):%Y%m%d%H%M%S}"
+        self._call(
+            f"creating change set {change_set} of stack {name}",
+            cfn.create_change_set,
+            StackName=name,
+            ChangeSetName=change_set,
+            ChangeSetType=change_type,
+            TemplateBody=template_body(endpoint_template(stage, package)),
+            Description=f"{package.group} version {package.version} to {stage.name}",
+            Tags=[{"Key": "sagemaker-mlops:stage", "Value": stage.name}],
+        )
+        if self._wait_change_set(cfn, name, change_set, stage):
+            self._call(
+                f"executing change set {change_set}",
+                cfn.execute_change_set,
+                StackName=name,
+                ChangeSetName=change_set,
+            )
+            self._wait_stack(cfn, name, stage)
+        else:
+            self.say(f"{stage.name}: stack {name} already serves {package.name}; nothing to change")
+        return self._wait_in_service(session, stage, self._endpoint_name(cfn, name, stage))
+
+    def undeploy(self, stage: StageConfig) -> None:
+        cfn = self._client(self.stage_session(stage), "cloudformation", stage.region)
+        name = stack_name(stage)
+        if self._stack_status(cfn, name) is None:
+            return
+        self._call(f"deleting stack {name}", cfn.delete_stack, StackName=name)
+        self._wait_stack(cfn, name, stage, deleting=True)
+
+    def invoke(self, stage: StageConfig, body: bytes, content_type: str, accept: str) -> tuple[int, bytes]:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        runtime = self._client(self.stage_session(stage), "sagemaker-runtime", stage.region)
+        try:
+            answer = runtime.invoke_endpoint(
+                EndpointName=stage.endpoint.name, Body=body, ContentType=content_type, Accept=accept
+            )
+        except ClientError as err:
+            response = err.response
+            # A ModelError carries the container's own status; anything else is the service's.
+            status = response.get("OriginalStatusCode") or response["ResponseMetadata"].get(
+                "HTTPStatusCode", 0
+            )
+            return int(status), str(response.get("Error", {}).get("Message", err)).encode()
+        except BotoCoreError as err:
+            return 0, f"no answer from endpoint {stage.endpoint.name}: {err}".encode()
+        return 200, answer["Body"].read()
+
+    def read(self, uri: str) -> bytes:
+        if not uri.startswith("s3://") or "/" not in uri[5:]:
+            raise PromotionError(f"{uri!r} is not an s3://bucket/key URI")
+        bucket, key = uri[5:].split("/", 1)
+        s3 = self._client(self.session, "s3", None)
+        from botocore.exceptions import ClientError
+
+        try:
+            return s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        except ClientError as err:
+            code = err.response.get("Error", {}).get("Code", "")
+            if code in ("NoSuchKey", "404", "NoSuchBucket"):
+                raise NotFoundError(f"{uri} does not exist") from None
+            raise AwsError(f"reading {uri}: {code}: {err.response['Error'].get('Message', '')}") from None
+
+    # ---- waiting
+
+    def _stack_status(self, cfn, name: str) -> str | None:
+        from botocore.exceptions import ClientError
+
+        try:
+            stacks = cfn.describe_stacks(StackName=name)["Stacks"]
+        except ClientError as err:
+            if "does not exist" in err.response.get("Error", {}).get("Message", ""):
+                return None
+            raise AwsError(f"describing stack {name}: {_reason(err)}") from None
+        return stacks[0]["StackStatus"] if stacks else None
+
+    def _wait_change_set(self, cfn, name: str, change_set: str, stage: StageConfig) -> bool:
+        """True when the change set is ready to execute, False when it holds no changes."""
+        deadline = self.clock() + self.timeout_s
+        while True:
+            described = self._call(
+                f"describing change set {change_set}",
+                cfn.describe_change_set,
+                StackName=name,
+                ChangeSetName=change_set,
+            )
+            status = described["Status"]
+            if status == "CREATE_COMPLETE":
+                return True
+            if status == "FAILED":
+                reason = described.get("StatusReason", "")
+                if any(text in reason for text in _NO_CHANGES):
+                    cfn.delete_change_set(StackName=name, ChangeSetName=change_set)
+                    return False
+                raise PromotionError(
+                    f"{stage.name}: change set {change_set} of stack {name} failed: {reason}"
+                )
+            self._tick(deadline, f"change set {change_set} of stack {name}", stage)
+
+    def _wait_stack(self, cfn, name: str, stage: StageConfig, deleting: bool = False) -> None:
+        deadline = self.clock() + self.timeout_s
+        since = datetime.now(timezone.utc)
+        while True:
+            status = self._stack_status(cfn, name)
+            if deleting and status in (None, "DELETE_COMPLETE"):
+                return
+            if not deleting and status in _DONE:
+                return
+            if status in _FAILED or (deleting and status == "DELETE_FAILED"):
+                reason = self._failure_reason(cfn, name, since)
+                if deleting:
+                    raise PromotionError(f"{stage.name}: deleting stack {name} failed: {reason}")
+                raise PromotionError(
+                    f"{stage.name}: stack {name} ended {status}: {reason}; what served before still serves"
+                )
+            self._tick(deadline, f"stack {name}", stage)
+
+    def _failure_reason(self, cfn, name: str, since: datetime) -> str:
+        """The first failure CloudFormation recorded for this deploy (events come newest first)."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            events = cfn.describe_stack_events(StackName=name)["StackEvents"]
+        except (BotoCoreError, ClientError) as err:  # the failure itself is reported all the same
+            return f"its events could not be read ({err})"
+        failed = [
+            event
+            for event in events
+            if str(event.get("ResourceStatus", "")).endswith("_FAILED")
+            and event.get("ResourceStatusReason")
+            and "cancelled" not in event["ResourceStatusReason"]
+            and (not isinstance(event.get("Timestamp"), datetime) or event["Timestamp"] >= since)
+        ]
+        if not failed:
+            return "no reason recorded"
+        first = failed[-1]
+        return f"{first.get('LogicalResourceId', '?')}: {first['ResourceStatusReason']}"
+
+    def _endpoint_name(self, cfn, name: str, stage: StageConfig) -> str:
+        """The endpoint the stack made (its physical id is the endpoint's ARN): the stack, not the
+        config, is what serves."""
+        resource = self._call(
+            f"describing the endpoint of stack {name}",
+            cfn.describe_stack_resource,
+            StackName=name,
+            LogicalResourceId="Endpoint",
+        )["StackResourceDetail"]
+        return resource["PhysicalResourceId"].rsplit("/", 1)[-1]
+
+    def _wait_in_service(self, session, stage: StageConfig, endpoint: str) -> str:
+        sagemaker = self._client(session, "sagemaker", stage.region)
+        deadline = self.clock() + self.timeout_s
+        while True:
+            described = self._call(
+                f"describing endpoint {endpoint}", sagemaker.describe_endpoint, EndpointName=endpoint
+            )
+            status = described["EndpointStatus"]
+            if status == "InService":
+                return described["EndpointArn"]
+            if status in ("Failed", "OutOfService", "Deleting"):
+                raise PromotionError(
+                    f"{stage.name}: endpoint {endpoint} is {status}: "
+                    f"{described.get('FailureReason', 'no reason given')}"
+                )
+            self._tick(deadline, f"endpoint {endpoint}", stage)
+
+    def _tick(self, deadline: float, what: str, stage: StageConfig) -> None:
+        if self.clock() >= deadline:
+            raise PromotionError(
+                f"{stage.name}: gave up waiting for {what} after {self.timeout_s:.0f} s; "
+                "see its events in the stage's CloudFormation console"
+            )
+        self.sleep(self.poll_seconds)
+
+    # ---- clients
+
+    @staticmethod
+    def _client(session, service: str, region: str | None):
+        from botocore.config import Config
+
+        config = Config(
+            retries={"mode": "adaptive", "max_attempts": 10},
+            user_agent_extra="sagemaker-mlops-template",
+            read_timeout=INVOCATION_TIMEOUT_S + 5,
+        )
+        return session.client(service, region_name=region, config=config)
+
+    @staticmethod
+    def _call(what: str, method, **kwargs):
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            return method(**kwargs)
+        except ClientError as err:
+            raise AwsError(f"{what}: {_reason(err)}") from None
+        except BotoCoreError as err:
+            raise AwsError(f"{what}: {err}") from None
+
+
+def _reason(err) -> str:
+    error = err.response.get("Error", {})
+    return f"{error.get('Code', 'Error')}: {error.get('Message', '')}".strip()
