@@ -4,8 +4,10 @@
     promote deploy --stage dev [--version N | --version ARN]   gate, deploy, smoke test, record
     promote approve --stage prod --version N [--reason ...]    the manual gate before a stage
     promote rollback --stage prod                              the previous approved version back
+    promote undeploy --stage dev                               stop serving in a stage
     promote reject --version N --reason ...                    reject, and roll back where it serves
     promote where --version N                                  the stages a version has served in
+    promote sample [--version N] [--rows K]                    request rows to try an endpoint with
     promote status                                             what runs in every stage
 
 Stages come from ``deploy/promotion.json`` and ``deploy/stages/<stage>.json`` (``--config``).
@@ -47,6 +49,16 @@ def _version(text: str) -> int | str:
     return number
 
 
+def _positive(text: str) -> int:
+    try:
+        number = int(text)
+    except ValueError:
+        raise UsageError(f"--rows {text!r} is not a whole number") from None
+    if number < 1:
+        raise UsageError(f"--rows {number}: give at least 1")
+    return number
+
+
 def _ask(question: str) -> bool:
     if not sys.stdin.isatty():
         return False
@@ -80,6 +92,8 @@ def _main(argv: Sequence[str] | None) -> int:
     approve.add_argument("--reason", default="")
     rollback = commands.add_parser("rollback", help="redeploy the version that served before")
     rollback.add_argument("--stage", required=True)
+    undeploy = commands.add_parser("undeploy", help="stop serving in a stage (its endpoint goes)")
+    undeploy.add_argument("--stage", required=True)
     reject = commands.add_parser("reject", help="reject a version and take it out of every stage")
     reject.add_argument("--version", required=True)
     reject.add_argument("--reason", required=True)
@@ -87,6 +101,9 @@ def _main(argv: Sequence[str] | None) -> int:
     where = commands.add_parser("where", help="where a version has served")
     where.add_argument("--version", required=True)
     commands.add_parser("status", help="what runs in every stage")
+    sample = commands.add_parser("sample", help="print request rows (CSV) from a version's test split")
+    sample.add_argument("--version", help="version number or ARN (default: the latest Approved)")
+    sample.add_argument("--rows", type=_positive, default=1, help="how many rows (default: %(default)s)")
     args = parser.parse_args(argv)
 
     from pipelines.registry import open_registry
@@ -112,6 +129,8 @@ def _main(argv: Sequence[str] | None) -> int:
         promotion.approve_gate(args.stage, version, by=args.by or current_user(), reason=args.reason)
     elif args.command == "rollback":
         promotion.rollback(args.stage)
+    elif args.command == "undeploy":
+        promotion.undeploy(args.stage)
     elif args.command == "reject":
         version = _version(args.version)
         if isinstance(version, str):
@@ -122,6 +141,10 @@ def _main(argv: Sequence[str] | None) -> int:
         if isinstance(version, str):
             raise UsageError("where takes a version number")
         print(json.dumps(promotion.where(version), indent=2))
+    elif args.command == "sample":
+        package = promotion.select(_version(args.version) if args.version else None)
+        for row in promotion.sample(package)["rows"][: args.rows]:
+            print(row)
     else:
         print(json.dumps(promotion.status(), indent=2))
     return 0

@@ -235,6 +235,22 @@ class Promotion:
                 self.say(f"{stage.name}: nothing earlier to serve; endpoint stopped")
         return touched
 
+    def undeploy(self, stage_name: str) -> ModelPackage | None:
+        """Stop serving in a stage (its endpoint deleted or stopped) and record the retirement;
+        the version that served, if any."""
+        stage = self.config.stage(stage_name)
+        current = self.serving(stage.name)
+        self.deployer.undeploy(stage)
+        if current is not None:
+            self.registry.update_metadata(
+                self.group, current.version, {key(stage.name, "retired-at"): _now()}
+            )
+        self.say(
+            f"{stage.name}: endpoint {stage.endpoint.name} removed"
+            + (f" ({current.name} retired)" if current else "")
+        )
+        return current
+
     def _previous(self, stage: str, exclude: int | None) -> ModelPackage | None:
         """The Approved version most recently retired from ``stage``."""
         best, best_time = None, ""
@@ -310,6 +326,11 @@ class Promotion:
                 f"{stage.smoke_tests.max_latency_ms:.0f} ms"
             )
         return SmokeReport(len(rows), p50, worst, problems)
+
+    def sample(self, package: ModelPackage) -> dict:
+        """The smoke-test sample of ``package``: ``rows`` (CSV request bodies) and the
+        ``predictions`` the evaluated model gave them."""
+        return self._sample(package)
 
     def _sample(self, package: ModelPackage) -> dict:
         try:

@@ -89,14 +89,24 @@ def test_each_version_goes_through_dev_staging_the_manual_gate_and_prod(cli, wor
         assert cli(promote.main, "deploy", "--stage", "prod", "--version", version)[0] == 0
         assert status(cli) == {"dev": int(version), "staging": int(version), "prod": int(version)}
 
-    # What a user's curl does: a CSV row in, a probability out.
-    sample = json.loads(next(Path(world[0], "s3").rglob("sample-requests.json")).read_text())
+    # What the README's curl does: a row from `promote sample` in, the evaluated model's prediction out.
+    code, out, err = cli(promote.main, "sample", "--rows", "2")
+    assert code == 0, err
+    rows = out.splitlines()
+    assert len(rows) == 2 and all(len(row.split(",")) > 10 for row in rows)
+    samples = [json.loads(p.read_text()) for p in Path(world[0], "s3").rglob("sample-requests.json")]
+    # Each run's sample; prod serves the latest, and a row's prediction is the one its model gave.
+    expected: dict[str, list[float]] = {}
+    for sample in samples:
+        for row, prediction in zip(sample["rows"], sample["predictions"], strict=True):
+            expected.setdefault(row, []).append(prediction)
     request = urllib.request.Request(
-        prod_url(world), data=sample["rows"][0].encode(), headers={"Content-Type": "text/csv"}
+        prod_url(world), data=rows[0].encode(), headers={"Content-Type": "text/csv"}
     )
     with urllib.request.urlopen(request, timeout=10) as response:
         assert response.status == 200
-        assert 0.0 <= float(response.read()) <= 1.0
+        answer = float(response.read())
+        assert any(abs(answer - prediction) < 1e-6 for prediction in expected[rows[0]])
 
 
 def test_where_answers_for_each_version(cli):
@@ -120,3 +130,13 @@ def test_rejecting_the_prod_version_rolls_every_stage_back_to_the_previous_one(c
         urllib.request.Request(prod_url(world).replace("invocations", "ping")), timeout=10
     ) as response:
         assert response.status == 200
+
+
+def test_undeploying_a_stage_stops_its_endpoint_and_records_it(cli, world):
+    code, out, err = cli(promote.main, "undeploy", "--stage", "dev")
+    assert code == 0, err
+    assert status(cli)["dev"] is None and status(cli)["prod"] == 1
+    assert "retired-at" in json.loads(cli(promote.main, "where", "--version", "1")[1])["dev"]
+    port = json.loads((world[1].parent / "stages" / "dev.json").read_text())["endpoint"]["local_port"]
+    with pytest.raises(OSError):
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=5)
