@@ -37,26 +37,26 @@ def _stderr(line: str) -> None:
     print(line, file=sys.stderr)
 
 
+def _whole(option: str, text: str, what: str, low: str) -> int:
+    try:
+        number = int(text)
+    except ValueError:
+        raise UsageError(f"{option} {text!r} is {what}") from None
+    if number < 1:
+        raise UsageError(f"{option} {number}: {low}")
+    return number
+
+
 def _version(text: str) -> int | str:
     if text.startswith("arn:"):
         return text
-    try:
-        number = int(text)
-    except ValueError:
-        raise UsageError(f"--version {text!r} is neither a version number nor a model package ARN") from None
-    if number < 1:
-        raise UsageError(f"--version {number}: versions start at 1")
-    return number
+    return _whole(
+        "--version", text, "neither a version number nor a model package ARN", "versions start at 1"
+    )
 
 
 def _positive(text: str) -> int:
-    try:
-        number = int(text)
-    except ValueError:
-        raise UsageError(f"--rows {text!r} is not a whole number") from None
-    if number < 1:
-        raise UsageError(f"--rows {number}: give at least 1")
-    return number
+    return _whole("--rows", text, "not a whole number", "give at least 1")
 
 
 def _ask(question: str) -> bool:
