@@ -199,24 +199,38 @@ class AwsDeployer(Deployer):
     # ---- credentials
 
     def stage_session(self, stage: StageConfig):
-        """A session in the stage's account and region, as its deploy role (cached per stage)."""
+        """A session in the stage's account and region, as its deploy role (cached per stage).
+
+        Its credentials refresh themselves before they expire, so a deploy that waits longer than
+        one role session (a large fleet, a slow rollback) keeps its access."""
         import boto3
+        import botocore.session
+        from botocore.credentials import RefreshableCredentials
 
         if stage.name not in self._sessions:
             sts = self._client(self.session, "sts", stage.region)
-            credentials = self._call(
-                f"assuming {stage.deploy_role_arn} for stage {stage.name}",
-                sts.assume_role,
-                RoleArn=stage.deploy_role_arn,
-                RoleSessionName=f"promote-{stage.name}",
-                DurationSeconds=3600,
-            )["Credentials"]
-            self._sessions[stage.name] = boto3.Session(
-                aws_access_key_id=credentials["AccessKeyId"],
-                aws_secret_access_key=credentials["SecretAccessKey"],
-                aws_session_token=credentials["SessionToken"],
-                region_name=stage.region,
-            )
+
+            def assume() -> dict:
+                credentials = self._call(
+                    f"assuming {stage.deploy_role_arn} for stage {stage.name}",
+                    sts.assume_role,
+                    RoleArn=stage.deploy_role_arn,
+                    RoleSessionName=f"promote-{stage.name}",
+                    DurationSeconds=3600,
+                )["Credentials"]
+                expiry = credentials["Expiration"]
+                return {
+                    "access_key": credentials["AccessKeyId"],
+                    "secret_key": credentials["SecretAccessKey"],
+                    "token": credentials["SessionToken"],
+                    "expiry_time": expiry.isoformat() if isinstance(expiry, datetime) else str(expiry),
+                }
+
+            core = botocore.session.Session()
+            core._credentials = RefreshableCredentials.create_from_metadata(  # noqa: SLF001
+                metadata=assume(), refresh_using=assume, method="sts-assume-role"
+            )  # boto3's own assume-role profiles are built the same way
+            self._sessions[stage.name] = boto3.Session(botocore_session=core, region_name=stage.region)
         return self._sessions[stage.name]
 
     # ---- Deployer

@@ -556,3 +556,26 @@ def test_selecting_a_pending_version_fails_in_one_line(world, monkeypatch, capsy
     assert cli.main(["--backend", "aws", "--config", config, "select", "--version", str(pending)]) == 1
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "PendingManualApproval, not Approved" in err
+
+
+def test_the_deploy_roles_credentials_refresh_before_they_expire(config):
+    from datetime import timedelta
+
+    session = boto3.Session(region_name=REGION)
+    sts = session.client("sts")
+    stub = Stubber(sts)
+    now = datetime.now(timezone.utc)
+    for index, expiry in enumerate((now + timedelta(seconds=30), now + timedelta(hours=1))):
+        credentials = {
+            "AccessKeyId": f"AKIA{index:016d}",
+            "SecretAccessKey": "s" * 40,
+            "SessionToken": f"token-{index}",
+            "Expiration": expiry,
+        }
+        stub.add_response("assume_role", {"Credentials": credentials})
+    stub.activate()
+    deployer = AwsDeployer(session)
+    deployer._client = lambda _session, service, region: sts  # noqa: SLF001
+    frozen = deployer.stage_session(config.stage("prod")).get_credentials().get_frozen_credentials()
+    assert frozen.token == "token-1"  # the first expired within the refresh window: assumed again
+    stub.assert_no_pending_responses()
