@@ -104,7 +104,9 @@ def predict_fn(input_data: np.ndarray, model: xgb.Booster) -> np.ndarray:
     if input_data.ndim != 2 or input_data.shape[1] != expected:
         got = input_data.shape[1] if input_data.ndim == 2 else f"an array of shape {input_data.shape}"
         raise InferenceError(400, f"each row must have {expected} features, got {got}")
-    return model.predict(xgb.DMatrix(input_data)).reshape(-1)
+    # inplace_predict skips building a DMatrix: the same values (NaN read as missing, as DMatrix
+    # does), in well under half the time of a single-row request.
+    return np.asarray(model.inplace_predict(input_data)).reshape(-1)
 
 
 def output_fn(prediction: np.ndarray, accept: str | None) -> tuple[str, str]:
