@@ -39,6 +39,22 @@ _FAILED = {
     "UPDATE_FAILED",
     "DELETE_FAILED",
 }
+# What a failed stack status means for what serves.
+_SERVES_BEFORE = "what served before still serves"
+_NOTHING = "nothing serves: the next deploy deletes the stack and creates it again"
+_STUCK = (
+    "the stack needs a person: continue its rollback in the CloudFormation console "
+    "(ContinueUpdateRollback), then deploy again"
+)
+_AFTER = {
+    "CREATE_FAILED": _NOTHING,
+    "ROLLBACK_COMPLETE": _NOTHING,
+    "ROLLBACK_FAILED": "nothing serves; delete the stack in the CloudFormation console, then deploy again",
+    "UPDATE_ROLLBACK_COMPLETE": _SERVES_BEFORE,
+    "UPDATE_FAILED": _SERVES_BEFORE,
+    "UPDATE_ROLLBACK_FAILED": _STUCK,
+    "DELETE_FAILED": "the stack could not be deleted; see its events",
+}
 _NO_CHANGES = ("didn't contain changes", "No updates are to be performed")
 
 
@@ -115,9 +131,18 @@ def endpoint_template(stage: StageConfig, package: ModelPackage) -> dict:
         },
     }
     if endpoint.autoscaling is not None:
+        # Deploys keep the instance counts the autoscaler chose (not InitialInstanceCount) and take
+        # the weights from the config.
+        resources["Endpoint"]["Properties"]["RetainAllVariantProperties"] = True
+        resources["Endpoint"]["Properties"]["ExcludeRetainedVariantProperties"] = [
+            {"VariantPropertyType": "DesiredWeight"}
+        ]
         scaling = endpoint.autoscaling
-        for index, variant in enumerate(endpoint.variants):
-            target = f"ScalableTarget{index}"
+        for variant in endpoint.variants:
+            # Named after the variant, not its position: reordering variants must not replace (and
+            # so deregister) a live scaling target.
+            suffix = _logical(variant.name)
+            target = f"ScalableTarget{suffix}"
             resources[target] = {
                 "Type": "AWS::ApplicationAutoScaling::ScalableTarget",
                 "Properties": {
@@ -137,7 +162,7 @@ def endpoint_template(stage: StageConfig, package: ModelPackage) -> dict:
                     "MaxCapacity": scaling.max_capacity,
                 },
             }
-            resources[f"ScalingPolicy{index}"] = {
+            resources[f"ScalingPolicy{suffix}"] = {
                 "Type": "AWS::ApplicationAutoScaling::ScalingPolicy",
                 "Properties": {
                     "PolicyName": f"{endpoint.name}-{variant.name}-invocations",
@@ -162,9 +187,15 @@ def endpoint_template(stage: StageConfig, package: ModelPackage) -> dict:
         "Resources": resources,
         "Outputs": {
             "EndpointName": {"Value": {"Fn::GetAtt": ["Endpoint", "EndpointName"]}},
+            "EndpointConfigName": {"Value": {"Fn::GetAtt": ["EndpointConfig", "EndpointConfigName"]}},
             "ModelPackageArn": {"Value": package.arn},
         },
     }
+
+
+def _logical(name: str) -> str:
+    """A variant name as part of a CloudFormation logical id (letters and digits only)."""
+    return "".join(c for c in name.title() if c.isalnum())
 
 
 def template_body(template: dict) -> str:
@@ -195,6 +226,7 @@ class AwsDeployer(Deployer):
         self.clock = clock
         self.say = say
         self._sessions: dict[str, object] = {}
+        self._runtimes: dict[str, object] = {}
 
     # ---- credentials
 
@@ -236,16 +268,24 @@ class AwsDeployer(Deployer):
     # ---- Deployer
 
     def deploy(self, stage: StageConfig, package: ModelPackage) -> str:
+        package_region = package.arn.split(":")[3]
+        if package_region != stage.region:
+            raise PromotionError(
+                f"{stage.name}: {package.name} is registered in {package_region} but the stage is in "
+                f"{stage.region}; SageMaker reads a model's artifact only in the endpoint's region: "
+                f"deploy the stage in {package_region} (its region in deploy/stages/{stage.name}.json)"
+            )
         session = self.stage_session(stage)
         cfn = self._client(session, "cloudformation", stage.region)
         name = stack_name(stage)
         status = self._stack_status(cfn, name)
-        if status is not None and status.endswith("_IN_PROGRESS"):
+        if status is not None and status.endswith("_IN_PROGRESS") and status != "REVIEW_IN_PROGRESS":
             raise PromotionError(
                 f"{stage.name}: stack {name} is {status}: another deploy is running; wait for it and retry"
             )
-        if status == "ROLLBACK_COMPLETE":
-            self.say(f"{stage.name}: deleting stack {name}, left by a failed first deploy")
+        if status in ("ROLLBACK_COMPLETE", "REVIEW_IN_PROGRESS"):
+            # A first create that failed, or whose change set was never executed: nothing serves.
+            self.say(f"{stage.name}: deleting stack {name}, left by an unfinished first deploy")
             self._call(f"deleting stack {name}", cfn.delete_stack, StackName=name)
             self._wait_stack(cfn, name, stage, deleting=True)
             status = None
@@ -271,7 +311,7 @@ class AwsDeployer(Deployer):
             self._wait_stack(cfn, name, stage)
         else:
             self.say(f"{stage.name}: stack {name} already serves {package.name}; nothing to change")
-        return self._wait_in_service(session, stage, self._endpoint_name(cfn, name, stage))
+        return self._wait_in_service(session, stage, *self._endpoint_name(cfn, name, stage))
 
     def undeploy(self, stage: StageConfig) -> None:
         cfn = self._client(self.stage_session(stage), "cloudformation", stage.region)
@@ -284,7 +324,11 @@ class AwsDeployer(Deployer):
     def invoke(self, stage: StageConfig, body: bytes, content_type: str, accept: str) -> tuple[int, bytes]:
         from botocore.exceptions import BotoCoreError, ClientError
 
-        runtime = self._client(self.stage_session(stage), "sagemaker-runtime", stage.region)
+        if stage.name not in self._runtimes:  # one client per stage: not built inside the timing
+            self._runtimes[stage.name] = self._client(
+                self.stage_session(stage), "sagemaker-runtime", stage.region
+            )
+        runtime = self._runtimes[stage.name]
         try:
             answer = runtime.invoke_endpoint(
                 EndpointName=stage.endpoint.name, Body=body, ContentType=content_type, Accept=accept
@@ -344,7 +388,12 @@ class AwsDeployer(Deployer):
             if status == "FAILED":
                 reason = described.get("StatusReason", "")
                 if any(text in reason for text in _NO_CHANGES):
-                    cfn.delete_change_set(StackName=name, ChangeSetName=change_set)
+                    self._call(
+                        f"deleting the empty change set {change_set}",
+                        cfn.delete_change_set,
+                        StackName=name,
+                        ChangeSetName=change_set,
+                    )
                     return False
                 raise PromotionError(
                     f"{stage.name}: change set {change_set} of stack {name} failed: {reason}"
@@ -360,13 +409,12 @@ class AwsDeployer(Deployer):
                 return
             if not deleting and status in _DONE:
                 return
-            if status in _FAILED or (deleting and status == "DELETE_FAILED"):
+            if deleting and status == "DELETE_FAILED":
                 reason = self._failure_reason(cfn, name, since)
-                if deleting:
-                    raise PromotionError(f"{stage.name}: deleting stack {name} failed: {reason}")
-                raise PromotionError(
-                    f"{stage.name}: stack {name} ended {status}: {reason}; what served before still serves"
-                )
+                raise PromotionError(f"{stage.name}: deleting stack {name} failed: {reason}")
+            if not deleting and status in _FAILED:
+                reason = self._failure_reason(cfn, name, since)
+                raise PromotionError(f"{stage.name}: stack {name} ended {status}: {reason}; {_AFTER[status]}")
             self._tick(deadline, f"stack {name}", stage)
 
     def _failure_reason(self, cfn, name: str, since: datetime) -> str:
@@ -390,18 +438,23 @@ class AwsDeployer(Deployer):
         first = failed[-1]
         return f"{first.get('LogicalResourceId', '?')}: {first['ResourceStatusReason']}"
 
-    def _endpoint_name(self, cfn, name: str, stage: StageConfig) -> str:
-        """The endpoint the stack made (its physical id is the endpoint's ARN): the stack, not the
-        config, is what serves."""
+    def _endpoint_name(self, cfn, name: str, stage: StageConfig) -> tuple[str, str | None]:
+        """The endpoint the stack made and the config it should now run, from the stack's outputs:
+        the stack, not the stage file, says what serves. A stack without outputs (moto makes them
+        so) is asked for its Endpoint resource, whose physical id is the endpoint's ARN."""
+        stack = self._call(f"describing stack {name}", cfn.describe_stacks, StackName=name)["Stacks"][0]
+        outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
+        if "EndpointName" in outputs:
+            return outputs["EndpointName"], outputs.get("EndpointConfigName")
         resource = self._call(
             f"describing the endpoint of stack {name}",
             cfn.describe_stack_resource,
             StackName=name,
             LogicalResourceId="Endpoint",
         )["StackResourceDetail"]
-        return resource["PhysicalResourceId"].rsplit("/", 1)[-1]
+        return resource["PhysicalResourceId"].rsplit("/", 1)[-1], None
 
-    def _wait_in_service(self, session, stage: StageConfig, endpoint: str) -> str:
+    def _wait_in_service(self, session, stage: StageConfig, endpoint: str, config: str | None) -> str:
         sagemaker = self._client(session, "sagemaker", stage.region)
         deadline = self.clock() + self.timeout_s
         while True:
@@ -409,13 +462,19 @@ class AwsDeployer(Deployer):
                 f"describing endpoint {endpoint}", sagemaker.describe_endpoint, EndpointName=endpoint
             )
             status = described["EndpointStatus"]
+            reason = " ".join(str(described.get("FailureReason", "no reason given")).split())
             if status == "InService":
+                running = described.get("EndpointConfigName")
+                if config is not None and running != config:
+                    # SageMaker can roll an update back on its own and return to InService.
+                    raise PromotionError(
+                        f"{stage.name}: endpoint {endpoint} runs config {running}, not the deployed "
+                        f"{config}: SageMaker rolled the update back ({reason}); "
+                        "what served before still serves"
+                    )
                 return described["EndpointArn"]
-            if status in ("Failed", "OutOfService", "Deleting"):
-                raise PromotionError(
-                    f"{stage.name}: endpoint {endpoint} is {status}: "
-                    f"{described.get('FailureReason', 'no reason given')}"
-                )
+            if status in ("Failed", "OutOfService", "Deleting", "UpdateRollbackFailed"):
+                raise PromotionError(f"{stage.name}: endpoint {endpoint} is {status}: {reason}")
             self._tick(deadline, f"endpoint {endpoint}", stage)
 
     def _tick(self, deadline: float, what: str, stage: StageConfig) -> None:

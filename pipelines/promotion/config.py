@@ -276,6 +276,8 @@ def _endpoint(check: _Checker, document: Any) -> EndpointSettings | None:
             check.unknown(item, {"memory_size_mb", "max_concurrency"}, "endpoint.serverless.")
             serverless = Serverless(memory, concurrency)
     capture = check.integer(document, "data_capture_percent", 0, 100, "endpoint.", default=0)
+    if capture and "serverless" in document:
+        check.problem("endpoint.data_capture_percent", "must be 0 for serverless: it has no data capture")
     autoscaling = None
     if "autoscaling" in document:
         item = document["autoscaling"]

@@ -8,6 +8,8 @@ recorded on the model packages themselves (CustomerMetadataProperties), so the r
     stage.<S>.retired-at       when another version (or nothing) replaced it there
     stage.<S>.tests-passed-at  when its smoke tests passed in S (what a tests-passed gate reads)
     stage.<S>.approved-by      who approved it for S at a manual-approval gate (and .approved-at)
+    stage.<S>.rolled-back-at   when a rollback (or its failed smoke tests) took it out of S; a later
+                               rollback skips it until it is deployed there again
 """
 
 from __future__ import annotations
@@ -252,11 +254,14 @@ class Promotion:
         return current
 
     def _previous(self, stage: str, exclude: int | None) -> ModelPackage | None:
-        """The Approved version most recently retired from ``stage``."""
+        """The Approved version most recently retired from ``stage``, skipping versions a rollback
+        took out (so two rollbacks go two versions back, not back and forth)."""
         best, best_time = None, ""
         for package in self.registry.list_versions(self.group, approval_status=APPROVED):
-            retired = package.customer_metadata.get(key(stage, "retired-at"), "")
-            if package.version != exclude and retired and retired > best_time:
+            meta = package.customer_metadata
+            retired = meta.get(key(stage, "retired-at"), "")
+            rolled_back = meta.get(key(stage, "rolled-back-at"), "") > meta.get(key(stage, "deployed-at"), "")
+            if package.version != exclude and retired and not rolled_back and retired > best_time:
                 best, best_time = package, retired
         return best
 
@@ -268,7 +273,10 @@ class Promotion:
         self.say(f"{stage.name}: serving at {where} after {time.monotonic() - started:.1f} s")
         stamp = _now()
         if before is not None and before.version != package.version:
-            self.registry.update_metadata(self.group, before.version, {key(stage.name, "retired-at"): stamp})
+            retired = {key(stage.name, "retired-at"): stamp}
+            if why == "rollback":
+                retired[key(stage.name, "rolled-back-at")] = stamp
+            self.registry.update_metadata(self.group, before.version, retired)
         # The new deployment is newer than any retirement recorded for this version in this stage.
         self.registry.update_metadata(self.group, package.version, {key(stage.name, "deployed-at"): stamp})
         report = self.smoke_test(stage, package)
@@ -277,13 +285,32 @@ class Promotion:
             f"latency p50 {report.p50_ms:.1f} ms, max {report.max_ms:.1f} ms"
         )
         if not report.passed:
-            raise PromotionError(
-                f"{stage.name}: smoke tests of {package.name} failed: {'; '.join(report.problems[:3])}"
-            )
+            failed = f"{stage.name}: smoke tests of {package.name} failed: {'; '.join(report.problems[:3])}"
+            raise PromotionError(f"{failed}; {self._after_failed_tests(stage, package, before)}")
         self.registry.update_metadata(
             self.group, package.version, {key(stage.name, "tests-passed-at"): _now()}
         )
         return report
+
+    def _after_failed_tests(
+        self, stage: StageConfig, package: ModelPackage, before: ModelPackage | None
+    ) -> str:
+        """Put back what served before a version that failed its smoke tests; say what serves now."""
+        if before is None or before.version == package.version:
+            return f"it serves in {stage.name} untested; `promote undeploy --stage {stage.name}` removes it"
+        self.say(f"{stage.name}: rolling back to {before.name}")
+        try:
+            self.deployer.deploy(stage, before)
+        except PromotionError as err:
+            return f"putting {before.name} back failed too: {err}"
+        stamp = _now()
+        self.registry.update_metadata(
+            self.group,
+            package.version,
+            {key(stage.name, "retired-at"): stamp, key(stage.name, "rolled-back-at"): stamp},
+        )
+        self.registry.update_metadata(self.group, before.version, {key(stage.name, "deployed-at"): stamp})
+        return f"{before.name} serves {stage.name} again"
 
     def smoke_test(self, stage: StageConfig, package: ModelPackage) -> SmokeReport:
         """Replay the evaluation's sample rows: every answer 200, the recorded prediction within the
@@ -291,6 +318,9 @@ class Promotion:
         sample = self._sample(package)
         rows = list(zip(sample["rows"], sample["predictions"], strict=True))[: stage.smoke_tests.rows]
         problems, latencies = [], []
+        # One untimed request first: a cold start (a serverless endpoint's first call, a new
+        # connection) is not what the latency limit is about.
+        self.deployer.invoke(stage, rows[0][0].encode(), "text/csv", "text/csv")
         for index, (body, expected) in enumerate(rows):
             started = time.perf_counter()
             status, answer = self.deployer.invoke(stage, body.encode(), "text/csv", "text/csv")
@@ -306,7 +336,12 @@ class Promotion:
             if not math.isclose(value, expected, abs_tol=stage.smoke_tests.tolerance):
                 problems.append(f"row {index}: predicted {value}, the evaluated model gave {expected}")
         if rows:
-            cells = [None if cell == "" else float(cell) for cell in rows[0][0].split(",")]
+            try:
+                cells = [None if cell == "" else float(cell) for cell in rows[0][0].split(",")]
+            except ValueError:
+                raise PromotionError(
+                    f"smoke-test sample of {package.name}: row 0 is not numeric CSV"
+                ) from None
             status, answer = self.deployer.invoke(
                 stage, json.dumps({"instances": [cells]}).encode(), "application/json", "application/json"
             )

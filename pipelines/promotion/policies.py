@@ -1,16 +1,17 @@
 """What the staging and prod accounts must be allowed in the dev (tooling) account, and no more.
 
 A model version is registered in the dev account; promoting it to another account creates a SageMaker
-Model there from the model package ARN. That account's model execution role then reads, in the dev
-account:
+Model there from the model package ARN. In the dev account:
 
-* the model package and its group (``DescribeModelPackage``, ``DescribeModelPackageGroup``, and
-  ``ListModelPackages`` to find versions): the model package group's resource policy;
-* the model artifact (``<pipeline>/tuning/...``, where the tuning jobs write models) and the serving
-  code the model's environment points at (``<pipeline>/code/...``): the artifact bucket's policy,
-  ``s3:GetObject`` on those two prefixes only, never the training data;
-* the customer KMS key those objects are encrypted with, for decryption through S3 only: the key
-  policy.
+* the stage's deploy role (through CloudFormation) describes the model package and creates a Model
+  from it (``DescribeModelPackage``, ``CreateModel`` on the group's packages): the model package
+  group's resource policy. Versions are chosen and recorded by the dev account itself, so the other
+  accounts never list or update them;
+* the stage's model execution role reads the model artifact (``<pipeline>/tuning/...``, where the
+  tuning jobs write models) and the serving code the model's environment points at
+  (``<pipeline>/code/...``): the artifact bucket's policy, ``s3:GetObject`` on those two prefixes
+  only, never the training data;
+* and decrypts them with the customer KMS key, through S3 only: the key policy (``kms:Decrypt``).
 
 The project template (``seed_code/``) writes these statements; its tests compare them with these
 functions, so the template and the promotion code cannot drift apart. Principals are the account
@@ -27,10 +28,9 @@ from collections.abc import Sequence
 #: both; a test ties them to the definition).
 MODEL_PREFIXES = ("tuning", "code")
 
-MODEL_PACKAGE_GROUP_ACTIONS = ("sagemaker:DescribeModelPackageGroup",)
-MODEL_PACKAGE_ACTIONS = ("sagemaker:DescribeModelPackage", "sagemaker:ListModelPackages")
+MODEL_PACKAGE_ACTIONS = ("sagemaker:CreateModel", "sagemaker:DescribeModelPackage")
 BUCKET_ACTIONS = ("s3:GetObject",)
-KMS_ACTIONS = ("kms:Decrypt", "kms:DescribeKey")
+KMS_ACTIONS = ("kms:Decrypt",)
 
 
 def _roots(account_ids: Sequence[str], partition: str = "aws") -> list[str]:
@@ -45,24 +45,16 @@ def model_package_group_policy(group_arn: str, account_ids: Sequence[str]) -> di
     group = resource.split("/", 1)[1]
     # Model package ARNs carry the group's name in lower case, and IAM compares ARNs case-sensitively.
     packages = f"arn:{partition}:sagemaker:{region}:{account}:model-package/{group.lower()}/*"
-    principal = {"AWS": _roots(account_ids, partition)}
     return {
         "Version": "2012-10-17",
         "Statement": [
             {
-                "Sid": "PromotionReadsTheGroup",
+                "Sid": "PromotionCreatesModelsFromVersions",
                 "Effect": "Allow",
-                "Principal": principal,
-                "Action": list(MODEL_PACKAGE_GROUP_ACTIONS),
-                "Resource": group_arn,
-            },
-            {
-                "Sid": "PromotionReadsItsVersions",
-                "Effect": "Allow",
-                "Principal": principal,
+                "Principal": {"AWS": _roots(account_ids, partition)},
                 "Action": list(MODEL_PACKAGE_ACTIONS),
                 "Resource": packages,
-            },
+            }
         ],
     }
 

@@ -102,11 +102,15 @@ def test_instances_get_the_stages_key_data_capture_and_autoscaling_per_variant(c
     assert capture["DestinationS3Uri"] == "s3://sagemaker-mlops-capture-333333333333-us-east-1/churn-prod/"
     (variant,) = endpoint_config["ProductionVariants"]
     assert (variant["InstanceType"], variant["InitialInstanceCount"]) == ("ml.m5.large", 2)
-    target = resources["ScalableTarget0"]["Properties"]
+    target = resources["ScalableTargetAlltraffic"]["Properties"]
     assert (target["MinCapacity"], target["MaxCapacity"]) == (2, 6)
     assert target["ResourceId"]["Fn::Join"][1][-1] == "/variant/AllTraffic"
-    policy = resources["ScalingPolicy0"]["Properties"]
-    assert policy["ScalingTargetId"] == {"Ref": "ScalableTarget0"}
+    policy = resources["ScalingPolicyAlltraffic"]["Properties"]
+    assert policy["ScalingTargetId"] == {"Ref": "ScalableTargetAlltraffic"}
+    # Deploys keep the autoscaler's instance counts and take the weights from the config.
+    endpoint = resources["Endpoint"]["Properties"]
+    assert endpoint["RetainAllVariantProperties"] is True
+    assert endpoint["ExcludeRetainedVariantProperties"] == [{"VariantPropertyType": "DesiredWeight"}]
     tracking = policy["TargetTrackingScalingPolicyConfiguration"]
     assert tracking["TargetValue"] == 700.0
     assert tracking["PredefinedMetricSpecification"]["PredefinedMetricType"] == (
@@ -128,7 +132,20 @@ def test_ab_variants_keep_their_weights_and_each_scales(tmp_path):
         ("Current", 0.9),
         ("Challenger", 0.1),
     ]
-    assert {"ScalableTarget0", "ScalableTarget1", "ScalingPolicy0", "ScalingPolicy1"} <= set(resources)
+    # Logical ids follow the variant names, so reordering the variants replaces no scaling target.
+    scaling = {
+        "ScalableTargetCurrent",
+        "ScalableTargetChallenger",
+        "ScalingPolicyCurrent",
+        "ScalingPolicyChallenger",
+    }
+    assert scaling <= set(resources)
+    document["endpoint"]["variants"].reverse()
+    path.write_text(json.dumps(document))
+    reordered = endpoint_template(load_stage(path, "prod", environ={}), package())["Resources"]
+    assert {k: v for k, v in reordered.items() if k in scaling} == {
+        k: v for k, v in resources.items() if k in scaling
+    }
 
 
 def test_the_same_stage_and_version_give_the_same_template_bytes(config):
@@ -156,20 +173,18 @@ def test_endpoint_config_properties_are_names_sagemakers_api_knows(config):
 # ------------------------------------------------------------------------------ the policies
 
 
-def test_the_model_package_group_policy_names_only_the_two_accounts_and_reads():
+def test_the_model_package_group_policy_lets_the_two_accounts_create_models_only():
     group_arn = f"arn:aws:sagemaker:{REGION}:{TOOLING}:model-package-group/Churn-p-abc"
-    policy = policies.model_package_group_policy(group_arn, ["333333333333", "222222222222"])
-    principals = {p for s in policy["Statement"] for p in s["Principal"]["AWS"]}
-    assert principals == {"arn:aws:iam::222222222222:root", "arn:aws:iam::333333333333:root"}
-    actions = {a for s in policy["Statement"] for a in s["Action"]}
-    assert actions == {
-        "sagemaker:DescribeModelPackageGroup",
-        "sagemaker:DescribeModelPackage",
-        "sagemaker:ListModelPackages",
-    }
-    resources = [s["Resource"] for s in policy["Statement"]]
+    policy = policies.model_package_group_policy(group_arn, ["333333333333", "222222222222", "222222222222"])
+    (statement,) = policy["Statement"]
+    assert statement["Principal"]["AWS"] == [
+        "arn:aws:iam::222222222222:root",
+        "arn:aws:iam::333333333333:root",
+    ]
+    # What a Model made from a package in another account needs; no listing, no updating.
+    assert statement["Action"] == ["sagemaker:CreateModel", "sagemaker:DescribeModelPackage"]
     # Package ARNs carry the group in lower case; IAM compares ARNs case-sensitively.
-    assert resources == [group_arn, f"arn:aws:sagemaker:{REGION}:{TOOLING}:model-package/churn-p-abc/*"]
+    assert statement["Resource"] == f"arn:aws:sagemaker:{REGION}:{TOOLING}:model-package/churn-p-abc/*"
 
 
 def test_the_bucket_policy_reaches_the_models_and_serving_code_the_definition_writes():
@@ -188,7 +203,7 @@ def test_the_bucket_policy_reaches_the_models_and_serving_code_the_definition_wr
 
 def test_the_key_policy_decrypts_only_through_s3():
     (statement,) = policies.kms_key_statements(REGION, ["222222222222", "333333333333"])
-    assert statement["Action"] == ["kms:Decrypt", "kms:DescribeKey"]
+    assert statement["Action"] == ["kms:Decrypt"]
     assert statement["Condition"] == {"StringEquals": {"kms:ViaService": "s3.us-east-1.amazonaws.com"}}
     with pytest.raises(ValueError):
         policies.kms_key_statements(REGION, [])
@@ -363,7 +378,8 @@ def test_the_sample_is_read_from_the_dev_accounts_bucket(world):
 class ScriptedCloudFormation:
     """A CloudFormation client whose stack goes through the statuses it is given."""
 
-    def __init__(self, statuses, events=(), change_set_status="CREATE_COMPLETE", reason=""):
+    def __init__(self, statuses, events=(), change_set_status="CREATE_COMPLETE", reason="", outputs=None):
+        self.outputs = outputs
         self.statuses = list(statuses)
         self.events = list(events)
         self.change_set = {"Status": change_set_status, "StatusReason": reason}
@@ -381,7 +397,10 @@ class ScriptedCloudFormation:
                 },
                 "DescribeStacks",
             )
-        return {"Stacks": [{"StackName": StackName, "StackStatus": status}]}
+        stack = {"StackName": StackName, "StackStatus": status}
+        if self.outputs:
+            stack["Outputs"] = [{"OutputKey": k, "OutputValue": v} for k, v in self.outputs.items()]
+        return {"Stacks": [stack]}
 
     def __getattr__(self, name):
         def call(**kwargs):
@@ -399,12 +418,13 @@ class ScriptedCloudFormation:
 
 
 class ScriptedDeployer(AwsDeployer):
-    def __init__(self, cfn, endpoint_status="InService", **kwargs):
+    def __init__(self, cfn, endpoint_status="InService", running_config="cfg-new", **kwargs):
         super().__init__(
             boto3.Session(region_name=REGION), poll_seconds=0, sleep=lambda _: None, say=print, **kwargs
         )
         self.cfn = cfn
         self.endpoint_status = endpoint_status
+        self.running_config = running_config
 
     def stage_session(self, stage):
         return self
@@ -415,7 +435,8 @@ class ScriptedDeployer(AwsDeployer):
         endpoint = {
             "EndpointStatus": self.endpoint_status,
             "EndpointArn": "arn:endpoint",
-            "FailureReason": "OOM",
+            "EndpointConfigName": self.running_config,
+            "FailureReason": "OOM\n  in the container",
         }
         return type("SageMaker", (), {"describe_endpoint": lambda _self, **kw: endpoint})()
 
@@ -463,7 +484,7 @@ def test_a_failed_change_set_is_an_error_unless_it_has_no_changes(config):
 
 def test_an_endpoint_that_fails_is_reported(config):
     cfn = ScriptedCloudFormation([None, "CREATE_COMPLETE"])
-    with pytest.raises(PromotionError, match="churn-prod is Failed: OOM"):
+    with pytest.raises(PromotionError, match="churn-prod is Failed: OOM in the container$"):
         ScriptedDeployer(cfn, endpoint_status="Failed").deploy(config.stage("prod"), package())
 
 
@@ -579,3 +600,42 @@ def test_the_deploy_roles_credentials_refresh_before_they_expire(config):
     frozen = deployer.stage_session(config.stage("prod")).get_credentials().get_frozen_credentials()
     assert frozen.token == "token-1"  # the first expired within the refresh window: assumed again
     stub.assert_no_pending_responses()
+
+
+def test_a_first_deploy_left_in_review_is_deleted_and_created_again(config):
+    cfn = ScriptedCloudFormation(["REVIEW_IN_PROGRESS", None, "CREATE_COMPLETE"])
+    ScriptedDeployer(cfn).deploy(config.stage("prod"), package())
+    assert cfn.calls[:2] == ["delete_stack", "create_change_set"]
+
+
+def test_a_failed_first_create_says_nothing_serves(config):
+    cfn = ScriptedCloudFormation(
+        [None, "CREATE_IN_PROGRESS", "ROLLBACK_COMPLETE"], [failure("bad role", "Model", "CREATE_FAILED")]
+    )
+    with pytest.raises(
+        PromotionError, match="Model: bad role; nothing serves: the next deploy deletes the stack"
+    ):
+        ScriptedDeployer(cfn).deploy(config.stage("prod"), package())
+
+
+def test_a_rollback_that_failed_asks_for_a_person(config):
+    cfn = ScriptedCloudFormation(["UPDATE_COMPLETE", "UPDATE_ROLLBACK_FAILED"], [failure("throttled")])
+    with pytest.raises(PromotionError, match="ContinueUpdateRollback"):
+        ScriptedDeployer(cfn).deploy(config.stage("prod"), package())
+
+
+def test_an_update_sagemaker_rolled_back_by_itself_is_a_failure(config):
+    outputs = {"EndpointName": "churn-prod", "EndpointConfigName": "cfg-new"}
+    cfn = ScriptedCloudFormation(["UPDATE_COMPLETE"], outputs=outputs)
+    with pytest.raises(PromotionError, match="runs config cfg-old, not the deployed cfg-new"):
+        ScriptedDeployer(cfn, running_config="cfg-old").deploy(config.stage("prod"), package())
+    assert ScriptedDeployer(cfn).deploy(config.stage("prod"), package()) == "arn:endpoint"
+
+
+def test_a_stage_in_another_region_than_the_model_is_refused_before_any_call(tmp_path):
+    environ = {**ENVIRON, "TARGET_REGION": "eu-west-1"}
+    stage = load_promotion(DEPLOY / "promotion.json", environ).stage("staging")
+    cfn = ScriptedCloudFormation(["UPDATE_COMPLETE"])
+    with pytest.raises(PromotionError, match="registered in us-east-1 but the stage is in eu-west-1"):
+        ScriptedDeployer(cfn).deploy(stage, package())
+    assert cfn.calls == []

@@ -172,6 +172,24 @@ def test_a_smoke_test_that_gets_other_predictions_fails_the_promotion(flow, regi
     assert "stage.dev.tests-passed-at" not in registry.get_version(GROUP, 1).customer_metadata
 
 
+def test_a_version_failing_its_smoke_tests_gives_the_stage_back_to_the_one_before(flow, registry, deployer):
+    register(registry)
+    flow.promote("dev")
+    register(registry)
+    deployer.skew = 0.01
+    with pytest.raises(PromotionError, match="ChurnModelPackageGroup/1 serves dev again$"):
+        flow.promote("dev", 2)
+    assert flow.status()["dev"] == 1 and deployer.serving["dev"].version == 1
+    assert "stage.dev.rolled-back-at" in registry.get_version(GROUP, 2).customer_metadata
+
+
+def test_a_first_version_failing_its_smoke_tests_says_it_serves_untested(flow, registry, deployer):
+    register(registry)
+    deployer.skew = 0.01
+    with pytest.raises(PromotionError, match="serves in dev untested; `promote undeploy --stage dev`"):
+        flow.promote("dev")
+
+
 def test_a_failed_deploy_leaves_the_records_as_they_were(flow, registry, deployer):
     register(registry)
     flow.promote("dev")
@@ -201,17 +219,21 @@ def test_the_whole_flow_then_reject_in_prod_rolls_back_to_the_previous_version(f
         flow.promote("dev", 2)
 
 
-def test_rollback_redeploys_the_version_that_served_before(flow, registry):
-    register(registry)
-    register(registry)
-    flow.promote("dev", 1)
-    flow.promote("dev", 2)
+def test_rollbacks_go_back_one_version_at_a_time_not_back_and_forth(flow, registry):
+    for version in (1, 2, 3):
+        register(registry)
+        flow.promote("dev", version)
 
-    flow.rollback("dev")
-
-    assert flow.status()["dev"] == 1
     flow.rollback("dev")
     assert flow.status()["dev"] == 2
+    flow.rollback("dev")
+    assert flow.status()["dev"] == 1
+    with pytest.raises(PromotionError, match="nothing to roll back to"):
+        flow.rollback("dev")
+    # Promoted again, a rolled-back version is a rollback target once more.
+    flow.promote("dev", 3)
+    flow.rollback("dev")
+    assert flow.status()["dev"] == 1
 
 
 def test_rollback_with_nothing_before_is_an_error(flow, registry):
@@ -370,3 +392,13 @@ def test_the_aws_settings_can_be_given_and_are_checked(tmp_path):
     path.write_text(json.dumps(document))
     prod = load_promotion(target / "promotion.json", {}).stage("prod")
     assert prod.aws.kms_key_arn == "arn:aws:kms:us-east-1:333333333333:key/abc"
+
+
+def test_serverless_with_data_capture_is_refused(tmp_path):
+    target = copy_config(tmp_path)
+    path = target / "stages" / "dev.json"
+    document = json.loads(path.read_text())
+    document["endpoint"]["data_capture_percent"] = 10
+    path.write_text(json.dumps(document))
+    with pytest.raises(ConfigError, match="data_capture_percent must be 0 for serverless"):
+        load_promotion(target / "promotion.json", {})
