@@ -29,11 +29,18 @@ REQUIRED = [
 EXTRAS = {
     "dev": [
         "pytest>=8",
-        "moto[s3,sagemaker,sts,iam]>=5.1,<6",
+        # cloudformation: tests/seed_code creates the project template's stack in moto.
+        "moto[cloudformation,s3,sagemaker,sts,iam]>=5.1,<6",
         "ruff>=0.6",
         "pyyaml>=6",
+        # Lints the project template (seed_code/) in .ci/run; checkov runs in its own venv there.
+        "cfn-lint>=1.20,<2",
     ],
 }
+
+# The project template and its packaging (seed_code/) live in this repository only: the projects it
+# seeds get neither, so their setup.py, the same file, offers no command for it.
+SEED_CODE = (ROOT / "seed_code" / "package.py").exists()
 
 setup(
     name="sagemaker-mlops-template",
@@ -45,8 +52,8 @@ setup(
     long_description_content_type="text/markdown",
     license="MIT-0",
     python_requires=">=3.11",
-    packages=find_packages(include=["pipelines", "pipelines.*", "steps"]),
-    package_data={"pipelines": ["*/dataset.json"]},
+    packages=find_packages(include=["pipelines", "pipelines.*", "steps", "seed_code"]),
+    package_data={"pipelines": ["*/dataset.json"], "seed_code": ["*.yaml"]},
     install_requires=REQUIRED,
     extras_require=EXTRAS,
     entry_points={
@@ -57,6 +64,7 @@ setup(
             "local-pipeline=pipelines.local.cli:main",
             "promote=pipelines.promotion.cli:main",
             "local-endpoint=pipelines.serving.cli:main",
-        ],
+        ]
+        + (["package-template=seed_code.package:main"] if SEED_CODE else []),
     },
 )

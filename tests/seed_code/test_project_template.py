@@ -1,0 +1,629 @@
+"""The project template: what starts what, what is encrypted, who may do what, in which account."""
+
+import fnmatch
+import json
+import re
+from pathlib import Path
+
+import pytest
+from moto.events.models import EventPattern
+from seed_support import (
+    ACCOUNT,
+    BUCKET,
+    GROUP,
+    NAME,
+    PIPELINE_ARN,
+    PROD,
+    PROJECT,
+    PROJECT_ID,
+    REGION,
+    STAGING,
+    as_list,
+    assert_least_privilege,
+    of_type,
+    resource_policies,
+    role_statements,
+    statements,
+)
+
+from pipelines.promotion import flow, policies
+
+ROOT = Path(__file__).resolve().parents[2]
+GOLDEN_DEFINITION = ROOT / "tests" / "pipelines" / "churn" / "golden" / "definition.json"
+
+
+def matches(rule: dict, event: dict) -> bool:
+    return EventPattern.load(json.dumps(rule["Properties"]["EventPattern"])).matches_event(event)
+
+
+def codecommit_push(branch: str, repository_arn: str, kind: str = "branch") -> dict:
+    return {
+        "source": "aws.codecommit",
+        "detail-type": "CodeCommit Repository State Change",
+        "resources": [repository_arn],
+        "detail": {
+            "event": "referenceUpdated",
+            "referenceType": kind,
+            "referenceName": branch,
+            "commitId": "abc",
+        },
+    }
+
+
+def package_state_change(group: str, status: str, **metadata) -> dict:
+    detail = {"ModelPackageGroupName": group, "ModelPackageVersion": 3, "ModelApprovalStatus": status}
+    if metadata:
+        detail["CustomerMetadataProperties"] = metadata
+    return {
+        "source": "aws.sagemaker",
+        "detail-type": "SageMaker Model Package State Change",
+        "detail": detail,
+    }
+
+
+def only_target(rule: dict) -> dict:
+    (target,) = rule["Properties"]["Targets"]
+    return target
+
+
+# ---- what starts what
+
+
+def test_a_push_to_main_starts_the_build_pipeline_and_nothing_else_does(project):
+    rule = project["PushToMainRule"]
+    repository = f"arn:aws:codecommit:{REGION}:{ACCOUNT}:{GROUP}-modelbuild"
+    assert matches(rule, codecommit_push("main", repository))
+    assert not matches(rule, codecommit_push("feature/x", repository))
+    assert not matches(rule, codecommit_push("main", repository, kind="tag"))
+    assert not matches(rule, codecommit_push("main", f"arn:aws:codecommit:{REGION}:{ACCOUNT}:another-repo"))
+    build_pipeline = f"sagemaker-mlops-{PROJECT_ID}-build"
+    assert only_target(rule)["Arn"] == f"arn:aws:codepipeline:{REGION}:{ACCOUNT}:{build_pipeline}"
+    assert project["BuildPipeline"]["Properties"]["Name"] == build_pipeline
+
+
+def test_a_push_to_another_branch_runs_the_tests_on_that_commit(project):
+    rule = project["PushToBranchRule"]
+    repository = f"arn:aws:codecommit:{REGION}:{ACCOUNT}:{GROUP}-modelbuild"
+    assert matches(rule, codecommit_push("feature/x", repository))
+    assert not matches(rule, codecommit_push("main", repository))
+    target = only_target(rule)
+    assert target["Arn"] == f"arn:aws:codebuild:{REGION}:{ACCOUNT}:project/sagemaker-mlops-{PROJECT_ID}-test"
+    assert target["InputTransformer"]["InputPathsMap"] == {"commit": "$.detail.commitId"}
+    assert json.loads(target["InputTransformer"]["InputTemplate"].replace("<commit>", '"abc"')) == {
+        "sourceVersion": "abc"
+    }
+
+
+def test_only_an_approval_in_this_projects_group_starts_the_deploy_pipeline(project):
+    rule = project["ModelApprovedRule"]
+    assert matches(rule, package_state_change(GROUP, "Approved"))
+    assert not matches(rule, package_state_change(GROUP, "Rejected"))
+    assert not matches(rule, package_state_change(GROUP, "PendingManualApproval"))
+    assert not matches(rule, package_state_change("another-group", "Approved"))
+    deploy_pipeline = f"sagemaker-mlops-{PROJECT_ID}-deploy"
+    assert only_target(rule)["Arn"] == f"arn:aws:codepipeline:{REGION}:{ACCOUNT}:{deploy_pipeline}"
+
+
+def test_what_a_deploy_records_on_the_version_does_not_start_another_deploy(project, render_project):
+    rule = project["ModelApprovedRule"]
+    first_stage = json.loads((ROOT / "deploy" / "promotion.json").read_text())["stages"][0]
+    deployed = {flow.key(first_stage, "deployed-at"): "2026-11-30T00:00:00+00:00"}
+    assert not matches(rule, package_state_change(GROUP, "Approved", **deployed))
+    # Other metadata (the build's, a reviewer's) does not hide an approval.
+    assert matches(rule, package_state_change(GROUP, "Approved", note="reviewed"))
+
+
+def test_retraining_runs_the_sagemaker_pipeline_on_the_data_prefix_weekly_and_on_new_data(project):
+    input_url = f"s3://{BUCKET}/{NAME}/input/"
+    schedule = project["RetrainingScheduleTrigger"]["Properties"]
+    assert schedule["ScheduleExpression"] == "cron(0 3 ? * MON *)"
+    rule = project["DataArrivedRule"]
+    assert matches(rule, s3_object_created(BUCKET, f"{NAME}/input/churn-2026-11.csv"))
+    assert not matches(
+        rule, s3_object_created(BUCKET, f"{GROUP}/tuning/model.tar.gz")
+    )  # the pipeline's own output
+    assert not matches(rule, s3_object_created("another-bucket", f"{NAME}/input/churn.csv"))
+    assert project["ArtifactBucket"]["Properties"]["NotificationConfiguration"] == {
+        "EventBridgeConfiguration": {"EventBridgeEnabled": True}
+    }
+    for target, role in (
+        (schedule["Target"], "scheduler"),
+        (only_target(rule), "events"),
+    ):
+        assert target["Arn"] == PIPELINE_ARN
+        assert target["RoleArn"] == f"arn:aws:iam::{ACCOUNT}:role/sagemaker-mlops-{PROJECT_ID}-{role}"
+        assert target["SageMakerPipelineParameters"]["PipelineParameterList"] == [
+            {"Name": "InputDataUrl", "Value": input_url}
+        ]
+
+
+def test_the_retraining_parameter_is_one_the_pipeline_declares():
+    declared = {p["Name"] for p in json.loads(GOLDEN_DEFINITION.read_text())["Parameters"]}
+    assert "InputDataUrl" in declared
+
+
+def test_a_data_prefix_and_no_schedule_are_honoured(render_project):
+    resources = render_project(DataPrefix="landing/churn/", RetrainingSchedule="")["Resources"]
+    assert "RetrainingScheduleTrigger" not in resources and "SchedulerRole" not in resources
+    rule = resources["DataArrivedRule"]
+    assert matches(rule, s3_object_created(BUCKET, "landing/churn/2026-11.csv"))
+    assert not matches(rule, s3_object_created(BUCKET, f"{NAME}/input/churn.csv"))
+    assert only_target(rule)["SageMakerPipelineParameters"]["PipelineParameterList"] == [
+        {"Name": "InputDataUrl", "Value": f"s3://{BUCKET}/landing/churn/"}
+    ]
+
+
+def test_every_trigger_retries_and_keeps_what_it_could_not_deliver(project):
+    queue_arn = f"arn:aws:sqs:{REGION}:{ACCOUNT}:sagemaker-mlops-{PROJECT_ID}-trigger-dlq"
+    targets = [only_target(rule) for rule in of_type(project, "AWS::Events::Rule").values()]
+    targets.append(project["RetrainingScheduleTrigger"]["Properties"]["Target"])
+    assert len(targets) == 5
+    for target in targets:
+        assert target["DeadLetterConfig"] == {"Arn": queue_arn}
+        assert target["RetryPolicy"]["MaximumRetryAttempts"] > 0
+    # EventBridge may write to the queue, for this project's rules only (their names fit the pattern).
+    (allow,) = statements(project["TriggerDeadLetterQueuePolicy"]["Properties"]["PolicyDocument"])
+    assert allow["Principal"] == {"Service": "events.amazonaws.com"} and allow["Action"] == "sqs:SendMessage"
+    pattern = allow["Condition"]["ArnLike"]["aws:SourceArn"]
+    for name, rule in of_type(project, "AWS::Events::Rule").items():
+        arn = f"arn:aws:events:{REGION}:{ACCOUNT}:rule/{rule['Properties']['Name']}"
+        assert fnmatch.fnmatchcase(arn, pattern), name
+    assert project["TriggerDeadLetterQueue"]["Properties"]["KmsMasterKeyId"] == key_arn()
+
+
+def s3_object_created(bucket: str, key: str) -> dict:
+    return {
+        "source": "aws.s3",
+        "detail-type": "Object Created",
+        "detail": {"bucket": {"name": bucket}, "object": {"key": key}},
+    }
+
+
+# ---- the deploy pipeline: the contract with codebuild/buildspec-deploy.yml
+
+
+def actions(pipeline: dict) -> list[tuple[str, dict]]:
+    return [
+        (stage["Name"], action) for stage in pipeline["Properties"]["Stages"] for action in stage["Actions"]
+    ]
+
+
+def action_variables(action: dict) -> dict:
+    return {
+        v["name"]: v["value"] for v in json.loads(action["Configuration"].get("EnvironmentVariables", "[]"))
+    }
+
+
+def test_the_deploy_pipeline_runs_select_dev_staging_a_manual_approval_then_prod(project):
+    found = actions(project["DeployPipeline"])
+    assert [action["Name"] for _, action in found] == [
+        "Source",
+        "Select",
+        "DeployDev",
+        "DeployStaging",
+        "ManualApproval",
+        "DeployProd",
+    ]
+    # One action per stage: nothing runs beside the approval, and prod only after it.
+    assert len({stage for stage, _ in found}) == len(found)
+    approval = dict((a["Name"], a) for _, a in found)["ManualApproval"]
+    assert approval["ActionTypeId"] == {
+        "Category": "Approval",
+        "Owner": "AWS",
+        "Provider": "Manual",
+        "Version": "1",
+    }
+
+
+def test_each_deploy_action_tells_the_buildspec_its_stage_and_the_selected_version(project):
+    by_name = {a["Name"]: a for _, a in actions(project["DeployPipeline"])}
+    deploy_project = project["DeployProject"]["Properties"]["Name"]
+    assert by_name["Select"]["Namespace"] == "Select"
+    assert action_variables(by_name["Select"]) == {"STAGE": "select"}
+    selected = "#{Select.MODEL_PACKAGE_ARN}"
+    assert action_variables(by_name["DeployDev"]) == {"STAGE": "dev", "MODEL_PACKAGE_ARN": selected}
+    assert action_variables(by_name["DeployStaging"]) == {"STAGE": "staging", "MODEL_PACKAGE_ARN": selected}
+    assert action_variables(by_name["DeployProd"]) == {
+        "STAGE": "prod",
+        "MODEL_PACKAGE_ARN": selected,
+        "APPROVED_BY": "CodePipeline manual approval in execution #{codepipeline.PipelineExecutionId}",
+    }
+    # SageMaker refuses commas in the model package metadata where promote records it.
+    assert "," not in action_variables(by_name["DeployProd"])["APPROVED_BY"]
+    for name in ("Select", "DeployDev", "DeployStaging", "DeployProd"):
+        assert by_name[name]["Configuration"]["ProjectName"] == deploy_project
+        assert by_name[name]["InputArtifacts"] == [{"Name": "Source"}]
+
+
+def test_the_stage_names_are_those_of_the_promotion_config(project):
+    stages = json.loads((ROOT / "deploy" / "promotion.json").read_text())["stages"]
+    by_name = {a["Name"]: a for _, a in actions(project["DeployPipeline"])}
+    assert [action_variables(by_name[f"Deploy{s.capitalize()}"])["STAGE"] for s in stages] == stages
+
+
+def test_pushes_do_not_start_the_deploy_pipeline(project, render_project):
+    (source_stage, source), *_ = actions(project["DeployPipeline"])
+    assert source["Configuration"]["PollForSourceChanges"] is False
+    assert "Triggers" not in project["DeployPipeline"]["Properties"]
+    github = render_project(SourceProvider="GitHub", ConnectionArn=CONNECTION, RepositoryId="my-org/churn")
+    (_, source), *_ = actions(github["Resources"]["DeployPipeline"])
+    assert source["Configuration"]["DetectChanges"] is False
+
+
+# ---- CodeBuild: the variables the buildspecs read
+
+
+def documented_variables() -> dict[str, bool]:
+    """codebuild/README.md's table: variable -> required."""
+    rows = re.findall(
+        r"^\| `([A-Z_][A-Z0-9_]*)` \| (yes|no) \|", (ROOT / "codebuild" / "README.md").read_text(), re.M
+    )
+    return {name: required == "yes" for name, required in rows}
+
+
+def project_variables(codebuild_project: dict) -> dict:
+    return {
+        v["Name"]: v["Value"]
+        for v in codebuild_project["Properties"]["Environment"].get("EnvironmentVariables", [])
+    }
+
+
+def buildspec_reads(path: Path) -> set[str]:
+    import yaml
+
+    spec = yaml.safe_load(path.read_text())
+    text = "\n".join(cmd for phase in spec["phases"].values() for cmd in phase.get("commands", []))
+    assigned = set(re.findall(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)=", text, re.M))
+    return set(re.findall(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)", text)) - assigned
+
+
+#: Set by CodeBuild itself, not by the project.
+CODEBUILD_VARIABLES = {"AWS_REGION", "AWS_DEFAULT_REGION"}
+
+
+@pytest.mark.parametrize("logical", ["BuildProject", "DeployProject"])
+def test_every_variable_a_buildspec_reads_is_set_by_the_project_or_codebuild(project, logical):
+    codebuild_project = project[logical]
+    buildspec = ROOT / codebuild_project["Properties"]["Source"]["BuildSpec"]
+    assert buildspec.exists(), f"{logical} runs {buildspec.relative_to(ROOT)}, which does not exist"
+    provided = set(project_variables(codebuild_project)) | CODEBUILD_VARIABLES
+    for _, action in actions(project["DeployPipeline"]) + actions(project["BuildPipeline"]):
+        if action["Configuration"].get("ProjectName") == codebuild_project["Properties"]["Name"]:
+            provided |= set(action_variables(action))
+    optional = {name for name, required in documented_variables().items() if not required}
+    missing = (
+        buildspec_reads(buildspec)
+        - provided
+        - optional
+        - {name for name in buildspec_reads(buildspec) if name.startswith("CODEBUILD_")}
+    )
+    assert not missing, f"{buildspec.name} reads {sorted(missing)}, which nothing sets"
+
+
+def test_the_build_gets_the_projects_names_roles_bucket_and_key(project):
+    variables = project_variables(project["BuildProject"])
+    assert variables == {
+        "SAGEMAKER_PROJECT_NAME": NAME,
+        "SAGEMAKER_PROJECT_ID": PROJECT_ID,
+        "SAGEMAKER_PROJECT_ARN": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:project/{NAME}",
+        "SAGEMAKER_PIPELINE_ROLE_ARN": f"arn:aws:iam::{ACCOUNT}:role/sagemaker-mlops-{PROJECT_ID}-pipeline",
+        "ARTIFACT_BUCKET": BUCKET,
+        "ARTIFACT_KMS_KEY_ARN": key_arn(),
+        "MODEL_PACKAGE_GROUP_NAME": GROUP,
+    }
+    assert set(variables) <= set(documented_variables())
+
+
+def test_the_deploy_gets_the_three_accounts_and_the_target_region(project, render_project):
+    assert project_variables(project["DeployProject"]) == {
+        "MODEL_PACKAGE_GROUP_NAME": GROUP,
+        "SAGEMAKER_PROJECT_NAME": NAME,
+        "SAGEMAKER_PROJECT_ID": PROJECT_ID,
+        "DEV_ACCOUNT_ID": ACCOUNT,
+        "STAGING_ACCOUNT_ID": STAGING,
+        "PROD_ACCOUNT_ID": PROD,
+        "TARGET_REGION": REGION,
+        "ARTIFACT_BUCKET": BUCKET,
+        "ARTIFACT_KMS_KEY_ARN": key_arn(),
+    }
+    elsewhere = render_project(TargetRegion="us-west-2")["Resources"]["DeployProject"]
+    assert project_variables(elsewhere)["TARGET_REGION"] == "us-west-2"
+
+
+def test_the_names_are_those_the_build_derives(project):
+    # codebuild/buildspec-build.yml names the pipeline and the group <project name>-<project id>.
+    buildspec = (ROOT / "codebuild" / "buildspec-build.yml").read_text()
+    assert 'NAME="${SAGEMAKER_PROJECT_NAME}-${SAGEMAKER_PROJECT_ID}"' in buildspec
+    assert project["ModelPackageGroup"]["Properties"]["ModelPackageGroupName"] == GROUP
+
+
+# ---- storage and encryption
+
+
+def key_arn() -> str:
+    return f"arn:aws:kms:{REGION}:{ACCOUNT}:key/ArtifactKey-id"
+
+
+def test_the_artifact_bucket_is_kms_encrypted_versioned_private_and_expires_old_versions(project):
+    bucket = project["ArtifactBucket"]["Properties"]
+    assert bucket["BucketName"] == BUCKET
+    (rule,) = bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    assert rule["ServerSideEncryptionByDefault"] == {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": key_arn()}
+    assert bucket["VersioningConfiguration"] == {"Status": "Enabled"}
+    assert set(bucket["PublicAccessBlockConfiguration"].values()) == {True}
+    assert len(bucket["PublicAccessBlockConfiguration"]) == 4
+    rules = {r["Id"]: r for r in bucket["LifecycleConfiguration"]["Rules"]}
+    assert rules["ExpireOldVersions"]["NoncurrentVersionExpiration"]["NoncurrentDays"] > 0
+    assert rules["ExpireOldVersions"]["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"] > 0
+    assert project["ArtifactKey"]["Properties"]["EnableKeyRotation"] is True
+
+
+def test_the_artifact_bucket_refuses_requests_without_tls(project):
+    policy = project["ArtifactBucketPolicy"]["Properties"]["PolicyDocument"]
+    (deny,) = [s for s in statements(policy) if s["Effect"] == "Deny"]
+    assert deny["Principal"] == "*" and deny["Action"] == "s3:*"
+    assert set(deny["Resource"]) == {f"arn:aws:s3:::{BUCKET}", f"arn:aws:s3:::{BUCKET}/*"}
+    assert deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+
+
+def test_codebuild_pipelines_and_logs_use_the_projects_key(project):
+    for name, codebuild_project in of_type(project, "AWS::CodeBuild::Project").items():
+        assert codebuild_project["Properties"]["EncryptionKey"] == key_arn(), name
+    for name, pipeline in of_type(project, "AWS::CodePipeline::Pipeline").items():
+        assert pipeline["Properties"]["ArtifactStore"]["EncryptionKey"] == {"Id": key_arn(), "Type": "KMS"}, (
+            name
+        )
+    log_group = project["BuildLogGroup"]["Properties"]
+    assert log_group["KmsKeyId"] == key_arn()
+    # The key lets CloudWatch Logs use it for exactly this log group.
+    (logs,) = [s for s in key_policy(project) if s["Sid"] == "CodeBuildLogsAreEncrypted"]
+    context = logs["Condition"]["ArnEquals"]["kms:EncryptionContext:aws:logs:arn"]
+    assert context == f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:{log_group['LogGroupName']}"
+
+
+def key_policy(project: dict) -> list[dict]:
+    return statements(project["ArtifactKey"]["Properties"]["KeyPolicy"])
+
+
+# ---- cross-account access: exactly what pipelines/promotion/policies.py says
+
+
+def normalised(statement_list: list[dict]) -> list[dict]:
+    """Principals and single actions in a canonical form, so equivalent statements compare equal."""
+    out = []
+    for statement in statement_list:
+        statement = dict(statement)
+        principal = statement.get("Principal")
+        if isinstance(principal, dict) and "AWS" in principal:
+            statement["Principal"] = {"AWS": sorted(set(as_list(principal["AWS"])))}
+        statement["Action"] = sorted(as_list(statement["Action"]))
+        statement["Resource"] = sorted(as_list(statement["Resource"]))
+        out.append(statement)
+    return out
+
+
+def cross_account(statement_list: list[dict]) -> list[dict]:
+    """The statements whose principals include another account."""
+    found = []
+    for statement in statement_list:
+        principal = statement.get("Principal")
+        arns = as_list(principal.get("AWS", [])) if isinstance(principal, dict) else []
+        if any(f"::{ACCOUNT}:" not in arn for arn in arns):
+            found.append(statement)
+    return found
+
+
+def test_the_model_package_group_policy_is_the_promotions(project):
+    group_arn = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:model-package-group/{GROUP}"
+    expected = policies.model_package_group_policy(group_arn, [STAGING, PROD])
+    written = project["ModelPackageGroup"]["Properties"]["ModelPackageGroupPolicy"]
+    assert written["Version"] == expected["Version"]
+    assert normalised(statements(written)) == normalised(expected["Statement"])
+
+
+def test_the_bucket_lets_staging_and_prod_read_models_and_code_only(project):
+    policy = project["ArtifactBucketPolicy"]["Properties"]["PolicyDocument"]
+    expected = policies.artifact_bucket_statements(BUCKET, GROUP, [STAGING, PROD])
+    assert normalised(cross_account(statements(policy))) == normalised(expected)
+
+
+def test_the_key_lets_staging_and_prod_decrypt_through_s3_only(project):
+    expected = policies.kms_key_statements(REGION, [STAGING, PROD])
+    assert normalised(cross_account(key_policy(project))) == normalised(expected)
+
+
+def promotion_actions() -> set[str]:
+    """Every action pipelines/promotion/policies.py grants the other accounts."""
+    granted = [
+        *policies.model_package_group_policy(
+            f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:model-package-group/g", [PROD]
+        )["Statement"],
+        *policies.artifact_bucket_statements(BUCKET, GROUP, [PROD]),
+        *policies.kms_key_statements(REGION, [PROD]),
+    ]
+    return {action for statement in granted for action in as_list(statement["Action"])}
+
+
+def test_cross_account_statements_name_only_the_staging_and_prod_accounts(project):
+    for document in resource_policies(project):
+        for statement in cross_account(statements(document)):
+            accounts = {arn.split(":")[4] for arn in as_list(statement["Principal"]["AWS"])}
+            assert accounts == {STAGING, PROD}
+            assert statement["Effect"] == "Allow"
+            assert set(as_list(statement["Action"])) <= promotion_actions()
+
+
+# ---- least privilege
+
+
+def test_no_role_has_wildcard_actions_managed_policies_or_unscoped_resources(project, render_project):
+    assert_least_privilege(project)
+    assert_least_privilege(
+        render_project(SourceProvider="GitLab", ConnectionArn=CONNECTION, RepositoryId="my-org/churn")[
+            "Resources"
+        ]
+    )
+
+
+def test_every_role_is_named_for_the_project_so_the_key_policy_covers_it(project):
+    (use,) = [s for s in key_policy(project) if s["Sid"] == "ProjectRolesUseTheKey"]
+    pattern = use["Condition"]["ArnLike"]["aws:PrincipalArn"]
+    for name, role in of_type(project, "AWS::IAM::Role").items():
+        arn = f"arn:aws:iam::{ACCOUNT}:role/{role['Properties']['RoleName']}"
+        assert fnmatch.fnmatchcase(arn, pattern), name
+        assert role["Properties"]["RoleName"].startswith(f"sagemaker-mlops-{PROJECT_ID}-")
+
+
+def test_the_build_may_upsert_and_start_only_this_projects_pipeline(project):
+    by_sid = {s["Sid"]: s for s in role_statements(project["BuildRole"])}
+    assert set(as_list(by_sid["UpsertAndStartThePipeline"]["Resource"])) == {
+        PIPELINE_ARN,
+        f"{PIPELINE_ARN}/execution/*",
+    }
+    assert (
+        by_sid["PassThePipelineRole"]["Resource"]
+        == f"arn:aws:iam::{ACCOUNT}:role/sagemaker-mlops-{PROJECT_ID}-pipeline"
+    )
+    assert by_sid["PassThePipelineRole"]["Condition"] == {
+        "StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}
+    }
+
+
+def test_the_deploy_may_assume_the_deploy_role_of_the_three_stage_accounts_only(project):
+    (assume,) = [s for s in role_statements(project["DeployRole"]) if s["Action"] == "sts:AssumeRole"]
+    assert set(assume["Resource"]) == {
+        f"arn:aws:iam::{account}:role/MlopsModelDeployRole" for account in (ACCOUNT, STAGING, PROD)
+    }
+    updates = [
+        s
+        for s in role_statements(project["DeployRole"])
+        if "sagemaker:UpdateModelPackage" in as_list(s["Action"])
+    ]
+    (update,) = updates
+    assert set(update["Resource"]) == {
+        f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:model-package-group/{GROUP}",
+        f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:model-package/{GROUP}/*",
+    }
+
+
+# ---- Studio: source providers, visibility, parameters
+
+CONNECTION = "arn:aws:codeconnections:eu-west-1:111111111111:connection/0a1b2c3d-0000-1111-2222-333344445555"
+
+
+def test_studio_lists_the_codecommit_repository(project):
+    repository = project["StudioCodeRepository"]["Properties"]
+    assert repository["GitConfig"] == {
+        "Branch": "main",
+        "RepositoryUrl": f"https://git-codecommit.{REGION}.amazonaws.com/v1/repos/{GROUP}-modelbuild",
+    }
+
+
+def test_a_seeded_codecommit_repository_starts_from_the_published_zip(render_project, project):
+    assert "Code" not in project["Repository"]["Properties"]  # nothing published: an empty repository
+    seeded = render_project(SeedCodeBucket="templates", SeedCodeKey="t/seed-code-0123.zip")["Resources"]
+    assert seeded["Repository"]["Properties"]["Code"] == {
+        "BranchName": "main",
+        "S3": {"Bucket": "templates", "Key": "t/seed-code-0123.zip"},
+    }
+
+
+@pytest.mark.parametrize(
+    ("provider", "host"),
+    [
+        ("GitHub", "https://github.com/"),
+        ("GitLab", "https://gitlab.com/"),
+        ("Bitbucket", "https://bitbucket.org/"),
+    ],
+)
+def test_a_codeconnections_repository_builds_on_pushes_to_main_through_the_connection(
+    render_project, provider, host
+):
+    resources = render_project(
+        SourceProvider=provider, ConnectionArn=CONNECTION, RepositoryId="my-org/churn"
+    )["Resources"]
+    for absent in ("Repository", "PushToMainRule", "PushToBranchRule", "TestProject", "TestRole"):
+        assert absent not in resources
+    pipeline = resources["BuildPipeline"]["Properties"]
+    assert pipeline["Triggers"] == [
+        {
+            "ProviderType": "CodeStarSourceConnection",
+            "GitConfiguration": {
+                "SourceActionName": "Source",
+                "Push": [{"Branches": {"Includes": ["main"]}}],
+            },
+        }
+    ]
+    source = pipeline["Stages"][0]["Actions"][0]
+    assert source["Name"] == "Source"
+    assert source["ActionTypeId"]["Provider"] == "CodeStarSourceConnection"
+    assert source["Configuration"] == {
+        "ConnectionArn": CONNECTION,
+        "FullRepositoryId": "my-org/churn",
+        "BranchName": "main",
+        "DetectChanges": True,
+    }
+    (use,) = [s for s in role_statements(resources["CodePipelineRole"]) if s["Sid"] == "UseTheConnection"]
+    assert use["Resource"] == CONNECTION
+    assert (
+        resources["StudioCodeRepository"]["Properties"]["GitConfig"]["RepositoryUrl"]
+        == f"{host}my-org/churn.git"
+    )
+
+
+def test_a_connection_needs_its_arn_and_repository(project_source):
+    (assertion_arn, assertion_repo) = project_source["Rules"]["ConnectionNeedsItsRepository"]["Assertions"]
+    assert assertion_arn["Assert"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "ConnectionArn"}, ""]}]}
+    assert assertion_repo["Assert"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "RepositoryId"}, ""]}]}
+
+
+def test_every_resource_that_takes_tags_carries_the_project_tags(project):
+    from cfnlint.schema import PROVIDER_SCHEMA_MANAGER
+
+    expected = [
+        {"Key": "sagemaker:project-name", "Value": NAME},
+        {"Key": "sagemaker:project-id", "Value": PROJECT_ID},
+    ]
+    taggable = 0
+    for name, resource in project.items():
+        schema = PROVIDER_SCHEMA_MANAGER.get_resource_schema("us-east-1", resource["Type"]).schema
+        if "Tags" in schema["properties"]:
+            taggable += 1
+            assert resource["Properties"].get("Tags") == expected, name
+    assert taggable >= 20
+
+
+def test_studio_shows_every_parameter_with_a_description_and_a_label(project_source):
+    parameters = project_source["Parameters"]
+    interface = project_source["Metadata"]["AWS::CloudFormation::Interface"]
+    grouped = [p for group in interface["ParameterGroups"] for p in group["Parameters"]]
+    filled_by_sagemaker = {"SageMakerProjectName", "SageMakerProjectId"}
+    assert sorted(grouped) == sorted(set(parameters) - filled_by_sagemaker)
+    for name, spec in parameters.items():
+        assert spec.get("Description"), name
+        if "AllowedPattern" in spec:
+            assert spec.get("ConstraintDescription"), name
+    assert set(interface["ParameterLabels"]) <= set(parameters)
+
+
+@pytest.mark.parametrize(
+    ("parameter", "good", "bad"),
+    [
+        ("SageMakerProjectName", ["churn", "churn-model-2"], ["Churn", "-churn", "churn_model", "c" * 33]),
+        ("SageMakerProjectId", ["p-abc123def456"], ["P-ABC", "p_1"]),
+        ("StagingAccountId", ["222222222222"], ["2222", "22222222222a"]),
+        ("DataPrefix", ["", "churn/input/", "a/b/"], ["churn/input", "/churn/", "a//b/", "a b/"]),
+        ("RetrainingSchedule", ["", "cron(0 3 ? * MON *)", "rate(7 days)"], ["weekly"]),
+        ("TargetRegion", ["", "eu-west-1", "us-gov-west-1"], ["Europe"]),
+    ],
+)
+def test_parameters_refuse_what_would_break_the_project(project_source, parameter, good, bad):
+    pattern = re.compile(project_source["Parameters"][parameter]["AllowedPattern"])
+    for value in good:
+        assert pattern.fullmatch(value), value
+    for value in bad:
+        assert not pattern.fullmatch(value), value
+
+
+def test_rendering_the_defaults_uses_the_project_parameters():
+    assert set(PROJECT) == {"SageMakerProjectName", "SageMakerProjectId", "StagingAccountId", "ProdAccountId"}
