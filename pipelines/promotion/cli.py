@@ -47,9 +47,12 @@ def _whole(option: str, text: str, what: str, low: str) -> int:
     return number
 
 
-def _version(text: str) -> int | str:
+def _version(text: str) -> int | str | None:
+    """A version number, a model package ARN, or None for ``latest`` (the latest Approved)."""
     if text.startswith("arn:"):
         return text
+    if text == "latest":
+        return None
     return _whole(
         "--version", text, "neither a version number nor a model package ARN", "versions start at 1"
     )
@@ -77,10 +80,10 @@ def _main(argv: Sequence[str] | None) -> int:
     parser.add_argument("--region", help="the registry's region with --backend aws (default: boto3's)")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_cli.ArgumentParser)
     select = commands.add_parser("select", help="print the ARN of the version a deploy would take")
-    select.add_argument("--version", help="version number or ARN (default: the latest Approved)")
+    select.add_argument("--version", help="version number, ARN, or latest (default: the latest Approved)")
     deploy = commands.add_parser("deploy", help="promote a version to a stage")
     deploy.add_argument("--stage", required=True)
-    deploy.add_argument("--version", help="version number or ARN (default: the latest Approved)")
+    deploy.add_argument("--version", help="version number, ARN, or latest (default: the latest Approved)")
     deploy.add_argument(
         "--approved-by",
         help="who passed the stage's manual-approval gate elsewhere (e.g. a CodePipeline approval)",
@@ -133,13 +136,13 @@ def _main(argv: Sequence[str] | None) -> int:
         promotion.undeploy(args.stage)
     elif args.command == "reject":
         version = _version(args.version)
-        if isinstance(version, str):
-            raise UsageError("reject takes a version number")
+        if not isinstance(version, int):
+            raise UsageError(f"--version {args.version!r}: reject takes a version number")
         promotion.reject(version, by=args.by or current_user(), reason=args.reason)
     elif args.command == "where":
         version = _version(args.version)
-        if isinstance(version, str):
-            raise UsageError("where takes a version number")
+        if not isinstance(version, int):
+            raise UsageError(f"--version {args.version!r}: where takes a version number")
         print(json.dumps(promotion.where(version), indent=2))
     elif args.command == "sample":
         package = promotion.select(_version(args.version) if args.version else None)

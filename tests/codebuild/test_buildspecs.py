@@ -125,6 +125,9 @@ def test_the_deploy_select_action_exports_the_selected_arn(tmp_path):
     assert "EXPORTED=arn:aws:sagemaker:us-east-1:111122223333:model-package/g/7" in out
     argv, _ = run_deploy_build(tmp_path, STAGE="select", MODEL_PACKAGE_VERSION="3")
     assert argv[-2:] == ["--version", "3"]
+    # The deploy pipeline's variable defaults to latest, which promote reads as "no pin".
+    argv, _ = run_deploy_build(tmp_path, STAGE="select", MODEL_PACKAGE_VERSION="latest")
+    assert argv[-2:] == ["--version", "latest"]
 
 
 def test_a_deploy_action_promotes_exactly_the_selected_arn(tmp_path):

@@ -219,7 +219,13 @@ def test_each_deploy_action_tells_the_buildspec_its_stage_and_the_selected_versi
     by_name = {a["Name"]: a for _, a in actions(project["DeployPipeline"])}
     deploy_project = project["DeployProject"]["Properties"]["Name"]
     assert by_name["Select"]["Namespace"] == "Select"
-    assert action_variables(by_name["Select"]) == {"STAGE": "select"}
+    assert action_variables(by_name["Select"]) == {
+        "STAGE": "select",
+        "MODEL_PACKAGE_VERSION": "#{variables.ModelPackageVersion}",
+    }
+    # Started by an approval it takes the latest Approved version; by hand, the version it is given.
+    (variable,) = project["DeployPipeline"]["Properties"]["Variables"]
+    assert (variable["Name"], variable["DefaultValue"]) == ("ModelPackageVersion", "latest")
     selected = "#{Select.MODEL_PACKAGE_ARN}"
     assert action_variables(by_name["DeployDev"]) == {"STAGE": "dev", "MODEL_PACKAGE_ARN": selected}
     assert action_variables(by_name["DeployStaging"]) == {"STAGE": "staging", "MODEL_PACKAGE_ARN": selected}

@@ -556,6 +556,8 @@ def test_the_buildspec_calls_select_then_one_deploy_per_stage(world, monkeypatch
     assert cli.main(["--backend", "aws", "--config", config, "select"]) == 0
     arn = capsys.readouterr().out.strip()
     assert arn == registry.get_version(GROUP, version).arn
+    assert cli.main(["--backend", "aws", "--config", config, "select", "--version", "latest"]) == 0
+    assert capsys.readouterr().out.strip() == arn
     queue_answers(TOOLING)
     assert (
         cli.main(["--backend", "aws", "--config", config, "deploy", "--stage", "dev", "--version", arn]) == 0
