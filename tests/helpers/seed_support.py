@@ -55,6 +55,8 @@ RESOURCELESS = {
     "application-autoscaling:DeleteScalingPolicy",
     "application-autoscaling:DescribeScalableTargets",
     "application-autoscaling:DescribeScalingPolicies",
+    "application-autoscaling:DescribeScheduledActions",
+    "cloudwatch:GetMetricData",  # what a target-tracking policy's handler reads
 }
 
 

@@ -81,14 +81,21 @@ def test_the_execution_role_reads_only_the_tooling_accounts_project_buckets_and_
     read = statement["ReadModelsOfTheToolingAccount"]
     assert read["Action"] == "s3:GetObject"
     assert read["Condition"] == {"StringEquals": {"s3:ResourceAccount": ACCOUNT}}
+    # The project template's bucket fits, for the model and serving-code prefixes only.
     model = f"arn:aws:s3:::{BUCKET}/churn-{PROJECT_ID}/tuning/job/output/model.tar.gz"
-    assert fnmatch.fnmatchcase(model, read["Resource"])  # the project template's bucket fits
+    code = f"arn:aws:s3:::{BUCKET}/churn-{PROJECT_ID}/code/0123abcd/sourcedir.tar.gz"
+    data = f"arn:aws:s3:::{BUCKET}/churn-{PROJECT_ID}/input/churn.csv"
+    allowed = read["Resource"]
+    assert all(any(fnmatch.fnmatchcase(arn, pattern) for pattern in allowed) for arn in (model, code))
+    assert not any(fnmatch.fnmatchcase(data, pattern) for pattern in allowed)
     decrypt = statement["DecryptModelsThroughS3"]
     assert decrypt["Resource"] == f"arn:aws:kms:*:{ACCOUNT}:key/*"
-    assert decrypt["Condition"] == {"StringLike": {"kms:ViaService": "s3.*.amazonaws.com"}}
-    assert statement["DescribeModelPackagesOfTheToolingAccount"]["Resource"] == (
-        f"arn:aws:sagemaker:*:{ACCOUNT}:model-package/*"
-    )
+    assert decrypt["Condition"] == {
+        "StringLike": {"kms:ViaService": "s3.*.amazonaws.com"},
+        "ForAnyValue:StringLike": {"kms:ResourceAliases": "alias/sagemaker-mlops-*"},
+    }
+    # The deploy role, not the endpoint, reads the model package.
+    assert not any("sagemaker:" in str(s.get("Action")) for s in statement.values())
     assert (
         statement["EndpointLogs"]["Resource"]
         == f"arn:aws:logs:*:{STAGING}:log-group:/aws/sagemaker/Endpoints/*"
