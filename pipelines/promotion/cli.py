@@ -85,6 +85,9 @@ def _main(argv: Sequence[str] | None) -> int:
     deploy.add_argument("--stage", required=True)
     deploy.add_argument("--version", help="version number, ARN, or latest (default: the latest Approved)")
     deploy.add_argument(
+        "--force", action="store_true", help="deploy even if the version already serves in the stage"
+    )
+    deploy.add_argument(
         "--approved-by",
         help="who passed the stage's manual-approval gate elsewhere (e.g. a CodePipeline approval)",
     )
@@ -126,7 +129,7 @@ def _main(argv: Sequence[str] | None) -> int:
         print(promotion.select(_version(args.version) if args.version else None).arn)
     elif args.command == "deploy":
         version = _version(args.version) if args.version else None
-        promotion.promote(args.stage, version, approved_by=args.approved_by)
+        promotion.promote(args.stage, version, approved_by=args.approved_by, force=args.force)
     elif args.command == "approve":
         version = promotion.select(_version(args.version)).version
         promotion.approve_gate(args.stage, version, by=args.by or current_user(), reason=args.reason)

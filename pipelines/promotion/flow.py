@@ -196,12 +196,31 @@ class Promotion:
     # ---- deploy, test, record
 
     def promote(
-        self, stage_name: str, version: int | str | None = None, approved_by: str | None = None
+        self,
+        stage_name: str,
+        version: int | str | None = None,
+        approved_by: str | None = None,
+        force: bool = False,
     ) -> SmokeReport:
         """Gate, deploy, wait, smoke test, record; PromotionError on any failure. ``approved_by``
-        records who passed a manual-approval gate outside this tool (ignored at other gates)."""
+        records who passed a manual-approval gate outside this tool (ignored at other gates).
+
+        A version that already serves in the stage and passed its smoke tests there is left as it
+        is (nothing deployed, nothing recorded) unless ``force``: promoting is idempotent, so a
+        deploy pipeline started twice for one version changes nothing the second time."""
         stage = self.config.stage(stage_name)
         package = self.select(version)
+        current = self.serving(stage.name)
+        meta = package.customer_metadata
+        tested = meta.get(key(stage.name, "tests-passed-at"), "") >= meta.get(
+            key(stage.name, "deployed-at"), "~"
+        )
+        if not force and current is not None and current.version == package.version and tested:
+            self.say(
+                f"{stage.name}: {package.name} already serves and passed its smoke tests there; "
+                "nothing to do (--force deploys it again)"
+            )
+            return SmokeReport(0, 0.0, 0.0)
         self._check_gate(stage, self.registry.get_version(self.group, package.version), approved_by)
         return self._deploy(stage, package, "promote")
 

@@ -175,8 +175,9 @@ class AwsModelRegistry(ModelRegistry):
         """See ``ModelRegistry.update_metadata``.
 
         Sends the merged map (current plus new), which gives a merge whether SageMaker adds the
-        keys it is sent or replaces the map with them; the approval status is not sent, so no
-        state-change event fires.
+        keys it is sent or replaces the map with them. The approval status is not sent; whether
+        SageMaker still emits a "Model Package State Change" event for a metadata update is not
+        documented, so the project's deploy trigger and promotion both guard against it.
         """
         check_group_name(group)
         check_version(version)

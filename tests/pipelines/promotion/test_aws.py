@@ -335,8 +335,16 @@ def test_a_new_version_updates_the_stack_and_a_redeploy_changes_nothing(world):
     assert cfn.describe_stacks(StackName=stack_name(stage))["Stacks"][0]["StackStatus"] == "UPDATE_COMPLETE"
     assert promotion.status()["dev"] == second
     assert key("dev", "retired-at") in registry.get_version(GROUP, first).customer_metadata
+    # Promoting what already serves is a no-op: no deploy and no record, so a deploy pipeline
+    # started twice for one version (or by its own records) changes nothing.
+    before = registry.get_version(GROUP, second).customer_metadata
     lines.clear()
-    promotion.promote("dev", second)
+    assert promotion.promote("dev", second).rows == 0
+    assert "already serves and passed its smoke tests" in lines[0] and len(lines) == 1
+    assert registry.get_version(GROUP, second).customer_metadata == before
+    # Forced, the stack is asked again and has no change to make.
+    lines.clear()
+    promotion.promote("dev", second, force=True)
     assert any("nothing to change" in line for line in lines)
     promotion.rollback("dev")
     assert promotion.status()["dev"] == first

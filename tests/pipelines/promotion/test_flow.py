@@ -402,3 +402,25 @@ def test_serverless_with_data_capture_is_refused(tmp_path):
     path.write_text(json.dumps(document))
     with pytest.raises(ConfigError, match="data_capture_percent must be 0 for serverless"):
         load_promotion(target / "promotion.json", {})
+
+
+def test_promoting_what_already_serves_changes_nothing_unless_forced(flow, registry, deployer):
+    register(registry)
+    flow.promote("dev")
+    before = registry.get_version(GROUP, 1).customer_metadata
+    assert flow.promote("dev").rows == 0
+    assert deployer.deploys == [("dev", 1)]
+    assert registry.get_version(GROUP, 1).customer_metadata == before
+    assert flow.promote("dev", force=True).rows == len(ROWS)
+    assert deployer.deploys == [("dev", 1), ("dev", 1)]
+
+
+def test_a_version_serving_untested_is_deployed_again(flow, registry, deployer):
+    register(registry)
+    deployer.skew = 0.01
+    with pytest.raises(PromotionError):
+        flow.promote("dev")
+    deployer.skew = 0.0
+    flow.promote("dev")  # it serves, but never passed: this is not a no-op
+    assert deployer.deploys == [("dev", 1), ("dev", 1)]
+    assert "stage.dev.tests-passed-at" in registry.get_version(GROUP, 1).customer_metadata
