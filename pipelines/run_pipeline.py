@@ -17,6 +17,7 @@ from pathlib import Path
 
 from pipelines import _cli
 from pipelines import aws_names as names
+from pipelines.aws_calls import aws_error, client_config
 from pipelines.errors import AwsError, ConfigError, UsageError, unknown_names
 from pipelines.local.cli import (
     add_local_options,
@@ -202,26 +203,10 @@ def wait_for_execution(
 def aws_clients(region: str | None):
     """A SageMaker and an S3 client with adaptive retries (client-side rate limiting on throttling)."""
     import boto3
-    from botocore.config import Config
 
-    config = Config(
-        retries={"mode": "adaptive", "max_attempts": 10}, user_agent_extra="sagemaker-mlops-template"
-    )
+    config = client_config()
     session = boto3.Session(region_name=region)
     return session.client("sagemaker", config=config), session.client("s3", config=config)
-
-
-def _aws_error(err: Exception, doing: str) -> AwsError:
-    from botocore.exceptions import ClientError, NoCredentialsError, NoRegionError
-
-    if isinstance(err, NoCredentialsError):
-        return AwsError(f"{doing}: no AWS credentials found; configure a profile or run in CodeBuild/Studio")
-    if isinstance(err, NoRegionError):
-        return AwsError(f"{doing}: no region; pass region in --kwargs or set AWS_REGION")
-    if isinstance(err, ClientError):
-        error = err.response.get("Error", {})
-        return AwsError(f"{doing}: {error.get('Code', 'Error')}: {error.get('Message', str(err))}")
-    return AwsError(f"{doing}: {err}")
 
 
 def _main(argv: Sequence[str] | None) -> int:
@@ -321,7 +306,7 @@ def _main(argv: Sequence[str] | None) -> int:
         doing = f"waiting for {execution_arn}"
         final = wait_for_execution(sm, execution_arn)
     except (BotoCoreError, ClientError) as err:
-        raise _aws_error(err, doing) from None
+        raise aws_error(err, doing, region_hint="pass region in --kwargs or set AWS_REGION") from None
 
     if final["PipelineExecutionStatus"] != "Succeeded":
         reason = final.get("FailureReason", "no reason given; see the failed step in Studio")

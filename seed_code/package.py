@@ -25,7 +25,8 @@ from pathlib import Path, PurePosixPath
 from pipelines import _cli
 from pipelines import aws_names as names
 from pipelines.__version__ import __version__
-from pipelines.errors import AwsError, ConfigError, NotFoundError, UsageError
+from pipelines.aws_calls import aws_error, client_config
+from pipelines.errors import ConfigError, NotFoundError, UsageError
 
 HERE = Path(__file__).resolve().parent
 REPOSITORY = HERE.parent
@@ -186,16 +187,9 @@ def write(package: Package, output_dir: Path) -> list[Path]:
 def upload(package: Package, region: str | None) -> str:
     """Put the zip and the templates in the bucket; returns the bucket's region."""
     import boto3
-    from botocore.config import Config
     from botocore.exceptions import BotoCoreError, ClientError
 
-    s3 = boto3.client(
-        "s3",
-        region_name=region,
-        config=Config(
-            retries={"mode": "adaptive", "max_attempts": 10}, user_agent_extra="sagemaker-mlops-template"
-        ),
-    )
+    s3 = boto3.client("s3", region_name=region, config=client_config())
     doing = f"finding bucket {package.bucket}"
     try:
         found = s3.get_bucket_location(Bucket=package.bucket).get("LocationConstraint") or "us-east-1"
@@ -214,9 +208,9 @@ def upload(package: Package, region: str | None) -> str:
                 f"bucket {package.bucket!r} does not exist; create it in the projects' region "
                 "or pass another --bucket"
             ) from None
-        raise AwsError(f"{doing}: {code}: {err.response.get('Error', {}).get('Message', err)}") from None
+        raise aws_error(err, doing, region_hint="pass --region or set AWS_REGION") from None
     except BotoCoreError as err:
-        raise AwsError(f"{doing}: {err}") from None
+        raise aws_error(err, doing, region_hint="pass --region or set AWS_REGION") from None
     return found
 
 

@@ -21,7 +21,8 @@ import time
 from collections.abc import Callable
 from datetime import datetime, timezone
 
-from pipelines.errors import AwsError, NotFoundError
+from pipelines.aws_calls import aws_error, client_config
+from pipelines.errors import NotFoundError
 from pipelines.promotion.config import StageConfig
 from pipelines.promotion.flow import Deployer, PromotionError
 from pipelines.registry.base import ModelPackage
@@ -336,7 +337,7 @@ class AwsDeployer(Deployer):
         except ClientError as err:
             response = err.response
             # A ModelError carries the container's own status; anything else is the service's.
-            status = response.get("OriginalStatusCode") or response["ResponseMetadata"].get(
+            status = response.get("OriginalStatusCode") or response.get("ResponseMetadata", {}).get(
                 "HTTPStatusCode", 0
             )
             return int(status), str(response.get("Error", {}).get("Message", err)).encode()
@@ -348,16 +349,16 @@ class AwsDeployer(Deployer):
         if not uri.startswith("s3://") or "/" not in uri[5:]:
             raise PromotionError(f"{uri!r} is not an s3://bucket/key URI")
         bucket, key = uri[5:].split("/", 1)
-        s3 = self._client(self.session, "s3", None)
-        from botocore.exceptions import ClientError
+        from botocore.exceptions import BotoCoreError, ClientError
 
         try:
-            return s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+            return self._client(self.session, "s3", None).get_object(Bucket=bucket, Key=key)["Body"].read()
         except ClientError as err:
-            code = err.response.get("Error", {}).get("Code", "")
-            if code in ("NoSuchKey", "404", "NoSuchBucket"):
+            if err.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NoSuchBucket"):
                 raise NotFoundError(f"{uri} does not exist") from None
-            raise AwsError(f"reading {uri}: {code}: {err.response['Error'].get('Message', '')}") from None
+            raise aws_error(err, f"reading {uri}") from None
+        except BotoCoreError as err:
+            raise aws_error(err, f"reading {uri}") from None
 
     # ---- waiting
 
@@ -369,7 +370,7 @@ class AwsDeployer(Deployer):
         except ClientError as err:
             if "does not exist" in err.response.get("Error", {}).get("Message", ""):
                 return None
-            raise AwsError(f"describing stack {name}: {_reason(err)}") from None
+            raise aws_error(err, f"describing stack {name}") from None
         return stacks[0]["StackStatus"] if stacks else None
 
     def _wait_change_set(self, cfn, name: str, change_set: str, stage: StageConfig) -> bool:
@@ -489,14 +490,10 @@ class AwsDeployer(Deployer):
 
     @staticmethod
     def _client(session, service: str, region: str | None):
-        from botocore.config import Config
-
-        config = Config(
-            retries={"mode": "adaptive", "max_attempts": 10},
-            user_agent_extra="sagemaker-mlops-template",
-            read_timeout=INVOCATION_TIMEOUT_S + 5,
+        # Reads wait out one invocation at most (SageMaker's own limit), then retry.
+        return session.client(
+            service, region_name=region, config=client_config(read_timeout=INVOCATION_TIMEOUT_S + 5)
         )
-        return session.client(service, region_name=region, config=config)
 
     @staticmethod
     def _call(what: str, method, **kwargs):
@@ -504,12 +501,5 @@ class AwsDeployer(Deployer):
 
         try:
             return method(**kwargs)
-        except ClientError as err:
-            raise AwsError(f"{what}: {_reason(err)}") from None
-        except BotoCoreError as err:
-            raise AwsError(f"{what}: {err}") from None
-
-
-def _reason(err) -> str:
-    error = err.response.get("Error", {})
-    return f"{error.get('Code', 'Error')}: {error.get('Message', '')}".strip()
+        except (BotoCoreError, ClientError) as err:
+            raise aws_error(err, what) from None

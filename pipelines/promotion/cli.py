@@ -80,10 +80,14 @@ def _main(argv: Sequence[str] | None) -> int:
     parser.add_argument("--region", help="the registry's region with --backend aws (default: boto3's)")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_cli.ArgumentParser)
     select = commands.add_parser("select", help="print the ARN of the version a deploy would take")
-    select.add_argument("--version", help="version number, ARN, or latest (default: the latest Approved)")
+    select.add_argument(
+        "--version", type=_version, help="version number, ARN, or latest (default: the latest Approved)"
+    )
     deploy = commands.add_parser("deploy", help="promote a version to a stage")
     deploy.add_argument("--stage", required=True)
-    deploy.add_argument("--version", help="version number, ARN, or latest (default: the latest Approved)")
+    deploy.add_argument(
+        "--version", type=_version, help="version number, ARN, or latest (default: the latest Approved)"
+    )
     deploy.add_argument(
         "--force", action="store_true", help="deploy even if the version already serves in the stage"
     )
@@ -93,7 +97,7 @@ def _main(argv: Sequence[str] | None) -> int:
     )
     approve = commands.add_parser("approve", help="pass the manual gate before a stage")
     approve.add_argument("--stage", required=True)
-    approve.add_argument("--version", required=True)
+    approve.add_argument("--version", type=_version, required=True)
     approve.add_argument("--by", default=None, help="who approves (default: your user name)")
     approve.add_argument("--reason", default="")
     rollback = commands.add_parser("rollback", help="redeploy the version that served before")
@@ -101,14 +105,16 @@ def _main(argv: Sequence[str] | None) -> int:
     undeploy = commands.add_parser("undeploy", help="stop serving in a stage (its endpoint goes)")
     undeploy.add_argument("--stage", required=True)
     reject = commands.add_parser("reject", help="reject a version and take it out of every stage")
-    reject.add_argument("--version", required=True)
+    reject.add_argument("--version", type=_version, required=True)
     reject.add_argument("--reason", required=True)
     reject.add_argument("--by", default=None)
     where = commands.add_parser("where", help="where a version has served")
-    where.add_argument("--version", required=True)
+    where.add_argument("--version", type=_version, required=True)
     commands.add_parser("status", help="what runs in every stage")
     sample = commands.add_parser("sample", help="print request rows (CSV) from a version's test split")
-    sample.add_argument("--version", help="version number or ARN (default: the latest Approved)")
+    sample.add_argument(
+        "--version", type=_version, help="version number, ARN, or latest (default: the latest Approved)"
+    )
     sample.add_argument("--rows", type=_positive, default=1, help="how many rows (default: %(default)s)")
     args = parser.parse_args(argv)
 
@@ -126,29 +132,26 @@ def _main(argv: Sequence[str] | None) -> int:
     say = print if args.command != "select" else _stderr
     promotion = Promotion(config, registry, deployer, say=say, confirm=_ask)
     if args.command == "select":
-        print(promotion.select(_version(args.version) if args.version else None).arn)
+        print(promotion.select(args.version).arn)
     elif args.command == "deploy":
-        version = _version(args.version) if args.version else None
-        promotion.promote(args.stage, version, approved_by=args.approved_by, force=args.force)
+        promotion.promote(args.stage, args.version, approved_by=args.approved_by, force=args.force)
     elif args.command == "approve":
-        version = promotion.select(_version(args.version)).version
+        version = promotion.select(args.version).version
         promotion.approve_gate(args.stage, version, by=args.by or current_user(), reason=args.reason)
     elif args.command == "rollback":
         promotion.rollback(args.stage)
     elif args.command == "undeploy":
         promotion.undeploy(args.stage)
     elif args.command == "reject":
-        version = _version(args.version)
-        if not isinstance(version, int):
-            raise UsageError(f"--version {args.version!r}: reject takes a version number")
-        promotion.reject(version, by=args.by or current_user(), reason=args.reason)
+        if not isinstance(args.version, int):
+            raise UsageError("reject --version takes a version number, not latest or an ARN")
+        promotion.reject(args.version, by=args.by or current_user(), reason=args.reason)
     elif args.command == "where":
-        version = _version(args.version)
-        if not isinstance(version, int):
-            raise UsageError(f"--version {args.version!r}: where takes a version number")
-        print(json.dumps(promotion.where(version), indent=2))
+        if not isinstance(args.version, int):
+            raise UsageError("where --version takes a version number, not latest or an ARN")
+        print(json.dumps(promotion.where(args.version), indent=2))
     elif args.command == "sample":
-        package = promotion.select(_version(args.version) if args.version else None)
+        package = promotion.select(args.version)
         for row in promotion.sample(package)["rows"][: args.rows]:
             print(row)
     else:

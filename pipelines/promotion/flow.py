@@ -334,7 +334,7 @@ class Promotion:
     def smoke_test(self, stage: StageConfig, package: ModelPackage) -> SmokeReport:
         """Replay the evaluation's sample rows: every answer 200, the recorded prediction within the
         tolerance, latency within the stage's limit; and one JSON request for the other content type."""
-        sample = self._sample(package)
+        sample = self.sample(package)
         rows = list(zip(sample["rows"], sample["predictions"], strict=True))[: stage.smoke_tests.rows]
         problems, latencies = [], []
         # One untimed request first: a cold start (a serverless endpoint's first call, a new
@@ -384,9 +384,6 @@ class Promotion:
     def sample(self, package: ModelPackage) -> dict:
         """The smoke-test sample of ``package``: ``rows`` (CSV request bodies) and the
         ``predictions`` the evaluated model gave them."""
-        return self._sample(package)
-
-    def _sample(self, package: ModelPackage) -> dict:
         try:
             statistics_uri = package.model_metrics["ModelQuality"]["Statistics"]["S3Uri"]
         except (TypeError, KeyError):

@@ -60,14 +60,12 @@ def open_registry(
 def sagemaker_client(region: str | None):
     """A SageMaker client with adaptive retries (client-side rate limiting when throttled)."""
     import boto3
-    from botocore.config import Config
     from botocore.exceptions import NoRegionError
 
-    config = Config(
-        retries={"mode": "adaptive", "max_attempts": 10}, user_agent_extra="sagemaker-mlops-template"
-    )
+    from pipelines.aws_calls import client_config
+
     try:
-        return boto3.Session(region_name=region).client("sagemaker", config=config)
+        return boto3.Session(region_name=region).client("sagemaker", config=client_config())
     except NoRegionError:
         raise AwsError("no AWS region for the registry; pass --region or set AWS_REGION") from None
 
