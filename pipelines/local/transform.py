@@ -1,11 +1,10 @@
-"""The local runner's Transform step: a batch transform job (CreateTransformJob arguments) run through the
-model's serving handler, called as the serving container calls it, with SageMaker's record splitting,
-mini-batching, data processing (JSONPath filters, join) and output naming.
-
-What SageMaker does is taken from botocore's CreateTransformJob documentation and the AWS guide page
-"Associate Prediction Results with Input Records" (batch-transform-data-processing.html); the built-in
-handler from aws/sagemaker-xgboost-container algorithm_mode/serve.py. Each rule cites its source.
+"""The local runner's Transform step: a batch transform job run through the model's serving handler, with
+SageMaker's record splitting, mini-batching, data processing (JSONPath filters, join) and output naming.
 """
+
+# Sources: botocore's CreateTransformJob documentation, the AWS guide page "Associate Prediction Results
+# with Input Records" (batch-transform-data-processing.html), and aws/sagemaker-xgboost-container
+# algorithm_mode/serve.py for the built-in handler. Each rule below names its source.
 
 from __future__ import annotations
 
@@ -24,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from pipelines.errors import NotFoundError
 from pipelines.local.executors import Executor, StepResult, StepRun
 from pipelines.local.jobs import StepFailure, arn, extract_archive, fresh_directory, now
 from pipelines.local.runtimes import BUILTIN_XGBOOST, runtime_for, unknown_image
@@ -363,7 +363,7 @@ def load_model_handler(container: Mapping[str, Any], model_dir: Path, code_dir: 
     if submit.startswith("s3://"):
         try:
             data = store.get_bytes(submit)
-        except (StoreError, Exception) as err:  # noqa: BLE001 - NotFoundError or StoreError: one message
+        except (StoreError, NotFoundError) as err:
             raise StepFailure(f"SAGEMAKER_SUBMIT_DIRECTORY: {err}") from None
         extract_archive(data, code_dir, f"SAGEMAKER_SUBMIT_DIRECTORY {submit}")
         source_dir = code_dir
@@ -542,7 +542,7 @@ class TransformExecutor(Executor):
                     parse_jsonpath(path, f"DataProcessing.{field}")
                 except JsonPathError as err:
                     problems.append(str(err))
-        if processing and processing != {"InputFilter": "$", "OutputFilter": "$", "JoinSource": "None"}:
+        if DataProcessing.from_arguments(args).active:
             media = _media(transform_input.get("ContentType"))
             if media not in (CSV_TYPE, *JSON_TYPES):
                 problems.append(
@@ -585,7 +585,7 @@ class TransformExecutor(Executor):
         if model_url:
             try:
                 archive = run.env.store.get_bytes(model_url)
-            except Exception as err:  # noqa: BLE001 - StoreError or NotFoundError: one message
+            except (StoreError, NotFoundError) as err:
                 raise StepFailure(f"ModelDataUrl {model_url}: {err}") from None
             extract_archive(archive, model_dir, f"ModelDataUrl {model_url}")
         model_dir.mkdir(parents=True, exist_ok=True)
