@@ -1,10 +1,11 @@
 """A test double of the XGBoost container's script-mode serving path, written from its source rather than
 from pipelines/serving, so that the local endpoint can be checked against it.
 
-sagemaker-containers 2.8.6.post2 (the version the XGBoost image pins in requirements.txt) does not
-install beside the project: it pins flask==1.1.1 and, on Python 3.10 and later, fails at import on
-``collections.Mapping`` (src/sagemaker_containers/_mapping.py line 151; the image's Dockerfile patches that
-line with sed). Each piece below names the lines it mirrors, from aws/sagemaker-containers (commit 526dda9)
+sagemaker-containers 2.8.6.post2 (the version the XGBoost image pins in requirements.txt) cannot run
+beside the project: it pins flask==1.1.1 (the project's environment has Flask 3 through moto), and on
+Python 3.11 importing ``sagemaker_containers.beta.framework`` fails, first on its record_pb2 with current
+protobuf, then on ``collections.Mapping`` (_mapping.py line 151, which the image's Dockerfile patches with
+sed). Each piece below names the lines it mirrors, from aws/sagemaker-containers (commit 526dda9)
 and aws/sagemaker-xgboost-container (commit cb8df91):
 
 - serving.py ``_user_module_transformer`` (lines 116-134) and ``main`` (lines 140-155);
