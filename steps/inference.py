@@ -114,11 +114,10 @@ def parse_request(request_body: str | bytes, request_content_type: str | None) -
         raise InferenceError(
             415, f"unsupported content type {request_content_type!r} (supported: {', '.join(CONTENT_TYPES)})"
         )
-    size = (
-        len(request_body)
-        if isinstance(request_body, (bytes, bytearray))
-        else len(request_body.encode("utf-8"))
-    )
+    if isinstance(request_body, (bytes, bytearray)) or request_body.isascii():
+        size = len(request_body)  # isascii() is a flag check: most bodies are not encoded again here
+    else:
+        size = len(request_body.encode("utf-8"))
     if size > MAX_PAYLOAD_BYTES:
         raise InferenceError(413, f"payload of {size} bytes is over the {MAX_PAYLOAD_BYTES}-byte limit")
     text = _decode(request_body, params.get("charset", "utf-8"))
