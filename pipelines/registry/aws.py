@@ -9,8 +9,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 
 from botocore import xform_name
-from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
+from botocore.exceptions import BotoCoreError, ClientError
 
+from pipelines.aws_calls import aws_error
 from pipelines.errors import AwsError, ConfigError, NotFoundError
 from pipelines.registry.base import (
     APPROVED,
@@ -31,6 +32,7 @@ from pipelines.registry.base import (
 # ValidationException whose message says so; moto words the latter differently.
 _NOT_FOUND_WORDS = ("does not exist", "not found", "could not find")
 # The wordings SageMaker has used for a create that collides with an existing name.
+_REGION_HINT = "pass --region or set AWS_REGION"
 _EXISTS_WORDS = ("already exists", "cannot create already existing", "must be unique within")
 
 
@@ -223,7 +225,7 @@ class AwsModelRegistry(ModelRegistry):
         except ClientError as err:
             raise self._translate(err, operation, not_found, conflict) from None
         except BotoCoreError as err:
-            raise _client_failure(err, operation) from None
+            raise aws_error(err, operation, _REGION_HINT) from None
 
     def _pages(self, operation: str, params: dict, key: str) -> list[dict]:
         items: list[dict] = []
@@ -233,7 +235,7 @@ class AwsModelRegistry(ModelRegistry):
         except ClientError as err:
             raise self._translate(err, operation, None, False) from None
         except BotoCoreError as err:
-            raise _client_failure(err, operation) from None
+            raise aws_error(err, operation, _REGION_HINT) from None
         return items
 
     @staticmethod
@@ -252,7 +254,7 @@ class AwsModelRegistry(ModelRegistry):
             and any(w in lowered for w in _EXISTS_WORDS)
         ):
             return RegistryConflict(f"{message} ({code}); ensure_group reuses an existing group")
-        return AwsError(f"{operation}: {code}: {message}")
+        return aws_error(err, operation, _REGION_HINT)
 
 
 def registration_request(group: str, registration: Registration) -> dict:
@@ -288,13 +290,3 @@ def _identity(user_context: Mapping | None) -> str:
         or context.get("UserProfileArn")
         or "unknown"
     )
-
-
-def _client_failure(err: BotoCoreError, operation: str) -> AwsError:
-    if isinstance(err, NoCredentialsError):
-        return AwsError(
-            f"{operation}: no AWS credentials found; configure a profile or run in CodeBuild/Studio"
-        )
-    if isinstance(err, NoRegionError):
-        return AwsError(f"{operation}: no region; pass --region or set AWS_REGION")
-    return AwsError(f"{operation}: {err}")
