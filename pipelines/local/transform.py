@@ -209,20 +209,12 @@ def parse_record(text: str, content_type: str | None) -> Any:
     """A record as SageMaker's data processing sees it: a CSV line as an array of its cells, a JSON
     record as its value (batch-transform-data-processing.html: "SageMaker takes each row as a JSON array")."""
     if _media(content_type) == CSV_TYPE:
-        return [_cell(c) for c in next(csv.reader([text]), [])]
+        # Cells stay text: what is written back is exactly what was read.
+        return next(csv.reader([text]), [])
     try:
         return json.loads(text)
     except (ValueError, RecursionError) as err:
         raise JsonPathError(f"the record is not valid JSON ({err})") from None
-
-
-def _cell(text: str) -> Any:
-    # A CSV cell read into the JSON array as a number when it is one, else as text.
-    try:
-        number = float(text)
-    except ValueError:
-        return text
-    return int(number) if number.is_integer() and text.strip().lstrip("+-").isdigit() else number
 
 
 def format_record(value: Any, content_type: str | None) -> str:
@@ -426,7 +418,11 @@ def transform_object(
     strategy = arguments.get("BatchStrategy") or "MultiRecord"
     assemble_lines = (output.get("AssembleWith") or "None") == "Line"
 
-    records = split_records(data, split_type)
+    # With SplitType None the object is one request; data processing still reads a CSV object's rows as
+    # its records ("SageMaker takes each row as a JSON array").
+    one_request = split_type == "None"
+    csv_rows = processing.active and _media(content_type) == CSV_TYPE
+    records = split_records(data, "Line" if csv_rows else split_type)
     parsed: list[Any] = []
     if processing.active:
         sent = []
@@ -442,15 +438,20 @@ def transform_object(
             except (JsonPathError, UnicodeDecodeError) as err:
                 raise StepFailure(f"ClientError: {key}: record {number}: InputFilter: {err}") from None
         records = sent
-    if split_type == "None" and max_bytes is not None and len(records[0]) > max_bytes:
-        raise StepFailure(
-            f"ClientError: {key} is {len(records[0])} bytes, over MaxPayloadInMB ({max_mb} MB) with "
-            "SplitType None; set SplitType Line or raise MaxPayloadInMB"
-        )
+    if one_request:
+        size = sum(map(len, records)) + max(len(records) - 1, 0)
+        if max_bytes is not None and size > max_bytes:
+            raise StepFailure(
+                f"ClientError: {key} is {size} bytes, over MaxPayloadInMB ({max_mb} MB) with "
+                "SplitType None; set SplitType Line or raise MaxPayloadInMB"
+            )
+        batches: Any = [records]
+    else:
+        batches = mini_batches(records, strategy, max_bytes)
     outputs: list[str] = []
     chunks: list[bytes] = []
     done = 0
-    for batch in mini_batches(records, strategy, max_bytes):
+    for batch in batches:
         body = b"\n".join(batch)
         reply = handler.invoke(body, content_type, accept)
         if reply.status != 200:
@@ -478,7 +479,7 @@ def transform_object(
                         processing,
                         output_steps,
                         content_type,
-                        accept,
+                        reply.content_type,
                         key,
                         done + offset + 1,
                     )
@@ -493,15 +494,15 @@ def transform_object(
     return b"".join(chunks)
 
 
-def _process_output(answer, source, processing, output_steps, content_type, accept, key, number) -> str:
+def _process_output(answer, source, processing, output_steps, content_type, answer_type, key, number) -> str:
     try:
-        value = parse_record(answer, accept or content_type)
+        value = parse_record(answer, answer_type)
         if processing.join:
             value = join_record(source, value, content_type)
         value = apply_jsonpath(output_steps, value, processing.output_filter)
     except JsonPathError as err:
         raise StepFailure(f"ClientError: {key}: record {number}: OutputFilter: {err}") from None
-    return format_record(value, content_type if processing.join else (accept or content_type))
+    return format_record(value, content_type if processing.join else answer_type)
 
 
 class TransformExecutor(Executor):

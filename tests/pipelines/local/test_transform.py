@@ -315,3 +315,16 @@ def test_multi_record_batches_fill_up_to_the_payload_limit_and_single_record_sen
     assert list(mini_batches(records, "MultiRecord", 9)) == [[b"aaaa", b"bbbb"], [b"cccc"]]
     assert list(mini_batches(records, "MultiRecord", None)) == [records]
     assert list(mini_batches(records, "SingleRecord", 9)) == [[r] for r in records]
+
+
+def test_with_split_type_none_a_csv_object_is_one_request_whose_rows_are_filtered_and_joined(runner, booster):
+    runner.store.put_bytes(f"{BUCKET}/input/test.csv", csv_rows([("1e5", ROWS[0]), ("007", ROWS[1])]))
+    definition = fixture("script_mode_join.json")
+    definition["Steps"][1]["Arguments"]["TransformInput"]["SplitType"] = "None"
+
+    outcome = start(runner, definition)
+
+    assert outcome.status == "Succeeded", outcome.failure_reason
+    lines = runner.store.get_bytes(f"{BUCKET}/output/test.csv.out").decode().splitlines()
+    assert [line.split(",")[0] for line in lines] == ["1e5", "007"]  # ids written back as they were read
+    assert [float(line.split(",")[1]) for line in lines] == served(booster, ROWS[:2])
