@@ -52,7 +52,9 @@ class JsonPathError(ValueError):
 # root, required first), ``.<name>``, ``*`` (wildcard), ``['<name>'(,'<name>')]``, ``[<number>(,<number>)]``
 # (negative indexes count from the end), ``[<start>:<end>]`` (either end may be left out); the page's
 # examples also combine an index and a slice in one bracket (``$[0,5:]``). No filters (``?()``), no
-# recursive descent (``..``), and no nesting inside a multi-name bracket.
+# recursive descent (``..``), and no nesting inside a multi-name bracket. botocore's DataProcessing
+# documentation gives the examples the tests use: "$", "$[1:]", "$.features", "$[0,5:]",
+# "$['id','SageMakerOutput']".
 
 
 @dataclass(frozen=True)
