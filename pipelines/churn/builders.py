@@ -18,7 +18,6 @@ from sagemaker.core.processing import Processor
 from sagemaker.core.shapes import (
     Channel,
     DataSource,
-    MetricDefinition,
     ProcessingInput,
     ProcessingOutput,
     ProcessingS3Input,
@@ -321,11 +320,11 @@ def _static_hyperparameters(ctx: BuildContext) -> dict:
     }
 
 
-def _metric_definitions(ctx: BuildContext) -> list[dict]:
-    return train_step.metric_definitions(ctx.gate_metric)
-
-
 def _trainer(ctx: BuildContext, name: str, hyperparameters: dict, output: str) -> ModelTrainer:
+    # No MetricDefinitions: SageMaker treats the XGBoost image as a built-in algorithm, refuses
+    # custom ones ("You can't override the metric definitions for Amazon SageMaker algorithms",
+    # aws/sagemaker-xgboost-container issue 121) and reads its own validation:<metric> from the log
+    # (that repository's algorithm_mode/metrics.py), which steps/train.py writes in that form.
     s, vpc = ctx.settings, bool(ctx.settings.subnets)
     return ModelTrainer(
         training_image=ctx.image,
@@ -349,8 +348,6 @@ def _trainer(ctx: BuildContext, name: str, hyperparameters: dict, output: str) -
         ),
         stopping_condition=StoppingCondition(max_runtime_in_seconds=3600),
         hyperparameters=hyperparameters,
-    ).with_metric_definitions(
-        [MetricDefinition(name=m["Name"], regex=m["Regex"]) for m in _metric_definitions(ctx)]
     )
 
 
@@ -404,7 +401,6 @@ def tune_step_of(ctx: BuildContext, preprocess: ProcessingStep) -> CompleteTunin
         model_trainer=_trainer(ctx, "tune", _static_hyperparameters(ctx), "tuning"),
         objective_metric_name=f"validation:{ctx.gate_metric}",
         objective_type="Maximize" if ctx.higher_is_better else "Minimize",
-        metric_definitions=_metric_definitions(ctx),
         hyperparameter_ranges=dict(_TUNED_RANGES),
         strategy="Bayesian",
         # Placeholders: the limits are the MaxTuningJobs / MaxParallelTuningJobs parameters,
