@@ -320,7 +320,7 @@ def test_the_build_gets_the_projects_names_roles_bucket_and_key(project):
     assert set(variables) <= set(documented_variables())
 
 
-def test_the_deploy_gets_the_three_accounts_and_the_target_region(project, render_project):
+def test_the_deploy_gets_the_three_accounts_and_the_projects_region(project):
     assert project_variables(project["DeployProject"]) == {
         "MODEL_PACKAGE_GROUP_NAME": GROUP,
         "SAGEMAKER_PROJECT_NAME": NAME,
@@ -332,8 +332,17 @@ def test_the_deploy_gets_the_three_accounts_and_the_target_region(project, rende
         "ARTIFACT_BUCKET": BUCKET,
         "ARTIFACT_KMS_KEY_ARN": key_arn(),
     }
-    elsewhere = render_project(TargetRegion="us-west-2")["Resources"]["DeployProject"]
-    assert project_variables(elsewhere)["TARGET_REGION"] == "us-west-2"
+
+
+def test_no_parameter_offers_a_region_that_promotion_would_refuse(project_source):
+    # SageMaker reads a model's artifact only in the endpoint's region, and promotion refuses a stage
+    # in another region than the model package: staging and prod serve in the project's region.
+    assert not [name for name in project_source["Parameters"] if "region" in name.lower()]
+    variables = project_source["Resources"]["DeployProject"]["Properties"]["Environment"][
+        "EnvironmentVariables"
+    ]
+    (target,) = [v["Value"] for v in variables if v["Name"] == "TARGET_REGION"]
+    assert target == {"Ref": "AWS::Region"}
 
 
 def test_the_names_are_those_the_build_derives(project):
@@ -620,7 +629,6 @@ def test_studio_shows_every_parameter_with_a_description_and_a_label(project_sou
         ("StagingAccountId", ["222222222222"], ["2222", "22222222222a"]),
         ("DataPrefix", ["", "churn/input/", "a/b/"], ["churn/input", "/churn/", "a//b/", "a b/"]),
         ("RetrainingSchedule", ["", "cron(0 3 ? * MON *)", "rate(7 days)"], ["weekly"]),
-        ("TargetRegion", ["", "eu-west-1", "us-gov-west-1"], ["Europe"]),
     ],
 )
 def test_parameters_refuse_what_would_break_the_project(project_source, parameter, good, bad):
