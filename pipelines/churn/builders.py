@@ -187,7 +187,7 @@ def _context(settings: churn.Settings, spec, bundles: Mapping[str, CodeBundle]) 
 
 def _parameters(settings: churn.Settings, gate_metric: str, higher_is_better: bool) -> Parameters:
     return Parameters(
-        input_data=ParameterString("InputDataUrl", default_value=settings.input_data_url),
+        input_data=ParameterString(churn.INPUT_PARAMETER, default_value=settings.input_data_url),
         processing_type=ParameterString("ProcessingInstanceType", default_value="ml.m5.xlarge"),
         processing_count=ParameterInteger("ProcessingInstanceCount", default_value=1),
         training_type=ParameterString("TrainingInstanceType", default_value="ml.m5.xlarge"),

@@ -147,18 +147,28 @@ def get_code_upload(**kwargs) -> CodeUpload:
     )
 
 
-def get_local_inputs(**kwargs) -> dict[str, Path]:
-    """What ``run-pipeline --local`` puts in the local object store before it runs: the sample
-    table of the dataset spec at the input URL. The default spec's sample is the bundled churn
-    table; another spec's is the one CSV file beside it, if there is exactly one."""
+#: The pipeline parameter that names the input table (an S3 object or prefix of CSVs).
+INPUT_PARAMETER = "InputDataUrl"
+
+
+def get_sample_input(**kwargs) -> Path | None:
+    """The sample table of the dataset spec: for the default spec the bundled churn table, for
+    another spec the one CSV file beside it (None when there is not exactly one)."""
     settings = _validate(**kwargs)
     if settings.dataset_spec == DEFAULT_DATASET_SPEC:
         samples = [SAMPLE_DATA] if SAMPLE_DATA.is_file() else []
     else:
         samples = sorted(settings.dataset_spec.parent.glob("*.csv"))
-    if len(samples) != 1:
+    return samples[0] if len(samples) == 1 else None
+
+
+def get_local_inputs(**kwargs) -> dict[str, Path]:
+    """What ``run-pipeline --local`` puts in the local object store before it runs: the sample
+    table (``get_sample_input``) at the input URL."""
+    sample = get_sample_input(**kwargs)
+    if sample is None:
         return {}
-    return {f"{settings.input_data_url.rstrip('/')}/{samples[0].name}": samples[0]}
+    return {f"{_validate(**kwargs).input_data_url.rstrip('/')}/{sample.name}": sample}
 
 
 # --------------------------------------------------------------------------------------------
