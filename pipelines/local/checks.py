@@ -24,15 +24,7 @@ import pandas as pd
 
 from pipelines.errors import TemplateError
 from pipelines.local.definition import StepSpec
-from pipelines.local.expressions import (
-    EXECUTION,
-    PARAMETERS,
-    ExpressionError,
-    evaluate,
-    expression_problems,
-    parse_reference,
-    references,
-)
+from pipelines.local.expressions import ExpressionError, evaluate
 from pipelines.local.jobs import StepFailure, arn
 from pipelines.local.store import ObjectStore, StoreError
 from pipelines.monitoring import (
@@ -122,17 +114,6 @@ class CheckExecutor:
             )
         for name in self.fields:
             value = raw.get(name)
-            problems += expression_problems(value, name)
-            for text in references(value):
-                try:
-                    reference = parse_reference(text)
-                except ExpressionError:
-                    continue
-                if reference.root not in (PARAMETERS, EXECUTION):
-                    problems.append(
-                        f"{name} reads {text!r}: the runner supports only parameters and execution "
-                        "variables in a check step's own fields (a step reference there is not a dependency)"
-                    )
             if name in _BOOL_FIELDS and not (isinstance(value, bool | dict) or value is None):
                 problems.append(f"{name} must be true or false, got {value!r}")
         image = raw.get("Arguments", {}).get("AppSpecification", {}).get("ImageUri")

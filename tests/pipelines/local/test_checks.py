@@ -197,9 +197,8 @@ def test_an_invalid_check_step_is_refused_before_anything_runs(runner):
         "supported: DATA_QUALITY, MODEL_QUALITY" in problems
     )
     assert any("SkipCheck must be true or false, got 'no'" in p for p in problems)
-    assert any(
-        "SuppliedBaselineConstraints reads 'Steps.Elsewhere.Properties.Constraints'" in p for p in problems
-    )
+    # Fields beside Arguments are validated like Arguments.
+    assert any("reads unknown step 'Elsewhere'" in p for p in problems)
     assert any("is not the sagemaker-model-monitor-analyzer image" in p for p in problems)
     assert any("parquet and sagemaker capture formats are not supported locally" in p for p in problems)
     assert runner.records.list_executions(pipeline_name="checks") == []
