@@ -24,7 +24,7 @@ import pandas as pd
 
 from pipelines.errors import TemplateError
 from pipelines.local.definition import StepSpec
-from pipelines.local.expressions import ExpressionError, evaluate
+from pipelines.local.expressions import STEPS, ExpressionError, evaluate, parse_reference
 from pipelines.local.jobs import StepFailure, arn
 from pipelines.local.store import ObjectStore, StoreError
 from pipelines.monitoring import (
@@ -32,6 +32,7 @@ from pipelines.monitoring import (
     DataQualityProfile,
     check_data_quality,
     check_model_quality,
+    clarify,
     headerless_names,
     load_json,
     model_quality_statistics,
@@ -512,5 +513,193 @@ def _model_quality_inputs(chunks: Iterator[pd.DataFrame], environment: Mapping[s
     return problem, y, labels, p if problem == "BinaryClassification" else None
 
 
+# --------------------------------------------------------------------------------------- ClarifyCheck
+
+ANALYSIS_FILE = "analysis.json"
+#: The analysis config's ``methods`` entry and the analysis.json section of each check type.
+_CLARIFY = {
+    DATA_BIAS: ("pre_training_bias", clarify.PRE_TRAINING),
+    MODEL_BIAS: ("post_training_bias", clarify.POST_TRAINING),
+    MODEL_EXPLAINABILITY: ("shap", "explanations"),
+}
+
+
+class ClarifyCheckExecutor(CheckExecutor):
+    type = "ClarifyCheck"
+    check_types = (DATA_BIAS, MODEL_BIAS, MODEL_EXPLAINABILITY)
+    image_marker = "sagemaker-clarify-processing"
+    fields = (
+        "CheckType",
+        "ModelPackageGroupName",
+        "SkipCheck",
+        "FailOnViolation",
+        "RegisterNewBaseline",
+        "SuppliedBaselineConstraints",
+        "ModelName",
+    )
+    metadata_key = "ClarifyCheck"
+
+    def check_problems(self, step, check_type):
+        arguments = step.raw.get("Arguments", {})
+        names = [item.get("InputName") for item in arguments.get("ProcessingInputs", [])]
+        problems = [
+            f"ProcessingInputs has no {name!r} input"
+            for name in ("analysis_config", "dataset")
+            if name not in names
+        ]
+        if (
+            check_type in (MODEL_BIAS, MODEL_EXPLAINABILITY)
+            and _model_step(step.raw.get("ModelName")) is None
+        ):
+            problems.append(
+                f"{check_type} needs ModelName read from a Model step of this pipeline "
+                "(Get Steps.<step>.ModelName): the runner scores with that step's model artifact"
+            )
+        return problems
+
+    def run(self, run: StepRun) -> StepResult:
+        settings = self.settings(run)
+        previous = self.baseline_needed(run, settings)
+        store = run.env.store
+        method, section = _CLARIFY[settings.check_type]
+        baseline = None
+        if previous is not None and not settings.skip_check:
+            document = read_baseline_file(store, previous.constraints, "baseline constraints")
+            try:
+                baseline = clarify.parse_analysis(document, previous.constraints, section)
+            except BaselineError as err:
+                raise StepFailure(f"baseline in the wrong format: {err}") from None
+
+        config_uri = _input(run, "analysis_config")
+        config = _analysis_config(store, config_uri, method)
+        frame = _clarify_dataset(store, _input(run, "dataset"), config)
+        label = _label_name(config, frame, config_uri)
+        try:
+            if settings.check_type == DATA_BIAS:
+                body = self._bias(config, frame, label, None)
+            else:
+                booster = self._model(run)
+                features = frame.drop(columns=[label, *config.get("excluded_columns", [])], errors="ignore")
+                if settings.check_type == MODEL_BIAS:
+                    threshold = float(config.get("probability_threshold", 0.5))
+                    scores = clarify.predict(booster, features)
+                    predicted = pd.Series((scores >= threshold).astype("int64"))
+                    body = self._bias(config, frame, label, predicted)
+                else:
+                    shap = config["methods"]["shap"]
+                    body = clarify.shap_explanations(booster, features, shap.get("agg_method", "mean_abs"))
+        except BaselineError as err:
+            raise StepFailure(f"{settings.check_type} analysis: {err}") from None
+        analysis = {"version": clarify.ANALYSIS_VERSION, section: body}
+        files = {ANALYSIS_FILE: to_json(analysis)}
+        violations = None
+        if baseline is not None:
+            report = (
+                clarify.check_explainability(analysis, baseline)
+                if section == "explanations"
+                else clarify.check_bias(analysis, baseline, section)
+            )
+            violations = report["violations"]
+            files[VIOLATIONS_FILE] = to_json(report)
+        output = self.output_uri(run)
+        calculated = Baseline(None, f"{output}/{ANALYSIS_FILE}")
+        log = [f"{settings.check_type} of {len(frame)} rows with {config_uri}"]
+        return self.finish(run, settings, files, calculated, previous, violations, log)
+
+    @staticmethod
+    def _bias(config: Mapping[str, Any], frame: pd.DataFrame, label: str, predicted) -> dict:
+        positive = config.get("label_values_or_threshold")
+        facets = config.get("facet")
+        if not isinstance(positive, list) or not positive:
+            raise BaselineError("analysis config label_values_or_threshold must be a non-empty list")
+        if not isinstance(facets, list) or not facets:
+            raise BaselineError("analysis config facet must be a non-empty list of {name_or_index, ...}")
+        method = "post_training_bias" if predicted is not None else "pre_training_bias"
+        methods = config["methods"][method].get("methods", "all")
+        return clarify.bias_metrics(
+            frame,
+            label=label,
+            positive_label_values=positive,
+            facets=facets,
+            predicted_label=predicted,
+            methods=methods,
+            group_variable=config.get("group_variable"),
+        )
+
+    @staticmethod
+    def _model(run: StepRun):
+        step_name = _model_step(run.step.raw.get("ModelName"))
+        properties = run.context.step_properties(step_name) or {}
+        containers = properties.get("Containers") or [properties.get("PrimaryContainer") or {}]
+        url = containers[0].get("ModelDataUrl")
+        if not isinstance(url, str):
+            raise StepFailure(f"model of step {step_name!r} has no ModelDataUrl to score with")
+        try:
+            archive = run.env.store.get_bytes(url)
+        except (StoreError, TemplateError) as err:
+            raise StepFailure(f"cannot read the model of step {step_name!r}: {err}") from None
+        try:
+            return clarify.load_xgboost(archive, url)
+        except BaselineError as err:
+            raise StepFailure(str(err)) from None
+
+
+def _model_step(expression: Any) -> str | None:
+    if not (isinstance(expression, dict) and isinstance(expression.get("Get"), str)):
+        return None
+    try:
+        reference = parse_reference(expression["Get"])
+    except ExpressionError:
+        return None
+    return reference.name if reference.root == STEPS else None
+
+
+def _analysis_config(store: ObjectStore, uri: str, method: str) -> dict:
+    config = read_baseline_file(store, uri, "analysis config")
+    if not isinstance(config, dict):
+        raise StepFailure(f"analysis config {uri}: expected a JSON object")
+    problems = []
+    if config.get("dataset_type", "text/csv") != "text/csv":
+        problems.append(f"dataset_type {config.get('dataset_type')!r} is not supported locally; use text/csv")
+    if "label" not in config:
+        problems.append("label is required")
+    methods = config.get("methods")
+    if not isinstance(methods, dict) or not isinstance(methods.get(method), dict):
+        problems.append(f"methods.{method} is required for this check type")
+    headers = config.get("headers")
+    if headers is not None and not (isinstance(headers, list) and all(isinstance(h, str) for h in headers)):
+        problems.append("headers must be a list of column names")
+    if problems:
+        raise StepFailure(f"analysis config {uri}: {'; '.join(problems)}")
+    return config
+
+
+def _clarify_dataset(store: ObjectStore, uri: str, config: Mapping[str, Any]) -> pd.DataFrame:
+    headers = config.get("headers")
+    # With headers in the config the CSV has none of its own (what the SDK's DataConfig writes).
+    fmt = {"csv": {"header": headers is None}}
+    frames = list(dataset_chunks(store, uri, fmt))
+    frame = pd.concat(frames, ignore_index=True)
+    if headers is not None:
+        if len(headers) != frame.shape[1]:
+            raise StepFailure(
+                f"dataset {uri}: {frame.shape[1]} columns, but the analysis config names "
+                f"{len(headers)} headers"
+            )
+        frame.columns = headers
+    if frame.empty:
+        raise StepFailure(f"dataset {uri}: no records to analyze")
+    return frame
+
+
+def _label_name(config: Mapping[str, Any], frame: pd.DataFrame, source: str) -> str:
+    label = config["label"]
+    if isinstance(label, int) and not isinstance(label, bool) and 0 <= label < frame.shape[1]:
+        return str(frame.columns[label])
+    if label in frame.columns:
+        return label
+    raise StepFailure(f"analysis config {source}: label {label!r} is not a column of the dataset")
+
+
 #: Registered in ``executors.EXECUTORS``.
-CHECK_EXECUTORS = (QualityCheckExecutor(),)
+CHECK_EXECUTORS = (QualityCheckExecutor(), ClarifyCheckExecutor())
