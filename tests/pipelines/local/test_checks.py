@@ -4,6 +4,7 @@ the SageMaker SDK writes them (its v2 unit tests' expected ``QualityCheckStep`` 
 import json
 from pathlib import Path
 
+import botocore.session
 import numpy as np
 import pandas as pd
 import pytest
@@ -102,6 +103,12 @@ def test_the_same_data_against_its_baseline_passes_and_keeps_the_previous_baseli
     assert metadata["CheckType"] == "DATA_QUALITY"
     assert metadata["SkipCheck"] is False and metadata["RegisterNewBaseline"] is False
     assert "ViolationReport" not in metadata
+    # The ListPipelineExecutionSteps shape SageMaker answers with.
+    shape = (
+        botocore.session.get_session().get_service_model("sagemaker").shape_for("QualityCheckStepMetadata")
+    )
+    assert set(metadata) <= set(shape.members)
+    assert metadata["BaselineUsedForDriftCheckStatistics"] == baseline["CalculatedBaselineStatistics"]
 
 
 def test_drift_with_fail_on_violation_fails_the_step_and_keeps_the_report(runner):

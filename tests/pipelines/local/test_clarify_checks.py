@@ -6,6 +6,7 @@ import json
 import tarfile
 from pathlib import Path
 
+import botocore.session
 import numpy as np
 import pandas as pd
 import pytest
@@ -90,6 +91,17 @@ def test_data_bias_writes_clarify_analysis_with_smclarify_metrics(runner):
     assert properties["CalculatedBaselineConstraints"].endswith("/data-bias/analysis.json")
     assert properties["BaselineUsedForDriftCheckConstraints"] == properties["CalculatedBaselineConstraints"]
     assert "CalculatedBaselineStatistics" not in properties  # a Clarify baseline is one file
+    steps = runner.records.list_execution_steps(outcome.arn)["PipelineExecutionSteps"]
+    metadata = steps[0]["Metadata"]["ClarifyCheck"]
+    shape = (
+        botocore.session.get_session().get_service_model("sagemaker").shape_for("ClarifyCheckStepMetadata")
+    )
+    assert set(metadata) <= set(shape.members)
+    assert (metadata["CheckType"], metadata["SkipCheck"], metadata["RegisterNewBaseline"]) == (
+        "DATA_BIAS",
+        True,
+        True,
+    )
     analysis = read(runner, properties["CalculatedBaselineConstraints"])
     # Layout of AWS's "Analysis results" example: version, then label, label_value_or_threshold, facets.
     assert analysis["version"] == "1.0"
