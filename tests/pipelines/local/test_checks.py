@@ -252,3 +252,61 @@ def test_model_quality_baseline_then_a_worse_model_violates_it(runner):
         "description": "Metric accuracy with 0.8 was LessThanThreshold 1.0",
         "metric_name": "accuracy",
     }
+
+
+class _Package:
+    def __init__(self, baselines):
+        self.baselines = baselines
+
+    def to_describe(self):
+        return {"ModelApprovalStatus": "Approved", "DriftCheckBaselines": self.baselines}
+
+
+class _Registry:
+    """A registry whose latest approved version carries DriftCheckBaselines (CreateModelPackage's
+    shape); the local registry does not record them."""
+
+    def __init__(self, baselines):
+        self.baselines = baselines
+        self.asked = []
+
+    def latest_approved(self, group):
+        self.asked.append(group)
+        return _Package(self.baselines)
+
+
+def test_without_a_supplied_baseline_the_latest_approved_versions_is_used(runner):
+    baseline = first_baseline(runner)
+    registry = _Registry(
+        {
+            "ModelDataQuality": {
+                "Statistics": {
+                    "ContentType": "application/json",
+                    "S3Uri": baseline["CalculatedBaselineStatistics"],
+                },
+                "Constraints": {
+                    "ContentType": "application/json",
+                    "S3Uri": baseline["CalculatedBaselineConstraints"],
+                },
+            }
+        }
+    )
+    runner._registry = registry
+    put_csv(runner, f"{DATA}/today/today.csv", churn_like(seed=2, shift=30.0))
+    outcome = start(
+        runner,
+        "quality_check_data.json",
+        BaselineDataset=f"{DATA}/today/",
+        SkipCheck=False,
+        RegisterNewBaseline=False,
+        ModelPackageGroup="Churn",
+    )
+    assert registry.asked == ["Churn"]
+    reason = step(runner, outcome, "DataQualityCheck")["FailureReason"]
+    assert "baseline_drift_check: charges" in reason
+    # With SkipCheck the same baseline is only passed on.
+    outcome = start(runner, "quality_check_data.json", RegisterNewBaseline=False, ModelPackageGroup="Churn")
+    assert outcome.status == "Succeeded", outcome.failure_reason
+    properties = outcome.properties["DataQualityCheck"]
+    assert properties["BaselineUsedForDriftCheckStatistics"] == baseline["CalculatedBaselineStatistics"]
+    assert properties["BaselineUsedForDriftCheckConstraints"] == baseline["CalculatedBaselineConstraints"]
