@@ -310,3 +310,15 @@ def test_without_a_supplied_baseline_the_latest_approved_versions_is_used(runner
     properties = outcome.properties["DataQualityCheck"]
     assert properties["BaselineUsedForDriftCheckStatistics"] == baseline["CalculatedBaselineStatistics"]
     assert properties["BaselineUsedForDriftCheckConstraints"] == baseline["CalculatedBaselineConstraints"]
+
+
+def test_datasets_are_read_as_model_monitor_reads_them(runner):
+    from pipelines.local.checks import dataset_chunks
+
+    runner.store.put_bytes(f"{DATA}/h/a.csv", b"1,x\n2,\n")
+    (chunk,) = dataset_chunks(runner.store, f"{DATA}/h/", {"csv": {"header": False}})
+    assert list(chunk.columns) == ["_c0", "_c1"]  # headerless CSV columns as Model Monitor names them
+    assert chunk["_c1"].isna().tolist() == [False, True]  # only an empty cell is missing
+    runner.store.put_bytes(f"{DATA}/j/a.jsonl", b'{"a": 1, "b": "NA"}\n{"a": 2.5, "b": "x"}\n')
+    (chunk,) = dataset_chunks(runner.store, f"{DATA}/j/", {"json": {"lines": True}})
+    assert chunk.to_dict("list") == {"a": [1.0, 2.5], "b": ["NA", "x"]}
