@@ -492,7 +492,13 @@ def _model_quality_inputs(chunks: Iterator[pd.DataFrame], environment: Mapping[s
     truth_name = environment["ground_truth_attribute"]
     inference = environment.get("inference_attribute")
     probability = environment.get("probability_attribute")
-    threshold = float(environment.get("probability_threshold_attribute", 0.5))
+    try:
+        threshold = float(environment.get("probability_threshold_attribute", 0.5))
+    except (TypeError, ValueError):
+        raise BaselineError(
+            f"Environment probability_threshold_attribute "
+            f"{environment.get('probability_threshold_attribute')!r} is not a number"
+        ) from None
     truth, predicted, scores = [], [], []
     for chunk in chunks:
         truth.append(pd.to_numeric(_column(chunk, truth_name, "ground_truth_attribute"), errors="coerce"))

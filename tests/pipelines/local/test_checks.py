@@ -322,3 +322,23 @@ def test_datasets_are_read_as_model_monitor_reads_them(runner):
     runner.store.put_bytes(f"{DATA}/j/a.jsonl", b'{"a": 1, "b": "NA"}\n{"a": 2.5, "b": "x"}\n')
     (chunk,) = dataset_chunks(runner.store, f"{DATA}/j/", {"json": {"lines": True}})
     assert chunk.to_dict("list") == {"a": [1.0, 2.5], "b": ["NA", "x"]}
+
+
+def test_model_quality_attributes_that_name_nothing_fail_the_step(runner):
+    put_csv(runner, f"{DATA}/train/scored.csv", scored(0, rows=20))
+    definition = json.loads((FIXTURES / "quality_check_model.json").read_text())
+    environment = definition["Steps"][0]["Arguments"]["Environment"]
+    environment["probability_threshold_attribute"] = "half"
+    outcome = runner.start(json.dumps(definition), pipeline_name="checks")
+    assert step(runner, outcome, "ModelQualityCheck")["FailureReason"] == (
+        f"MODEL_QUALITY analysis of {DATA}/train/: "
+        "Environment probability_threshold_attribute 'half' is not a number"
+    )
+    environment["probability_threshold_attribute"] = "0.5"
+    environment["ground_truth_attribute"] = "churned"
+    outcome = runner.start(json.dumps(definition), pipeline_name="checks")
+    assert step(runner, outcome, "ModelQualityCheck")["FailureReason"] == (
+        f"MODEL_QUALITY analysis of {DATA}/train/: "
+        "Environment ground_truth_attribute 'churned' names no column "
+        "(columns: label, prediction, probability)"
+    )
