@@ -27,7 +27,9 @@ import math
 import os
 import sys
 import tempfile
+from collections import Counter
 from dataclasses import dataclass
+from hashlib import blake2b
 from pathlib import Path
 
 import numpy as np
@@ -272,39 +274,45 @@ def check_fractions(train_fraction: float, validation_fraction: float) -> None:
         )
 
 
-def split_indices(
-    n_rows: int,
-    train_fraction: float,
-    validation_fraction: float,
-    seed: int,
-    strata: np.ndarray | None = None,
-) -> dict[str, np.ndarray]:
-    """Row positions of each split, in input order; stratified on ``strata`` when given.
+def split_codes(
+    table: pd.DataFrame, spec: DatasetSpec, train_fraction: float, validation_fraction: float, seed: int
+) -> np.ndarray:
+    """The split of each row of a checked table: 0 train, 1 validation, 2 test.
 
-    Uses numpy's legacy RandomState, whose stream numpy keeps stable across releases, so the same seed
-    gives the same split in the container and on a laptop.
+    A row's split is a keyed hash of its values alone, so it does not depend on where the row sits:
+    the same in any chunking, any order, any division into files or instance shards (a row number would
+    need every earlier row, which a shard does not see). Equal rows land in the same split, so a
+    duplicated row never sits in both train and test. blake2b, not pandas' hashing, so that the
+    container and a laptop agree whatever their pandas versions.
     """
     check_fractions(train_fraction, validation_fraction)
-    rng = np.random.RandomState(seed)
-    groups = (
-        [np.arange(n_rows)] if strata is None else [np.flatnonzero(strata == v) for v in np.unique(strata)]
+    numeric = [spec.label] + [name for name, ftype in spec.features if ftype == "numeric"]
+    categorical = [name for name, ftype in spec.features if ftype == "categorical"]
+    values = np.column_stack([table[name].to_numpy(dtype="float64") for name in numeric])
+    values[np.isnan(values)] = np.nan  # one NaN bit pattern
+    packed = np.ascontiguousarray(values).view(np.dtype((np.void, 8 * len(numeric)))).ravel()
+    texts = [table[name].to_numpy(dtype=object) for name in categorical]
+    key = seed.to_bytes(16, "little", signed=True)
+    digests = np.fromiter(
+        (
+            int.from_bytes(
+                blake2b(
+                    row.tobytes() + "\x1f".join(c if isinstance(c, str) else "\x00" for c in cells).encode(),
+                    digest_size=8,
+                    key=key,
+                ).digest(),
+                "little",
+            )
+            >> 11
+            for row, *cells in zip(packed, *texts, strict=True)
+        ),
+        dtype="float64",
+        count=len(table),
     )
-    parts: dict[str, list[np.ndarray]] = {split: [] for split in SPLITS}
-    for group in groups:
-        shuffled = rng.permutation(group)
-        n_train = math.floor(len(group) * train_fraction + 0.5)
-        n_validation = math.floor(len(group) * validation_fraction + 0.5)
-        parts["train"].append(shuffled[:n_train])
-        parts["validation"].append(shuffled[n_train : n_train + n_validation])
-        parts["test"].append(shuffled[n_train + n_validation :])
-    result = {split: np.sort(np.concatenate(parts[split])) for split in SPLITS}
-    empty = [split for split in SPLITS if len(result[split]) == 0]
-    if empty:
-        raise DataError(
-            f"{n_rows} row(s) are too few to split with fractions {train_fraction}/{validation_fraction}: "
-            f"the {' and '.join(empty)} split would be empty"
-        )
-    return result
+    uniform = digests * 2.0**-53
+    return np.where(
+        uniform < train_fraction, 0, np.where(uniform < train_fraction + validation_fraction, 1, 2)
+    ).astype("int8")
 
 
 # -------------------------------------------------------------------------------------- encoding
@@ -367,46 +375,123 @@ def to_csv(label: pd.Series, features: pd.DataFrame) -> str:
 # -------------------------------------------------------------------------------------- baseline
 
 
+@dataclass(frozen=True)
+class Moments:
+    """What the baseline needs of one encoded column, mergeable across chunks and instances.
+
+    Merging uses Chan et al.'s pairwise update of the squared deviations, so the standard deviation
+    of a column read in pieces agrees with numpy's over the whole column to the 12 significant
+    digits the baseline keeps.
+    """
+
+    present: int = 0
+    missing: int = 0
+    total: float = 0.0
+    mean: float = 0.0
+    m2: float = 0.0  # sum of squared deviations from the mean
+    low: float = math.inf
+    high: float = -math.inf
+    integral: bool = True
+
+    @classmethod
+    def of(cls, values: np.ndarray) -> Moments:
+        values = np.asarray(values, dtype="float64")
+        present = values[~np.isnan(values)]
+        if not present.size:
+            return cls(missing=int(values.size))
+        mean = float(present.mean())
+        return cls(
+            present=int(present.size),
+            missing=int(values.size - present.size),
+            total=float(present.sum()),
+            mean=mean,
+            m2=float(np.square(present - mean).sum()),
+            low=float(present.min()),
+            high=float(present.max()),
+            integral=bool(np.all(present == np.round(present))),
+        )
+
+    @classmethod
+    def of_indicator(cls, rows: int, ones: int) -> Moments:
+        """A one-hot column of ``rows`` values, ``ones`` of them 1, the rest 0 (missing encodes as 0)."""
+        if not rows:
+            return cls()
+        mean = ones / rows
+        return cls(
+            present=rows,
+            total=float(ones),
+            mean=mean,
+            m2=ones * (1 - mean) ** 2 + (rows - ones) * mean**2,
+            low=0.0 if ones < rows else 1.0,
+            high=1.0 if ones else 0.0,
+        )
+
+    def merge(self, other: Moments) -> Moments:
+        if not other.present:
+            return Moments(**{**self.__dict__, "missing": self.missing + other.missing})
+        if not self.present:
+            return Moments(**{**other.__dict__, "missing": self.missing + other.missing})
+        n = self.present + other.present
+        delta = other.mean - self.mean
+        return Moments(
+            present=n,
+            missing=self.missing + other.missing,
+            total=self.total + other.total,
+            mean=self.mean + delta * other.present / n,
+            m2=self.m2 + other.m2 + delta * delta * self.present * other.present / n,
+            low=min(self.low, other.low),
+            high=max(self.high, other.high),
+            integral=self.integral and other.integral,
+        )
+
+    @property
+    def inferred_type(self) -> str:
+        return "Integral" if self.present and self.integral else "Fractional"
+
+    def statistics_entry(self, name: str) -> dict:
+        numerical: dict = {"common": {"num_present": self.present, "num_missing": self.missing}}
+        if self.present:
+            numerical.update(
+                mean=_stat(self.total / self.present),
+                sum=_stat(self.total),
+                std_dev=_stat(math.sqrt(self.m2 / self.present)),
+                min=_stat(self.low),
+                max=_stat(self.high),
+            )
+        return {"name": name, "inferred_type": self.inferred_type, "numerical_statistics": numerical}
+
+    def constraints_entry(self, name: str) -> dict:
+        count = self.present + self.missing
+        entry = {
+            "name": name,
+            "inferred_type": self.inferred_type,
+            "completeness": _stat(self.present / count) if count else 0.0,
+        }
+        if self.present:
+            entry["num_constraints"] = {"is_non_negative": bool(self.low >= 0)}
+        return entry
+
+
 def baseline_statistics(features: pd.DataFrame) -> dict:
     """Model Monitor statistics.json over the encoded training features."""
-    entries = []
-    for i, column in enumerate(features.columns):
-        values = features[column].to_numpy(dtype="float64")
-        present = values[~np.isnan(values)]
-        numerical: dict = {
-            "common": {"num_present": int(present.size), "num_missing": int(values.size - present.size)}
-        }
-        if present.size:
-            numerical.update(
-                mean=_stat(present.mean()),
-                sum=_stat(present.sum()),
-                std_dev=_stat(present.std()),
-                min=_stat(present.min()),
-                max=_stat(present.max()),
-            )
-        entries.append(
-            {"name": f"_c{i}", "inferred_type": _inferred_type(present), "numerical_statistics": numerical}
-        )
-    return {"version": 0.0, "dataset": {"item_count": int(len(features))}, "features": entries}
+    return statistics_of([Moments.of(features[c].to_numpy(dtype="float64")) for c in features.columns])
 
 
 def baseline_constraints(features: pd.DataFrame) -> dict:
     """Model Monitor constraints.json over the encoded training features, default monitoring config."""
-    entries = []
-    for i, column in enumerate(features.columns):
-        values = features[column].to_numpy(dtype="float64")
-        present = values[~np.isnan(values)]
-        entry = {
-            "name": f"_c{i}",
-            "inferred_type": _inferred_type(present),
-            "completeness": _stat(present.size / values.size) if values.size else 0.0,
-        }
-        if present.size:
-            entry["num_constraints"] = {"is_non_negative": bool(present.min() >= 0)}
-        entries.append(entry)
+    return constraints_of([Moments.of(features[c].to_numpy(dtype="float64")) for c in features.columns])
+
+
+def statistics_of(columns: list[Moments]) -> dict:
+    rows = columns[0].present + columns[0].missing if columns else 0
+    entries = [moments.statistics_entry(f"_c{i}") for i, moments in enumerate(columns)]
+    return {"version": 0.0, "dataset": {"item_count": rows}, "features": entries}
+
+
+def constraints_of(columns: list[Moments]) -> dict:
     return {
         "version": 0.0,
-        "features": entries,
+        "features": [moments.constraints_entry(f"_c{i}") for i, moments in enumerate(columns)],
         "monitoring_config": {
             "evaluate_constraints": "Enabled",
             "emit_metrics": "Enabled",
@@ -431,28 +516,168 @@ def preprocess(
     validation_fraction: float = 0.15,
     seed: int = 42,
 ) -> dict[str, str]:
-    """Split, encode and describe a checked table; return every output file's text by relative path."""
+    """Split, encode and describe a checked table held whole in memory; every output file's text by
+    relative path. ``main`` streams instead (:class:`Profile`, :func:`encode_chunk`) and writes the same
+    bytes; this is the reference it is tested against."""
     check_dataset(table, spec)
-    label = table[spec.label]
-    stratified = spec.problem_type == "binary_classification"
-    indices = split_indices(
-        len(table), train_fraction, validation_fraction, seed, label.to_numpy() if stratified else None
-    )
-    splits = {split: table.iloc[rows].reset_index(drop=True) for split, rows in indices.items()}
+    codes = split_codes(table, spec, train_fraction, validation_fraction, seed)
+    splits = {split: table[codes == i].reset_index(drop=True) for i, split in enumerate(SPLITS)}
+    _check_splits({split: len(frame) for split, frame in splits.items()}, train_fraction, validation_fraction)
     encoding = fit_encoding(splits["train"], spec)
     encoded = {split: encode_features(frame, encoding) for split, frame in splits.items()}
 
     outputs = {f"{split}/{split}.csv": to_csv(splits[split][spec.label], encoded[split]) for split in SPLITS}
-    schema = _schema(spec, encoding, splits, train_fraction, validation_fraction, seed, stratified)
+    unseen = {split: unseen_rows(splits[split], encoding) for split in ("validation", "test")}
+    rows = {split: len(frame) for split, frame in splits.items()}
+    schema = _schema(spec, encoding, rows, unseen, train_fraction, validation_fraction, seed)
     outputs[f"{SCHEMA_DIR}/{SCHEMA_FILENAME}"] = _json(schema)
     outputs[f"{BASELINE_DIR}/{STATISTICS_FILENAME}"] = _json(baseline_statistics(encoded["train"]))
     outputs[f"{BASELINE_DIR}/{CONSTRAINTS_FILENAME}"] = _json(baseline_constraints(encoded["train"]))
     return outputs
 
 
-def _schema(spec, encoding, splits, train_fraction, validation_fraction, seed, stratified) -> dict:
+class Profile:
+    """The first pass over the raw data, chunk by chunk: everything the outputs need besides the rows
+    themselves (category levels and baseline moments of the train split, counts for the checks and the
+    schema). Its size grows with the number of distinct categories, not with the rows; profiles of
+    separate chunks or instance shards merge into the profile of all of them."""
+
+    def __init__(self, spec: DatasetSpec, train_fraction: float, validation_fraction: float, seed: int):
+        self.spec = spec
+        self.fractions = (train_fraction, validation_fraction)
+        self.seed = seed
+        self.rows = [0, 0, 0]
+        self.label_counts = [0, 0]  # rows labelled with each class (binary classification)
+        self.present = dict.fromkeys(spec.feature_names, 0)  # non-missing cells, every split
+        # categorical feature -> per split, value -> rows (missing cells are not counted)
+        self.values: dict[str, list[Counter]] = {
+            name: [Counter(), Counter(), Counter()] for name, t in spec.features if t == "categorical"
+        }
+        self.numeric = {name: Moments() for name, t in spec.features if t == "numeric"}  # train split
+
+    def add(self, table: pd.DataFrame, codes: np.ndarray) -> None:
+        """Count one checked chunk whose rows have the given split codes."""
+        spec = self.spec
+        for i in range(3):
+            self.rows[i] += int(np.count_nonzero(codes == i))
+        if spec.problem_type == "binary_classification":
+            ones = int(table[spec.label].sum())
+            self.label_counts[0] += len(table) - ones
+            self.label_counts[1] += ones
+        train = codes == 0
+        for name, ftype in spec.features:
+            column = table[name]
+            self.present[name] += int(column.notna().sum())
+            if ftype == "numeric":
+                self.numeric[name] = self.numeric[name].merge(Moments.of(column.to_numpy()[train]))
+            else:
+                for i in range(3):
+                    self.values[name][i].update(column[codes == i].value_counts(dropna=True).to_dict())
+
+    def merge(self, other: Profile) -> None:
+        for i in range(3):
+            self.rows[i] += other.rows[i]
+        for i in range(2):
+            self.label_counts[i] += other.label_counts[i]
+        for name in self.present:
+            self.present[name] += other.present[name]
+        for name, counters in self.values.items():
+            for mine, theirs in zip(counters, other.values[name], strict=True):
+                mine.update(theirs)
+        for name in self.numeric:
+            self.numeric[name] = self.numeric[name].merge(other.numeric[name])
+
+    def check(self) -> None:
+        """The checks that need every row at once (see check_dataset), and that no split is empty."""
+        spec = self.spec
+        empty = [name for name in spec.feature_names if self.present[name] == 0]
+        problems = [f"column(s) {_names(empty)} have no values (all missing)"] if empty else []
+        if spec.problem_type == "binary_classification":
+            absent = [spec.classes[code] for code in (0, 1) if self.label_counts[code] == 0]
+            if absent:
+                problems.append(
+                    f"label {spec.label!r} never takes the value(s) {_names(absent)}: both classes must occur"
+                )
+        if problems:
+            raise DataError("; ".join(problems))
+        _check_splits(dict(zip(SPLITS, self.rows, strict=True)), *self.fractions)
+
+    @property
+    def encoding(self) -> Encoding:
+        categories = tuple((name, tuple(sorted(counters[0]))) for name, counters in self.values.items())
+        return Encoding(spec=self.spec, categories=categories)
+
+    def outputs(self) -> dict[str, str]:
+        """schema.json, statistics.json and constraints.json, by relative path."""
+        encoding = self.encoding
+        known = dict(encoding.categories)
+        unseen = {
+            split: {
+                name: sum(n for value, n in counters[i].items() if value not in counters[0])
+                for name, counters in self.values.items()
+            }
+            for i, split in enumerate(SPLITS)
+            if split != "train"
+        }
+        rows = dict(zip(SPLITS, self.rows, strict=True))
+        schema = _schema(self.spec, encoding, rows, unseen, *self.fractions, self.seed)
+        columns: list[Moments] = []
+        for name, ftype in self.spec.features:
+            if ftype == "numeric":
+                columns.append(self.numeric[name])
+            else:
+                train = self.values[name][0]
+                columns.extend(Moments.of_indicator(self.rows[0], train[c]) for c in known[name])
+        return {
+            f"{SCHEMA_DIR}/{SCHEMA_FILENAME}": _json(schema),
+            f"{BASELINE_DIR}/{STATISTICS_FILENAME}": _json(statistics_of(columns)),
+            f"{BASELINE_DIR}/{CONSTRAINTS_FILENAME}": _json(constraints_of(columns)),
+        }
+
+    def to_json(self) -> dict:
+        return {
+            "fractions": list(self.fractions),
+            "seed": self.seed,
+            "rows": self.rows,
+            "label_counts": self.label_counts,
+            "present": self.present,
+            "values": {name: [dict(c) for c in counters] for name, counters in self.values.items()},
+            "numeric": {name: m.__dict__ for name, m in self.numeric.items()},
+        }
+
+    @classmethod
+    def from_json(cls, obj: dict, spec: DatasetSpec) -> Profile:
+        """A profile written by :meth:`to_json` for the same spec (KeyError or TypeError if it is not)."""
+        profile = cls(spec, *obj["fractions"], obj["seed"])
+        profile.rows = [int(n) for n in obj["rows"]]
+        profile.label_counts = [int(n) for n in obj["label_counts"]]
+        profile.present = {name: int(obj["present"][name]) for name in spec.feature_names}
+        profile.values = {name: [Counter(c) for c in obj["values"][name]] for name in profile.values}
+        profile.numeric = {name: Moments(**obj["numeric"][name]) for name in profile.numeric}
+        return profile
+
+
+def encode_chunk(table: pd.DataFrame, codes: np.ndarray, encoding: Encoding) -> list[str]:
+    """The CSV text each split gets from one checked chunk, in SPLITS order."""
+    label = encoding.spec.label
+    texts = []
+    for i in range(3):
+        part = table[codes == i]
+        texts.append(to_csv(part[label], encode_features(part, encoding)) if len(part) else "")
+    return texts
+
+
+def _check_splits(rows: dict[str, int], train_fraction: float, validation_fraction: float) -> None:
+    empty = [split for split, n in rows.items() if n == 0]
+    if empty:
+        raise DataError(
+            f"{sum(rows.values())} row(s) are too few to split with fractions "
+            f"{train_fraction}/{validation_fraction}: the {' and '.join(empty)} split would be empty"
+        )
+
+
+def _schema(spec, encoding, rows, unseen, train_fraction, validation_fraction, seed) -> dict:
     categories = dict(encoding.categories)
-    unseen = {split: unseen_rows(splits[split], encoding) for split in ("validation", "test")}
     features = []
     for name, ftype in spec.features:
         if ftype == "numeric":
@@ -477,12 +702,13 @@ def _schema(spec, encoding, splits, train_fraction, validation_fraction, seed, s
         "features": features,
         "csv_columns": [spec.label, *encoding.columns],
         "num_features": len(encoding.columns),
-        "rows": {split: int(len(splits[split])) for split in SPLITS},
+        "rows": {split: int(rows[split]) for split in SPLITS},
         "split": {
             "train_fraction": train_fraction,
             "validation_fraction": validation_fraction,
             "seed": seed,
-            "stratified": stratified,
+            "stratified": False,
+            "assignment": "keyed hash of the row's values",
         },
     }
 
@@ -501,10 +727,6 @@ def _to_float(cells: np.ndarray) -> tuple[np.ndarray, list[str]]:
     bad_mask = pd.notna(cells) & ~np.isfinite(values)
     bad = list(dict.fromkeys(str(v) for v in cells[bad_mask]))
     return values, bad
-
-
-def _inferred_type(present: np.ndarray) -> str:
-    return "Integral" if present.size and bool(np.all(present == np.round(present))) else "Fractional"
 
 
 def _stat(value: float) -> float:
@@ -535,10 +757,45 @@ def _values(values: list[str]) -> str:
 
 # ---------------------------------------------------------------------------------------------- main
 
+# Rows read at a time: peak memory follows this, not the size of the input.
+CHUNK_ROWS = 100_000
+PROFILE_DIR = "profile"
+STAGES = ("all", "profile", "encode")
+# ProcessingClusterConfig.InstanceCount is 1 to 100 (botocore's service model for sagemaker).
+MAX_INSTANCES = 100
 
-def _read_raw_csv(path: Path) -> pd.DataFrame:
+
+class _Reader:
+    """Checked chunks of every input file, remembering which file it is in for error messages."""
+
+    def __init__(self, files: list[Path], spec: DatasetSpec, chunk_rows: int, fractions, seed: int):
+        self.files, self.spec, self.chunk_rows = files, spec, chunk_rows
+        self.fractions, self.seed = fractions, seed
+        self.source = ""
+
+    def chunks(self):
+        """(checked chunk, split codes) for every chunk of every file, in file-name order."""
+        for path in self.files:
+            self.source = str(path)
+            for raw in _read_raw_csv(path, self.chunk_rows):
+                table = check_table(raw, self.spec)
+                yield table, split_codes(table, self.spec, *self.fractions, self.seed)
+        self.source = ""
+
+
+def _read_raw_csv(path: Path, chunk_rows: int):
+    """The raw table in chunks of ``chunk_rows`` (all cells text, missing = NaN); a header-only file
+    gives one empty chunk so that its columns are still checked."""
     try:
-        return pd.read_csv(path, dtype=str, keep_default_na=False, na_values=list(MISSING_TOKENS))
+        with pd.read_csv(
+            path, dtype=str, keep_default_na=False, na_values=list(MISSING_TOKENS), chunksize=chunk_rows
+        ) as reader:
+            any_rows = False
+            for chunk in reader:
+                any_rows = True
+                yield chunk
+        if not any_rows:
+            yield pd.read_csv(path, dtype=str, nrows=0)
     except pd.errors.EmptyDataError:
         raise DataError("file is empty") from None
     except pd.errors.ParserError as err:
@@ -560,6 +817,63 @@ def _input_files(path: Path) -> list[Path]:
     raise DataError("no such file or directory")
 
 
+def read_resource_config(text: str) -> tuple[str, list[str]]:
+    """This instance's host name and every host of the job, from SageMaker's resourceconfig.json."""
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise DataError(f"resource config is not valid JSON: {err.msg}") from None
+    hosts = obj.get("hosts") if isinstance(obj, dict) else None
+    if not isinstance(hosts, list) or not hosts or not all(isinstance(h, str) and h for h in hosts):
+        raise DataError("resource config has no 'hosts' list of host names")
+    if len(hosts) > MAX_INSTANCES:
+        raise DataError(
+            f"{len(hosts)} hosts, but a processing job runs at most {MAX_INSTANCES} instances "
+            f"(ProcessingClusterConfig.InstanceCount); use {MAX_INSTANCES} or fewer"
+        )
+    if len(set(hosts)) != len(hosts):
+        raise DataError(f"resource config names a host more than once: {_names(hosts)}")
+    current = obj.get("current_host")
+    if current not in hosts:
+        raise DataError(
+            f"resource config does not name this instance: current_host {current!r} "
+            f"is not one of its hosts {_names(hosts)}"
+        )
+    return current, hosts
+
+
+def _load_profiles(directory: Path, spec: DatasetSpec, fractions, seed: int) -> tuple[Profile, dict]:
+    """Merge the profile step's per-instance profiles; the merged profile and each host's own."""
+    paths = sorted(directory.glob("profile-*.json")) if directory.is_dir() else []
+    if not paths:
+        raise DataError("no profile-*.json from the profile stage")
+    loaded = {}
+    for path in paths:
+        try:
+            obj = json.loads(path.read_text(encoding="utf-8"))
+            hosts = list(obj["hosts"])
+            loaded[obj["host"]] = (hosts, Profile.from_json(obj["profile"], spec))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError):
+            raise DataError(f"{path.name}: not a profile written by --stage profile for this spec") from None
+    hosts = next(iter(loaded.values()))[0]
+    absent = [h for h in hosts if h not in loaded]
+    if absent or any(h != hosts for h, _ in loaded.values()) or len(loaded) != len(hosts):
+        raise DataError(
+            f"the profiles are not one complete set: hosts {_names(hosts)}, "
+            f"profiles from {_names(sorted(loaded))}; pass every profile of one profile job"
+        )
+    merged = Profile(spec, *fractions, seed)
+    for host in hosts:  # one fixed order, so every instance merges to the same figures
+        profile = loaded[host][1]
+        if (profile.fractions, profile.seed) != (tuple(fractions), seed):
+            raise DataError(
+                f"profile of {host} used fractions {list(profile.fractions)} and seed "
+                f"{profile.seed}, this stage {list(fractions)} and {seed}; pass the same to both"
+            )
+        merged.merge(profile)
+    return merged, {host: profile for host, (_, profile) in loaded.items()}
+
+
 def _write_outputs(output_dir: Path, outputs: dict[str, str]) -> None:
     for relative, text in outputs.items():
         target = output_dir / relative
@@ -570,6 +884,34 @@ def _write_outputs(output_dir: Path, outputs: dict[str, str]) -> None:
             handle.write(text)
         os.chmod(tmp, 0o644)  # mkstemp creates owner-only files; outputs are meant to be shared
         os.replace(tmp, target)
+
+
+def _write_splits(output_dir: Path, names: list[str], reader: _Reader, encoding: Encoding) -> list[int]:
+    """Stream every chunk's encoded rows into the split files; return rows per split. The files
+    appear only once complete, each renamed into place from a temporary file beside it."""
+    targets = [output_dir / split / name for split, name in zip(SPLITS, names, strict=True)]
+    temporaries = []
+    try:
+        for target in targets:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+            temporaries.append((os.fdopen(fd, "w", encoding="utf-8", newline=""), tmp))
+        rows = [0, 0, 0]
+        for table, codes in reader.chunks():
+            for i, text in enumerate(encode_chunk(table, codes, encoding)):
+                temporaries[i][0].write(text)
+                rows[i] += int(np.count_nonzero(codes == i))
+        for handle, tmp in temporaries:
+            handle.close()
+            os.chmod(tmp, 0o644)
+    except BaseException:
+        for handle, tmp in temporaries:
+            handle.close()
+            os.unlink(tmp)
+        raise
+    for (_, tmp), target in zip(temporaries, targets, strict=True):
+        os.replace(tmp, target)
+    return rows
 
 
 class _Parser(argparse.ArgumentParser):
@@ -585,36 +927,86 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--train-fraction", type=float, default=0.7)
     parser.add_argument("--validation-fraction", type=float, default=0.15)
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--chunk-rows", type=int, default=CHUNK_ROWS)
+    parser.add_argument(
+        "--stage",
+        choices=STAGES,
+        default="all",
+        help="all: both passes on this instance's input; profile: the first pass on this instance's "
+        "shard, written to profile/profile-<host>.json; encode: merge --profiles, then split and encode "
+        "this instance's shard into part files named by host",
+    )
+    parser.add_argument("--profiles", type=Path, help="folder of every profile-<host>.json (--stage encode)")
+    parser.add_argument("--resource-config", type=Path, default=Path("/opt/ml/config/resourceconfig.json"))
 
-    source = "arguments"
+    source, reader = "arguments", None
     try:
         args = parser.parse_args(argv)
         check_fractions(args.train_fraction, args.validation_fraction)
+        if args.chunk_rows < 1:
+            raise DataError(f"--chunk-rows must be at least 1, got {args.chunk_rows}")
+        if (args.stage == "encode") != (args.profiles is not None):
+            raise DataError("--profiles goes with --stage encode, and only with it")
         spec = load_spec(args.spec)
+        fractions = (args.train_fraction, args.validation_fraction)
+        host, hosts = None, None
+        if args.stage != "all":
+            source = str(args.resource_config)
+            try:
+                text = args.resource_config.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as err:
+                raise DataError(f"cannot read the resource config: {getattr(err, 'strerror', err)}") from None
+            host, hosts = read_resource_config(text)
+            source = "arguments"
         source = str(args.input)
-        tables = []
-        for path in _input_files(args.input):
-            source = str(path)
-            tables.append(check_table(_read_raw_csv(path), spec))
-        source = str(args.input)
-        outputs = preprocess(
-            pd.concat(tables, ignore_index=True),
-            spec,
-            args.train_fraction,
-            args.validation_fraction,
-            args.seed,
-        )
+        if host is not None and args.input.is_dir() and not any(args.input.glob("*.csv")):
+            raise DataError(_empty_shard(host, hosts))
+        reader = _Reader(_input_files(args.input), spec, args.chunk_rows, fractions, args.seed)
+        if args.stage == "encode":
+            source = str(args.profiles)
+            profile, own = _load_profiles(args.profiles, spec, fractions, args.seed)
+            source = str(args.input)
+        else:
+            profile = Profile(spec, *fractions, args.seed)
+            for table, codes in reader.chunks():
+                profile.add(table, codes)
+        if args.stage == "profile":
+            if sum(profile.rows) == 0:
+                raise DataError(_empty_shard(host, hosts))
+            body = {"host": host, "hosts": hosts, "profile": profile.to_json()}
+            _write_outputs(args.output_dir, {f"{PROFILE_DIR}/profile-{host}.json": _json(body)})
+            print(f"profiled {sum(profile.rows)} rows of {host}'s shard to {args.output_dir / PROFILE_DIR}")
+            return 0
+        profile.check()
+        names = [f"{split}.csv" if host is None else f"{split}-{host}.csv" for split in SPLITS]
+        rows = _write_splits(args.output_dir, names, reader, profile.encoding)
+        if host is not None and rows != own[host].rows:
+            raise DataError(
+                f"{host}'s shard has {sum(rows)} rows, its profile {sum(own[host].rows)}: "
+                f"the input changed between the profile and encode stages"
+            )
+        if host is None or host == hosts[0]:  # one instance writes what every instance shares
+            _write_outputs(args.output_dir, profile.outputs())
     except SpecError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except DataError as err:
-        print(f"error: {source}: {err}", file=sys.stderr)
+        where = reader.source if reader is not None and reader.source else source
+        print(f"error: {where}: {err}", file=sys.stderr)
         return 2
 
-    _write_outputs(args.output_dir, outputs)
-    rows = json.loads(outputs[f"{SCHEMA_DIR}/{SCHEMA_FILENAME}"])["rows"]
-    print(f"wrote {', '.join(f'{split} {n} rows' for split, n in rows.items())} to {args.output_dir}")
+    counts = ", ".join(f"{split} {n} rows" for split, n in zip(SPLITS, rows, strict=True))
+    print(f"wrote {counts} to {args.output_dir}")
     return 0
+
+
+def _empty_shard(host: str, hosts: list[str]) -> str:
+    # ShardedByS3Key hands out whole objects, so a job with more instances than input files leaves some
+    # instances nothing to read.
+    return (
+        f"the shard of {host} ({hosts.index(host) + 1} of {len(hosts)} instances) holds no data rows: "
+        f"give the job at most as many instances as there are input files with rows"
+    )
 
 
 if __name__ == "__main__":

@@ -214,20 +214,37 @@ def test_a_class_that_never_occurs_is_refused():
 # ----------------------------------------------------------------------------------- split and encode
 
 
-def test_split_is_deterministic_disjoint_and_complete():
-    first = preprocess.split_indices(100, 0.7, 0.15, seed=7)
-    again = preprocess.split_indices(100, 0.7, 0.15, seed=7)
-    other = preprocess.split_indices(100, 0.7, 0.15, seed=8)
-    assert all(np.array_equal(first[s], again[s]) for s in preprocess.SPLITS)
-    assert not np.array_equal(first["train"], other["train"])
-    assert [len(first[s]) for s in preprocess.SPLITS] == [70, 15, 15]
-    assert sorted(np.concatenate(list(first.values())).tolist()) == list(range(100))
+def wide_csv(rows: int) -> str:
+    """A tiny table with repeated rows, missing cells, and a category seen only in a few rows."""
+    lines = ["color,size,y"]
+    for i in range(rows):
+        color = "" if i % 11 == 5 else ("violet" if i % 37 == 3 else ["red", "green", "blue"][i * 7 % 3])
+        size = "NA" if i % 13 == 4 else f"{(i * 7919) % 101 * 0.25}"
+        lines.append(f"{color},{size},{'yes' if i * 5 % 7 < 3 else 'no'}")
+    return "\n".join(lines) + "\n"
 
 
-def test_stratified_split_keeps_the_class_balance():
-    strata = np.array([1] * 20 + [0] * 80)
-    parts = preprocess.split_indices(100, 0.7, 0.15, seed=1, strata=strata)
-    assert [int(strata[parts[s]].sum()) for s in preprocess.SPLITS] == [14, 3, 3]
+def test_split_is_deterministic_complete_and_follows_the_fractions():
+    table = preprocess.check_table(raw(wide_csv(3000)), spec())
+    first = preprocess.split_codes(table, spec(), 0.7, 0.15, seed=7)
+    again = preprocess.split_codes(table, spec(), 0.7, 0.15, seed=7)
+    other = preprocess.split_codes(table, spec(), 0.7, 0.15, seed=8)
+    assert np.array_equal(first, again)
+    assert not np.array_equal(first, other)
+    assert set(first.tolist()) == {0, 1, 2}
+    shares = np.bincount(first, minlength=3) / len(first)
+    assert np.allclose(shares, [0.7, 0.15, 0.15], atol=0.03), shares
+
+
+def test_a_rows_split_depends_on_its_values_not_its_position():
+    table = preprocess.check_table(raw(wide_csv(300)), spec())
+    codes = preprocess.split_codes(table, spec(), 0.7, 0.15, seed=1)
+    order = np.random.RandomState(0).permutation(len(table))
+    shuffled = table.iloc[order].reset_index(drop=True)
+    assert np.array_equal(preprocess.split_codes(shuffled, spec(), 0.7, 0.15, seed=1), codes[order])
+    doubled = pd.concat([table, table], ignore_index=True)
+    twice = preprocess.split_codes(doubled, spec(), 0.7, 0.15, seed=1)
+    assert np.array_equal(twice, np.concatenate([codes, codes]))  # a repeated row never crosses splits
 
 
 @pytest.mark.parametrize(
@@ -239,8 +256,9 @@ def test_fractions_that_leave_no_test_set_are_refused(train, validation):
 
 
 def test_too_few_rows_to_fill_every_split_is_refused():
-    with pytest.raises(DataError, match="3 row.* too few .* the validation split would be empty"):
-        preprocess.split_indices(3, 0.7, 0.1, seed=0)
+    table = preprocess.check_table(raw("color,size,y\nred,1,no\nblue,2,yes\nred,3,yes\n"), spec())
+    with pytest.raises(DataError, match="3 row.* too few .* split would be empty"):
+        preprocess.preprocess(table, spec(), seed=0)
 
 
 def test_categories_come_from_train_only_and_unseen_ones_encode_as_zeros():
@@ -298,10 +316,10 @@ def test_main_writes_every_output_label_first_without_header(layout, write, run_
     schema = json.loads((layout["out"] / "schema" / "schema.json").read_text())
     assert schema["csv_columns"] == ["y", "color=blue", "color=green", "color=red", "size"]
     assert schema["num_features"] == 4
-    assert schema["rows"] == {"train": 28, "validation": 6, "test": 6}
+    assert schema["rows"] == {"train": 25, "validation": 5, "test": 10}
     assert schema["label"] == {"name": "y", "classes": ["no", "yes"], "encoding": {"no": 0, "yes": 1}}
     train = pd.read_csv(layout["out"] / "train" / "train.csv", header=None)
-    assert train.shape == (28, 5)
+    assert train.shape == (25, 5)
     assert set(train[0]) == {0, 1}
     statistics = json.loads((layout["out"] / "baseline" / "statistics.json").read_text())
     assert [f["name"] for f in statistics["features"]] == ["_c0", "_c1", "_c2", "_c3"]
@@ -401,3 +419,47 @@ def test_missing_input_is_one_line(layout, run_main):
     run = run_main(preprocess.main, argv(layout))
     assert run.code == 2
     assert run.error_lines == [f"error: {layout['input']}: no such file or directory"]
+
+
+# ----------------------------------------------------------------------------- chunks and shards
+
+
+def whole_file_outputs(files: dict[str, str], parsed: DatasetSpec, seed: int = 42) -> dict[str, str]:
+    """The reference: every file read whole, concatenated, preprocessed in memory."""
+    tables = [preprocess.check_table(raw(text), parsed) for _, text in sorted(files.items())]
+    return preprocess.preprocess(pd.concat(tables, ignore_index=True), parsed, seed=seed)
+
+
+def written(out) -> dict[str, str]:
+    return {p.relative_to(out).as_posix(): p.read_text() for p in sorted(out.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("obj", [SPEC, REGRESSION_SPEC], ids=["binary", "regression"])
+@pytest.mark.parametrize("chunk_rows", [1, 7, 64, 100_000])
+def test_chunked_main_writes_what_the_whole_file_path_computes(tmp_path, write, run_main, obj, chunk_rows):
+    if obj is SPEC:
+        files = {"a.csv": wide_csv(150), "b.csv": "color,size,y\n" + wide_csv(400).split("\n", 151)[-1]}
+    else:
+        text = "a,b,target\n" + "".join(
+            f"{'' if i % 9 == 2 else i % 17 * 1.1},{'xyz'[i % 3]},{i * 0.5}\n" for i in range(300)
+        )
+        files = {"t.csv": text}
+    for name, text in files.items():
+        write(tmp_path / "raw" / name, text)
+    write(tmp_path / "spec.json", json.dumps(obj))
+    out = tmp_path / "out"
+    run = run_main(
+        preprocess.main,
+        [
+            "--input",
+            tmp_path / "raw",
+            "--spec",
+            tmp_path / "spec.json",
+            "--output-dir",
+            out,
+            "--chunk-rows",
+            chunk_rows,
+        ],
+    )
+    assert run.code == 0, run.err
+    assert written(out) == whole_file_outputs(files, preprocess.parse_spec(obj, "spec"))
