@@ -463,3 +463,142 @@ def test_chunked_main_writes_what_the_whole_file_path_computes(tmp_path, write, 
     )
     assert run.code == 0, run.err
     assert written(out) == whole_file_outputs(files, preprocess.parse_spec(obj, "spec"))
+
+
+def resource_config(tmp_path, host: str, hosts: list[str]):
+    path = tmp_path / "config" / host / "resourceconfig.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"current_host": host, "hosts": hosts}))
+    return path
+
+
+def sharded_run(tmp_path, write, run_main, files: dict[str, str], hosts: list[str]):
+    """The two processing jobs of a sharded run, each host given every len(hosts)-th file by name
+    (ShardedByS3Key's split); returns the encode job's folder per host."""
+    write(tmp_path / "spec.json", json.dumps(SPEC))
+    names = sorted(files)
+    profiles = tmp_path / "profiles"
+    for stage in ("profile", "encode"):
+        for index, host in enumerate(hosts):
+            shard = tmp_path / "shards" / host
+            for name in names[index :: len(hosts)]:
+                write(shard / name, files[name])
+            shard.mkdir(parents=True, exist_ok=True)
+            extra = ["--profiles", profiles] if stage == "encode" else []
+            run = run_main(
+                preprocess.main,
+                [
+                    "--input",
+                    shard,
+                    "--spec",
+                    tmp_path / "spec.json",
+                    "--output-dir",
+                    tmp_path / stage / host,
+                    "--stage",
+                    stage,
+                    "--resource-config",
+                    resource_config(tmp_path, host, hosts),
+                    *extra,
+                ],
+            )
+            if run.code:
+                return run
+        if stage == "profile":
+            for host in hosts:
+                for path in (tmp_path / "profile" / host / "profile").iterdir():
+                    write(profiles / path.name, path.read_text())
+    return {host: tmp_path / "encode" / host for host in hosts}
+
+
+def test_three_sharded_instances_write_what_one_writes_up_to_row_order(tmp_path, write, run_main):
+    rows = wide_csv(900).splitlines()
+    files = {
+        f"part-{i}.csv": "\n".join([rows[0], *rows[1 + i * 100 : 101 + i * 100]]) + "\n" for i in range(9)
+    }
+    whole = whole_file_outputs(files, spec())
+    hosts = ["algo-1", "algo-2", "algo-3"]
+    outs = sharded_run(tmp_path, write, run_main, files, hosts)
+    assert isinstance(outs, dict), outs.err
+    for split in preprocess.SPLITS:
+        lines = [
+            line
+            for host in hosts
+            for line in (outs[host] / split / f"{split}-{host}.csv").read_text().splitlines()
+        ]
+        assert sorted(lines) == sorted(whole[f"{split}/{split}.csv"].splitlines())
+        assert all(len((outs[h] / split / f"{split}-{h}.csv").read_text()) for h in hosts)
+    shared = {key: text for key, text in whole.items() if not key.endswith(".csv")}
+    assert written(outs["algo-1"]) == {
+        **shared,
+        **{
+            f"{s}/{s}-algo-1.csv": (outs["algo-1"] / s / f"{s}-algo-1.csv").read_text()
+            for s in preprocess.SPLITS
+        },
+    }
+    assert not (outs["algo-2"] / "schema").exists()  # one instance writes what all of them share
+
+
+def test_a_shard_without_rows_is_an_error_naming_the_instance(tmp_path, write, run_main):
+    files = {"a.csv": wide_csv(100), "b.csv": "color,size,y\n" + wide_csv(200).split("\n", 101)[-1]}
+    run = sharded_run(tmp_path, write, run_main, files, ["algo-1", "algo-2", "algo-3"])
+    assert run.code == 2
+    assert run.error_lines == [
+        f"error: {tmp_path / 'shards' / 'algo-3'}: "
+        "the shard of algo-3 (3 of 3 instances) holds no data rows: "
+        "give the job at most as many instances as there are input files with rows"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("config", "problem"),
+    [
+        (
+            {"current_host": "algo-1", "hosts": [f"algo-{i}" for i in range(1, 102)]},
+            "101 hosts, but a processing job runs at most 100 instances "
+            "(ProcessingClusterConfig.InstanceCount)",
+        ),
+        (
+            {"current_host": "algo-9", "hosts": ["algo-1", "algo-2"]},
+            "resource config does not name this instance: current_host 'algo-9' is not one of its hosts",
+        ),
+        ({"hosts": ["algo-1"]}, "resource config does not name this instance: current_host None"),
+        ({"current_host": "algo-1"}, "resource config has no 'hosts' list of host names"),
+    ],
+)
+def test_a_bad_resource_config_is_one_line_naming_the_file(layout, write, run_main, config, problem):
+    write(layout["input"] / "data.csv", tiny_csv())
+    path = write(layout["out"].parent / "resourceconfig.json", json.dumps(config))
+    run = run_main(preprocess.main, argv(layout, "--stage", "profile", "--resource-config", path))
+    assert run.code == 2
+    assert len(run.error_lines) == 1
+    assert run.error_lines[0].startswith(f"error: {path}: {problem}")
+    assert not layout["out"].exists()
+
+
+def test_encode_refuses_an_incomplete_set_of_profiles(tmp_path, write, run_main):
+    files = {"a.csv": wide_csv(100), "b.csv": "color,size,y\n" + wide_csv(200).split("\n", 101)[-1]}
+    assert isinstance(sharded_run(tmp_path, write, run_main, files, ["algo-1", "algo-2"]), dict)
+    (tmp_path / "profiles" / "profile-algo-2.json").unlink()
+    run = run_main(
+        preprocess.main,
+        [
+            "--input",
+            tmp_path / "shards" / "algo-1",
+            "--spec",
+            tmp_path / "spec.json",
+            "--output-dir",
+            tmp_path / "again",
+            "--stage",
+            "encode",
+            "--profiles",
+            tmp_path / "profiles",
+            "--resource-config",
+            resource_config(tmp_path, "algo-1", ["algo-1", "algo-2"]),
+        ],
+    )
+    assert run.code == 2
+    assert run.error_lines == [
+        f"error: {tmp_path / 'profiles'}: the profiles are not one complete set: hosts ['algo-1', 'algo-2'], "
+        "profiles from ['algo-1']; pass every profile of one profile job"
+    ]
+    assert not (tmp_path / "again").exists()
