@@ -282,37 +282,38 @@ def split_codes(
     A row's split is a keyed hash of its values alone, so it does not depend on where the row sits:
     the same in any chunking, any order, any division into files or instance shards (a row number would
     need every earlier row, which a shard does not see). Equal rows land in the same split, so a
-    duplicated row never sits in both train and test. blake2b, not pandas' hashing, so that the
+    duplicated row never sits in both train and test. The hash is spelled out here (blake2b of each
+    distinct category, splitmix64 to mix the columns) rather than pandas' hashing, so that the
     container and a laptop agree whatever their pandas versions.
     """
     check_fractions(train_fraction, validation_fraction)
-    numeric = [spec.label] + [name for name, ftype in spec.features if ftype == "numeric"]
-    categorical = [name for name, ftype in spec.features if ftype == "categorical"]
-    values = np.column_stack([table[name].to_numpy(dtype="float64") for name in numeric])
-    values[np.isnan(values)] = np.nan  # one NaN bit pattern
-    packed = np.ascontiguousarray(values).view(np.dtype((np.void, 8 * len(numeric)))).ravel()
-    texts = [table[name].to_numpy(dtype=object) for name in categorical]
-    key = seed.to_bytes(16, "little", signed=True)
-    digests = np.fromiter(
-        (
-            int.from_bytes(
-                blake2b(
-                    row.tobytes() + "\x1f".join(c if isinstance(c, str) else "\x00" for c in cells).encode(),
-                    digest_size=8,
-                    key=key,
-                ).digest(),
-                "little",
-            )
-            >> 11
-            for row, *cells in zip(packed, *texts, strict=True)
-        ),
-        dtype="float64",
-        count=len(table),
-    )
-    uniform = digests * 2.0**-53
+    state = np.full(len(table), _digest(f"seed={seed}"), dtype="uint64")
+    for name, ftype in ((spec.label, "numeric"), *spec.features):
+        if ftype == "numeric":
+            values = table[name].to_numpy(dtype="float64", copy=True)
+            values[np.isnan(values)] = np.nan  # one NaN bit pattern
+            words = values.view("uint64")
+        else:
+            codes, uniques = pd.factorize(table[name].to_numpy(dtype=object), use_na_sentinel=True)
+            digests = np.array([_digest(str(u)) for u in uniques] + [_digest("")], dtype="uint64")
+            words = digests[codes]  # code -1 (missing) takes the last entry
+        state = _mix(state ^ words)
+    uniform = (state >> np.uint64(11)).astype("float64") * 2.0**-53
     return np.where(
         uniform < train_fraction, 0, np.where(uniform < train_fraction + validation_fraction, 1, 2)
     ).astype("int8")
+
+
+def _digest(text: str) -> int:
+    return int.from_bytes(blake2b(text.encode(), digest_size=8).digest(), "little")
+
+
+def _mix(words: np.ndarray) -> np.ndarray:
+    """splitmix64's finalizer (Steele et al. 2014), element-wise; uint64 arithmetic wraps."""
+    z = words + np.uint64(0x9E3779B97F4A7C15)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
 
 
 # -------------------------------------------------------------------------------------- encoding
