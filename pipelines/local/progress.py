@@ -14,6 +14,8 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
+from pipelines._cli import silence_stdout
+
 _SYMBOLS = {
     "Condition": {
         "GreaterThan": ">",
@@ -49,11 +51,24 @@ class PlainReporter(Reporter):
     def __init__(self, stream: IO[str]):
         self.stream = stream
         self.lock = threading.Lock()
+        self.reader_gone = False
 
     def write(self, text: str) -> None:
         with self.lock:
-            self.stream.write(text + "\n")
+            self._emit(text + "\n")
+
+    def _emit(self, text: str) -> None:
+        """Write and flush (the lock held); once the reader of a pipe has gone (``| head``), the
+        run goes on to its end without output, as its records must."""
+        if self.reader_gone:
+            return
+        try:
+            self.stream.write(text)
             self.stream.flush()
+        except BrokenPipeError:
+            self.reader_gone = True
+            if self.stream is sys.stdout:
+                silence_stdout()
 
     def started(self, execution_arn, steps, kept):
         self.write(f"execution {execution_arn.rsplit('/', 1)[-1]} started: {len(steps)} steps")
@@ -128,8 +143,7 @@ class LiveReporter(PlainReporter):
                     f"  {_MARK.get(status, ' ')} {name:<24} {kind:<14} {status}{elapsed}  {detail}".rstrip()
                 )
             up = f"\x1b[{self.drawn}F" if self.drawn else ""
-            self.stream.write(up + "".join(f"\x1b[2K{line}\n" for line in lines))
-            self.stream.flush()
+            self._emit(up + "".join(f"\x1b[2K{line}\n" for line in lines))
             self.drawn = len(lines)
 
 
