@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipelines import aws_names as names
-from pipelines.code_bundles import SOURCEDIR_ARCHIVE, STEPS_DIR, CodeBundle, CodeUpload
+from pipelines.code_bundles import SOURCEDIR_ARCHIVE, STEPS_DIR, CodeBundle, CodeUpload, script_bundle
 from pipelines.errors import ConfigError, join_problems
 from steps import evaluate as evaluate_step
 from steps import inference as inference_step
@@ -277,7 +277,7 @@ def _bundles(settings: Settings) -> dict[str, CodeBundle]:
         "preprocess": CodeBundle("preprocess", {"preprocess.py": STEPS_DIR / "preprocess.py"}),
         "dataset-spec": CodeBundle("dataset-spec", {"dataset.json": spec_path}),
         "train": CodeBundle("train", {"train.py": STEPS_DIR / "train.py"}),
-        "evaluate": CodeBundle("evaluate", {"evaluate.py": STEPS_DIR / "evaluate.py"}),
+        "evaluate": script_bundle("evaluate", "evaluate.py"),
         "inference": CodeBundle(
             "inference", {"inference.py": STEPS_DIR / "inference.py"}, archive=SOURCEDIR_ARCHIVE
         ),
