@@ -9,6 +9,7 @@ point leaves an execution that ``retry`` completes.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -394,6 +395,7 @@ class _RunState:
                 env=JobEnvironment(runner.store, runner.jobs_dir, runner.cpus),
                 context=self.context(self.variables(job_name, executor.job_variable)),
                 registry=runner.registry,
+                warn=functools.partial(runner.reporter.warning, step.name) if attempt == 1 else _quiet,
             )
             try:
                 result = executor.run(run)
@@ -457,6 +459,10 @@ class _RunState:
             return all(self.runner.store.exists(uri) for uri in executor.outputs(properties or {}))
         except (KeyError, TypeError, StoreError):
             return False
+
+
+def _quiet(text: str) -> None:
+    pass
 
 
 def _branch(properties: Mapping[str, Any] | None) -> str | None:

@@ -24,7 +24,9 @@ from pipelines.local.jobs import (
     processing_job,
     training_job,
 )
-from pipelines.local.runtimes import runtime_for, unknown_image
+from pipelines.local.metrics import override_refused
+from pipelines.local.runtimes import Runtime, runtime_for, unknown_image
+from pipelines.local.sandbox import support
 from pipelines.local.tuning import run_tuning, tuning_problems
 
 
@@ -39,6 +41,7 @@ class StepRun:
     context: Context
     registry: Callable[[], Any]  # opens the local ModelRegistry on first use
     parallelism: int = 1  # how many processes this step may run at once
+    warn: Callable[[str], None] = lambda text: None  # a warning about this step, shown once
 
 
 @dataclass
@@ -82,6 +85,25 @@ def _image_problem(image: Any) -> list[str]:
     return []
 
 
+def _builtin_runtime(algorithm: Mapping[str, Any]) -> Runtime | None:
+    """The runtime of a built-in algorithm's image named in the definition, else None."""
+    image = algorithm.get("TrainingImage")
+    runtime = runtime_for(image) if isinstance(image, str) else None
+    return runtime if runtime is not None and runtime.is_builtin_algorithm else None
+
+
+def warn_if_paths_are_rewritten(run: StepRun) -> None:
+    """Once per step: without a mount namespace, a job finds its files only through the paths in
+    its entry point, arguments and environment."""
+    isolation = support()
+    if not isolation.namespaced:
+        run.warn(
+            f"no private mount namespace for its jobs ({isolation.reason}): code that hard-codes "
+            "/opt/ml will not see its files; only /opt/ml paths in the entry point, arguments and "
+            "environment point into the job's sandbox"
+        )
+
+
 class ProcessingExecutor(Executor):
     type = "Processing"
     cacheable = True
@@ -120,6 +142,7 @@ class ProcessingExecutor(Executor):
         ]
 
     def run(self, run: StepRun) -> StepResult:
+        warn_if_paths_are_rewritten(run)
         description = processing_job(run.job_name, run.arguments, run.env)
         return StepResult(
             description,
@@ -135,6 +158,8 @@ def _training_problems(args: Mapping[str, Any]) -> list[str]:
         problems.append(
             "AlgorithmName (a marketplace or custom algorithm) cannot run locally; give TrainingImage"
         )
+    if _builtin_runtime(algorithm) is not None and algorithm.get("MetricDefinitions"):
+        problems.append(override_refused(algorithm["TrainingImage"]))
     if algorithm.get("TrainingInputMode", "File") == "Pipe":
         problems.append("TrainingInputMode Pipe is not supported locally; use File")
     for index, channel in enumerate(args.get("InputDataConfig", [])):
@@ -172,6 +197,7 @@ class TrainingExecutor(Executor):
         return [properties["ModelArtifacts"]["S3ModelArtifacts"]]
 
     def run(self, run: StepRun) -> StepResult:
+        warn_if_paths_are_rewritten(run)
         description = training_job(run.job_name, run.arguments, run.env)
         return StepResult(
             description,
@@ -203,6 +229,15 @@ class TuningExecutor(Executor):
         config = args.get("HyperParameterTuningJobConfig") or {}
         metric = (config.get("HyperParameterTuningJobObjective") or {}).get("MetricName")
         algorithm = definition.get("AlgorithmSpecification", {})
+        builtin = _builtin_runtime(algorithm)
+        if builtin is not None:
+            names = [pattern.name for pattern in builtin.algorithm_metrics]
+            if isinstance(metric, str) and metric not in names:
+                problems.append(
+                    f"objective metric {metric!r} is not a metric of the built-in algorithm's image "
+                    f"{algorithm['TrainingImage']}; use one of {', '.join(names)}"
+                )
+            return problems
         defined = [m.get("Name") for m in algorithm.get("MetricDefinitions", [])]
         static = definition.get("StaticHyperParameters", {})
         script_mode = "sagemaker_program" in static
@@ -221,6 +256,7 @@ class TuningExecutor(Executor):
         return [f"{output}/{properties['BestTrainingJob']['TrainingJobName']}/output/model.tar.gz"]
 
     def run(self, run: StepRun) -> StepResult:
+        warn_if_paths_are_rewritten(run)
         name = run.job_name[:32].rstrip("-")
         trials_dir = run.env.jobs_dir / name
         # Trials share the CPUs: each gets its part, so parallel trials do not oversubscribe.

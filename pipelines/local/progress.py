@@ -37,6 +37,9 @@ class Reporter:
     def step(self, name: str, status: str, detail: str = "", log_path: Path | None = None) -> None:
         pass
 
+    def warning(self, name: str, text: str) -> None:
+        pass
+
     def finished(self, outcome: Any, definition: Any) -> None:
         pass
 
@@ -81,6 +84,9 @@ class PlainReporter(Reporter):
             for line in log_tail(log_path):
                 self.write(f"    | {line}")
 
+    def warning(self, name, text):
+        self.write(f"{_clock()}  {name:<24} Warning  {text}")
+
     def finished(self, outcome, definition):
         for line in summary(outcome, definition):
             self.write(line)
@@ -95,6 +101,7 @@ class LiveReporter(PlainReporter):
         self.drawn = 0
         self.stop = threading.Event()
         self.ticker: threading.Thread | None = None
+        self.warnings: list[str] = []
 
     def started(self, execution_arn, steps, kept):
         self.write(f"execution {execution_arn.rsplit('/', 1)[-1]}")
@@ -123,12 +130,19 @@ class LiveReporter(PlainReporter):
                 row[1] = "Not run"
         self._draw()
         self.drawn = 0
+        for line in self.warnings:
+            self.write(line)
         tail = getattr(self, "failure_tail", None)
         if tail:
             self.write(f"log of {tail[0]} (last lines):")
             for line in tail[1]:
                 self.write(f"    | {line}")
         super().finished(outcome, definition)
+
+    def warning(self, name, text):
+        # Printed under the table at the end: a line now would break the redraw in place.
+        with self.lock:
+            self.warnings.append(f"warning: step {name}: {text}")
 
     def _tick(self):
         while not self.stop.wait(0.5):

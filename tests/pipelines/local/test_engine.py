@@ -349,7 +349,7 @@ def test_a_relative_local_home_still_gives_jobs_absolute_paths(tmp_path, monkeyp
     assert read_json(runner, f"{BUCKET}/out/seen-algo-1.json")["files"] == {"part-0.csv": "row 0\n"}
 
 
-def test_container_arguments_under_opt_ml_are_rewritten_into_the_jobs_sandbox(runner):
+def test_container_paths_reach_the_job_as_its_sandbox(runner, isolation):
     stage_parts(runner, f"{BUCKET}/data", 1)
 
     run(runner, inspect("Inspect", f"{BUCKET}/data", f"{BUCKET}/out", note="/elsewhere/opt/ml"))
@@ -362,8 +362,11 @@ def test_container_arguments_under_opt_ml_are_rewritten_into_the_jobs_sandbox(ru
         ("--output", "/opt/ml/processing/output"),
         ("--resource-config", "/opt/ml/config/resourceconfig.json"),
     ]:
-        assert paths[flag].endswith(container)
-        assert Path(paths[flag]).resolve().is_relative_to(sandbox)
+        if isolation.namespaced:  # the sandbox is at /opt/ml itself
+            assert paths[flag] == container
+        else:
+            assert paths[flag].endswith(container)
+            assert Path(paths[flag]).resolve().is_relative_to(sandbox)
     assert paths["--note"] == "/elsewhere/opt/ml"  # only paths that start at /opt/ml are container paths
 
 
@@ -410,7 +413,7 @@ def test_a_missing_input_fails_the_step_naming_the_s3_uri(runner):
 # ---- 2. script-mode training
 
 
-def test_a_script_mode_training_job_gets_the_training_toolkits_contract(runner):
+def test_a_script_mode_training_job_gets_the_training_toolkits_contract(runner, isolation):
     runner.store.put_bytes(f"{BUCKET}/train/data.csv", b"1,2,3\n")
     code = code_archive(runner, "train_inspect.py")
     step = training(
@@ -438,9 +441,16 @@ def test_a_script_mode_training_job_gets_the_training_toolkits_contract(runner):
     # Decoded as the training toolkit decodes them; the command line keeps the text.
     assert report["SM_HPS"] == {"epochs": 3, "optimizer": "adam"}
     assert report["SM_CHANNELS"] == ["train"]
-    assert report["SM_MODEL_DIR"].endswith("/opt/ml/model")
-    assert report["SM_CHANNEL_TRAIN"].endswith("/opt/ml/input/data/train")
-    assert Path(report["SM_MODEL_DIR"]).resolve().is_relative_to(runner.jobs_dir.resolve())
+    if isolation.namespaced:
+        assert report["SM_MODEL_DIR"] == "/opt/ml/model"
+        assert report["SM_CHANNEL_TRAIN"] == "/opt/ml/input/data/train"
+        assert report["cwd"] == "/opt/ml/code"  # where the training toolkit runs the entry point
+        assert report["PYTHONPATH"] == "/opt/ml/code"
+    else:
+        assert report["SM_MODEL_DIR"].endswith("/opt/ml/model")
+        assert report["SM_CHANNEL_TRAIN"].endswith("/opt/ml/input/data/train")
+        assert Path(report["SM_MODEL_DIR"]).resolve().is_relative_to(runner.jobs_dir.resolve())
+        assert report["cwd"].endswith("/opt/ml/code")
     assert report["train"] == {"data.csv": "1,2,3\n"}
     config = report["config"]
     assert set(config) == {"hyperparameters.json", "inputdataconfig.json", "resourceconfig.json"}
@@ -478,7 +488,8 @@ def test_built_in_xgboost_trains_on_label_first_csv_and_reports_validation_metri
     properties = outcome.properties["Train"]
     assert "xgboost-model" in model_files(runner, properties["ModelArtifacts"]["S3ModelArtifacts"])
     metrics = {m["MetricName"]: m["Value"] for m in properties["FinalMetricDataList"]}
-    assert set(metrics) == {"train:logloss", "validation:logloss"}
+    # The container's own metrics: validation:<m> only (its algorithm_mode/metrics.py).
+    assert set(metrics) == {"validation:logloss"}
     assert 0 < metrics["validation:logloss"] < 0.6931  # better than chance after 4 rounds
 
 
