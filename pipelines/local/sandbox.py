@@ -66,6 +66,7 @@ fi
 exec "$@"
 """
 
+
 @dataclass(frozen=True)
 class Support:
     """The isolation jobs get on this machine, and why not a better one."""
