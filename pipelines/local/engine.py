@@ -350,6 +350,14 @@ class _RunState:
             if hit is not None and self._outputs_present(executor, hit[1].properties):
                 source, record = hit
                 now = _now()
+                # The data the reused result was computed from, carried along a chain of hits.
+                computed_from = record.input_digests or {}
+                current = self._input_digests(executor, arguments)
+                changed = sorted(
+                    uri
+                    for uri, digest in current.items()
+                    if uri in computed_from and computed_from[uri] != digest
+                )
                 records.put_step(
                     arn,
                     step.name,
@@ -363,10 +371,13 @@ class _RunState:
                     cache_key=cache_key,
                     cache_source=source,
                     log_path=record.log_path,
+                    input_digests=computed_from,
+                    changed_inputs=changed,
                 )
                 runner.reporter.step(step.name, "Cached", f"from {source.rsplit('/', 1)[-1]}")
                 return StepResult(record.properties, record.metadata or {}, None, _branch(record.properties))
 
+        digests = self._input_digests(executor, arguments) if cache_key is not None else None
         attempt = 0
         while True:
             attempt += 1
@@ -420,6 +431,7 @@ class _RunState:
                 metadata=result.metadata,
                 cache_key=cache_key,
                 log_path=str(result.log_path) if result.log_path else None,
+                input_digests=digests,
             )
             runner.reporter.step(step.name, "Succeeded", _detail(step, result))
             return result
@@ -441,18 +453,26 @@ class _RunState:
         raise StepFailure(reason)
 
     def _cache_key(self, step: StepSpec, executor, arguments: dict) -> str:
-        # Execution variables are left symbolic: output paths that hold the execution id do not
-        # defeat the cache, while the content of every input does take part.
-        symbolic = {name: f"${{Execution.{name}}}" for name in EXECUTION_VARIABLES}
-        stable = evaluate(step.arguments, self.context(symbolic))
+        # SageMaker's key: the step's arguments, input URIs as strings, not the data behind them
+        # (AWS doc "Default cache key attributes by pipeline step type"). A type that names no
+        # attributes is keyed on all its arguments with execution variables left symbolic, so that
+        # output paths holding the execution id do not defeat the cache.
+        keyed = executor.cache_key_arguments(arguments)
+        if keyed is None:
+            symbolic = {name: f"${{Execution.{name}}}" for name in EXECUTION_VARIABLES}
+            keyed = evaluate(step.arguments, self.context(symbolic))
+        document = {"Type": step.type, "Arguments": keyed}
+        return hashlib.sha256(json.dumps(document, sort_keys=True, default=str).encode()).hexdigest()
+
+    def _input_digests(self, executor, arguments: dict) -> dict[str, str | None]:
+        """The content behind each input URI now: what a cache hit is compared on, not keyed on."""
         digests = {}
         for uri in executor.cache_inputs(arguments):
             try:
                 digests[uri] = self.runner.store.digest(uri)
             except (StoreError, OSError):
                 digests[uri] = None
-        document = {"Type": step.type, "Arguments": stable, "Inputs": digests}
-        return hashlib.sha256(json.dumps(document, sort_keys=True, default=str).encode()).hexdigest()
+        return digests
 
     def _outputs_present(self, executor, properties) -> bool:
         try:

@@ -66,8 +66,19 @@ class Executor(abc.ABC):
         """What cannot run locally in this step, found from the definition alone."""
         return []
 
+    #: The arguments SageMaker's step cache key is made of, for this step type (AWS doc "Default
+    #: cache key attributes by pipeline step type"); None: all of them, execution variables aside.
+    cache_key_attributes: ClassVar[tuple[str, ...] | None] = None
+
+    def cache_key_arguments(self, arguments: Mapping[str, Any]) -> dict[str, Any] | None:
+        """What of the resolved arguments the cache key covers; None for all of them."""
+        if self.cache_key_attributes is None:
+            return None
+        return {key: arguments[key] for key in self.cache_key_attributes if key in arguments}
+
     def cache_inputs(self, arguments: Mapping[str, Any]) -> list[str]:
-        """The S3 URIs whose contents the cache key covers (resolved arguments)."""
+        """The S3 URIs a step reads (resolved arguments). Not part of the cache key, which holds
+        the URIs as strings, not the data behind them; a cache hit on changed data is reported."""
         return []
 
     def outputs(self, properties: Mapping[str, Any]) -> list[str]:
@@ -107,6 +118,7 @@ def warn_if_paths_are_rewritten(run: StepRun) -> None:
 class ProcessingExecutor(Executor):
     type = "Processing"
     cacheable = True
+    cache_key_attributes = ("AppSpecification", "Environment", "ProcessingInputs")
     job_variable = "ProcessingJobName"
 
     def problems(self, step: StepSpec) -> list[str]:
@@ -185,6 +197,15 @@ def _training_inputs(arguments: Mapping[str, Any]) -> list[str]:
 class TrainingExecutor(Executor):
     type = "Training"
     cacheable = True
+    cache_key_attributes = (
+        "AlgorithmSpecification",
+        "CheckpointConfig",
+        "DebugHookConfig",
+        "DebugRuleConfigurations",
+        "Environment",
+        "HyperParameters",
+        "InputDataConfig",
+    )
     job_variable = "TrainingJobName"
 
     def problems(self, step):
@@ -216,6 +237,28 @@ def objective_value(description: Mapping[str, Any], metric: str) -> float | None
 class TuningExecutor(Executor):
     type = "Tuning"
     cacheable = True
+    cache_key_attributes = (
+        "HyperParameterTuningJobConfig",
+        "TrainingJobDefinition",
+        "TrainingJobDefinitions",
+    )
+    #: The parts of TrainingJobDefinition that count (the same AWS doc).
+    definition_attributes = (
+        "AlgorithmSpecification",
+        "HyperParameterRanges",
+        "InputDataConfig",
+        "StaticHyperParameters",
+        "TuningObjective",
+    )
+
+    def cache_key_arguments(self, arguments):
+        keyed = super().cache_key_arguments(arguments)
+        definition = keyed.get("TrainingJobDefinition")
+        if isinstance(definition, dict):
+            keyed["TrainingJobDefinition"] = {
+                key: definition[key] for key in self.definition_attributes if key in definition
+            }
+        return keyed
 
     def problems(self, step):
         args = step.arguments

@@ -207,6 +207,14 @@ def summary(outcome: Any, definition: Any) -> list[str]:
     cached = [name for name, record in outcome.steps.items() if record.cache_source]
     if cached:
         lines.append(f"  from cache: {', '.join(cached)}")
+    for name, record in outcome.steps.items():
+        if record.cache_source and record.changed_inputs:
+            lines.append(
+                f"  warning: {name} reused {record.cache_source.rsplit('/', 1)[-1]} although the data at "
+                f"{', '.join(record.changed_inputs)} changed since; SageMaker would reuse it too (its "
+                "cache key holds input URIs, not their content): give new data a new location, "
+                "or run with --no-cache"
+            )
     if outcome.failure_reason:
         lines.append(f"  failure: {outcome.failure_reason}")
     return lines

@@ -20,8 +20,9 @@ import pytest
 
 from pipelines.aws_names import ISO_DURATION
 from pipelines.errors import UsageError
-from pipelines.local.definition import DefinitionError
+from pipelines.local.definition import DefinitionError, parse_definition
 from pipelines.local.engine import LocalRunner, parse_duration
+from pipelines.local.progress import summary
 from pipelines.registry.local import FILE_NAME, LocalModelRegistry
 
 SCRIPTS = Path(__file__).parent / "fixtures" / "engine"
@@ -876,18 +877,46 @@ def test_a_second_identical_execution_is_a_cache_hit_pointing_at_the_first(runne
     assert runner.store.get_bytes(f"{output}/input.csv") == b"a\n"
 
 
-def test_changed_input_content_misses_the_cache(runner, work):
+def test_new_data_at_a_new_location_misses_the_cache_and_the_step_runs_again(runner, work):
     counter = work / "counter"
-    runner.store.put_bytes(f"{BUCKET}/data/input.csv", b"a\n")
-    step = cached("Copy", counter, f"{BUCKET}/data")
-    run(runner, step)
+    runner.store.put_bytes(f"{BUCKET}/data/2026-11-01/input.csv", b"a\n")
+    run(runner, cached("Copy", counter, f"{BUCKET}/data/2026-11-01"))
 
-    runner.store.put_bytes(f"{BUCKET}/data/input.csv", b"b\n")
-    second = run(runner, step)
+    runner.store.put_bytes(f"{BUCKET}/data/2026-11-02/input.csv", b"b\n")
+    second = run(runner, cached("Copy", counter, f"{BUCKET}/data/2026-11-02"))
 
     assert len(lines(counter)) == 2
     assert "CacheHitResult" not in step_entries(runner, second)["Copy"]
     assert runner.store.get_bytes(f"{BUCKET}/{second.execution_id}/copy/input.csv") == b"b\n"
+
+
+def test_new_data_at_the_same_location_is_a_cache_hit_as_on_sagemaker_and_the_summary_says_so(runner, work):
+    # SageMaker's cache key holds the input URI, not the objects behind it.
+    counter = work / "counter"
+    runner.store.put_bytes(f"{BUCKET}/data/input.csv", b"a\n")
+    step = cached("Copy", counter, f"{BUCKET}/data")
+    first = run(runner, step)
+    unchanged = run(runner, step)
+    assert summary(unchanged, parse_definition(definition(step), "test"))[1:] == ["  from cache: Copy"]
+
+    runner.store.put_bytes(f"{BUCKET}/data/input.csv", b"b\n")
+    second = run(runner, step)
+    third = run(runner, step)  # a hit on a hit still compares with the data of the run that did the work
+
+    assert len(lines(counter)) == 1
+    for outcome in (second, third):
+        assert step_entries(runner, outcome)["Copy"]["CacheHitResult"] == {
+            "SourcePipelineExecutionArn": first.arn
+        }
+        lines_ = summary(outcome, parse_definition(definition(step), "test"))
+        assert lines_[2] == (
+            f"  warning: Copy reused {first.execution_id} although the data at {BUCKET}/data changed since; "
+            "SageMaker would reuse it too (its cache key holds input URIs, not their content): give new data "
+            "a new location, or run with --no-cache"
+        )
+    # The reused result is the first run's, computed from the old data.
+    output = third.properties["Copy"]["ProcessingOutputConfig"]["Outputs"][0]["S3Output"]["S3Uri"]
+    assert runner.store.get_bytes(f"{output}/input.csv") == b"a\n"
 
 
 def test_use_cache_false_runs_the_step_again_and_a_later_run_reuses_that_work(runner, work):
