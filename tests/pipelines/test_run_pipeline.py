@@ -44,7 +44,7 @@ def test_creates_then_skips_unchanged_then_updates_on_a_changed_script(aws, caps
     code, out, err = run(capsys, *common)
     assert (code, err) == (0, ""), err
     assert "pipeline ChurnPipeline: created" in out
-    assert "5 object(s) uploaded, 0 already in place" in out
+    assert "6 object(s) uploaded, 0 already in place" in out
     deployed = sm.describe_pipeline(PipelineName="ChurnPipeline")
     assert deployed["RoleArn"] == ROLE
     assert tags_of(sm, "ChurnPipeline") == {
@@ -53,16 +53,16 @@ def test_creates_then_skips_unchanged_then_updates_on_a_changed_script(aws, caps
         "sagemaker:project-id": "p-abc123",
     }
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix="ChurnPipeline/code/")["Contents"]]
-    assert len(keys) == 5
+    assert len(keys) == 6  # five scripts and the tar guard the evaluation script imports
     for key in keys:  # every uploaded object is referenced by the definition
         assert f"s3://{BUCKET}/{key}" in deployed["PipelineDefinition"] or (
-            f"s3://{BUCKET}/{key.rsplit('/', 1)[0]}/" in deployed["PipelineDefinition"]
+            f"s3://{BUCKET}/{'/'.join(key.split('/')[:3])}/" in deployed["PipelineDefinition"]
         )
 
     code, out, _ = run(capsys, *common)
     assert code == 0
     assert "definition unchanged, not updated (step cache kept)" in out
-    assert "0 object(s) uploaded, 5 already in place" in out
+    assert "0 object(s) uploaded, 6 already in place" in out
     assert (
         sm.describe_pipeline(PipelineName="ChurnPipeline")["PipelineDefinition"]
         == deployed["PipelineDefinition"]
@@ -75,7 +75,7 @@ def test_creates_then_skips_unchanged_then_updates_on_a_changed_script(aws, caps
     code, out, _ = run(capsys, *common)
     assert code == 0
     assert "pipeline ChurnPipeline: updated" in out
-    assert "1 object(s) uploaded, 4 already in place" in out
+    assert "1 object(s) uploaded, 5 already in place" in out
     assert (
         sm.describe_pipeline(PipelineName="ChurnPipeline")["PipelineDefinition"]
         != deployed["PipelineDefinition"]
