@@ -96,19 +96,20 @@ class CodeBundle:
         return {self.archive: deterministic_targz(self._sources)}
 
 
-def script_bundle(name: str, script: str) -> CodeBundle:
-    """A step script with the ``steps`` modules it imports (and theirs), each at ``steps/<module>.py``
-    beside it: in the container the script's folder is on ``sys.path``, so ``from steps.x import``
-    finds them there as it finds them in this package."""
-    files = {script: STEPS_DIR / script}
-    pending = [STEPS_DIR / script]
+def script_bundle(name: str, script: Path) -> CodeBundle:
+    """A step script with the ``steps`` modules it imports (and theirs) from its own folder, each at
+    ``steps/<module>.py`` beside it: in the container the script's folder is on ``sys.path``, so
+    ``from steps.x import`` finds them there as it finds them in this package."""
+    folder = Path(script).parent
+    files = {Path(script).name: Path(script)}
+    pending = [Path(script)]
     while pending:
         for module in _steps_imports(pending.pop()):
             arcname = f"steps/{module}.py"
             if arcname not in files:
-                files[arcname] = STEPS_DIR / f"{module}.py"
+                files[arcname] = folder / f"{module}.py"
                 pending.append(files[arcname])
-    return CodeBundle(name, files, entry_point=script)
+    return CodeBundle(name, files, entry_point=Path(script).name)
 
 
 def _steps_imports(path: Path) -> set[str]:

@@ -277,7 +277,7 @@ def _bundles(settings: Settings) -> dict[str, CodeBundle]:
         "preprocess": CodeBundle("preprocess", {"preprocess.py": STEPS_DIR / "preprocess.py"}),
         "dataset-spec": CodeBundle("dataset-spec", {"dataset.json": spec_path}),
         "train": CodeBundle("train", {"train.py": STEPS_DIR / "train.py"}),
-        "evaluate": script_bundle("evaluate", "evaluate.py"),
+        "evaluate": script_bundle("evaluate", STEPS_DIR / "evaluate.py"),
         "inference": CodeBundle(
             "inference", {"inference.py": STEPS_DIR / "inference.py"}, archive=SOURCEDIR_ARCHIVE
         ),

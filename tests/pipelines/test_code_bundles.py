@@ -10,7 +10,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from pipelines.code_bundles import CodeBundle, CodeUpload, deterministic_targz, script_bundle
+from pipelines.code_bundles import STEPS_DIR, CodeBundle, CodeUpload, deterministic_targz, script_bundle
 from pipelines.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -96,7 +96,7 @@ def test_upload_encrypts_with_the_customer_key_when_one_is_given(script):
 
 
 def test_a_step_script_travels_with_the_steps_modules_it_imports(tmp_path):
-    bundle = script_bundle("evaluate", "evaluate.py")
+    bundle = script_bundle("evaluate", STEPS_DIR / "evaluate.py")
     assert bundle.entry == "evaluate.py"
     assert set(bundle.files) == {"evaluate.py", "steps/tar_guard.py"}
     # Laid out as the processing input puts it in the container, and imported with nothing of this
