@@ -28,11 +28,11 @@ from typing import Any
 from pipelines.errors import NotFoundError, TemplateError
 from pipelines.local.metrics import MetricPattern, custom_metrics, final_metrics, override_refused
 from pipelines.local.runtimes import Runtime, runtime_for, unknown_image
-from pipelines.local.sandbox import CONTAINER_ROOT, Sandbox, rewrite, support
+from pipelines.local.sandbox import CONTAINER_ROOT, Sandbox, support
+from pipelines.local.sandbox import rewrite as rewrite  # still importable from here
 from pipelines.local.store import ObjectStore, StoreError
 from steps.tar_guard import UnsafeArchiveError, extract_tar
 
-__all__ = ["CONTAINER_ROOT", "rewrite"]  # kept importable from here for the executors
 LOCAL_ACCOUNT = "000000000000"
 LOCAL_REGION = "local"
 
