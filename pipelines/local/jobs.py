@@ -463,6 +463,8 @@ def training_entry_point(
             SM_USER_ARGS=json.dumps(argv),
             PYTHONPATH=code_dir,
         )
+        # The toolkits start the entry point in the code directory (aws/sagemaker-training-toolkit
+        # src/sagemaker_training/process.py: cwd=environment.code_dir, /opt/ml/code).
         return EntryPoint([sys.executable, f"{code_dir}/{program}", *argv], code_dir, environment)
     if runtime.algorithm is not None and program is None:
         environment["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
