@@ -1,18 +1,20 @@
 """Jobs see their own sandbox at /opt/ml: scripts written for the containers run unchanged."""
 
+import io
 import json
 import os
 import subprocess
 import sys
 from datetime import datetime
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 from pipelines.local import sandbox
 from pipelines.local.engine import LocalRunner
-from pipelines.local.progress import Reporter
+from pipelines.local.progress import LiveReporter, PlainReporter, Reporter
 
 ABALONE = Path(__file__).parent / "fixtures" / "abalone"
 BUCKET = "s3://abalone-bucket"
@@ -156,3 +158,25 @@ def test_a_namespace_job_sees_its_sandbox_at_opt_ml_and_writes_land_in_it(tmp_pa
     assert done.stdout.strip() == "['rows.csv']"
     assert box.local("/opt/ml/model/out.txt").read_text() == "kept"
     assert not Path("/opt/ml/model/out.txt").exists()
+
+
+def test_a_warning_is_one_line_in_the_plain_view_and_comes_under_the_table_in_the_live_view():
+    plain = io.StringIO()
+    PlainReporter(plain).warning("Preprocess", "code that hard-codes /opt/ml will not see its files")
+    assert plain.getvalue().endswith(
+        "Preprocess               Warning  code that hard-codes /opt/ml will not see its files\n"
+    )
+
+    live = io.StringIO()
+    reporter = LiveReporter(live)
+    reporter.warning("Preprocess", "code that hard-codes /opt/ml will not see its files")
+    assert live.getvalue() == ""  # a line now would break the table redrawn in place
+    reporter.finished(
+        SimpleNamespace(
+            execution_id="e1", status="Succeeded", seconds=1.0, properties={}, steps={}, failure_reason=None
+        ),
+        SimpleNamespace(steps={}),
+    )
+    assert (
+        "warning: step Preprocess: code that hard-codes /opt/ml will not see its files\n" in live.getvalue()
+    )
