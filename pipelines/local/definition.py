@@ -426,7 +426,8 @@ def _order(definition: Definition) -> tuple[list[str], list[str]]:
             waiting[user] -= 1
             if waiting[user] == 0:
                 heapq.heappush(ready, position[user])
-    stuck = [name for name in names if name not in set(order)]
+    ordered = set(order)  # built once: a set per element made a 10,000-step definition take seconds
+    stuck = [name for name in names if name not in ordered]
     return order, _cycles(stuck, users, position)
 
 
