@@ -74,6 +74,14 @@ def known_pipeline_modules() -> list[str]:
 
 def load_pipeline_module(name: str) -> ModuleType:
     """Import the module named by --module-name; it must define ``get_pipeline``."""
+    if not all(part.isidentifier() for part in name.split(".")):
+        # import_module raises ValueError for '' and TypeError for a relative name such as '.churn'.
+        known = known_pipeline_modules()
+        raise UsageError(
+            f"--module-name {name!r} is not an absolute module name (dotted, e.g. "
+            f"pipelines.churn.pipeline).{did_you_mean(name, known)} Known pipeline modules: "
+            f"{', '.join(known) or 'none'}"
+        )
     try:
         module = importlib.import_module(name)
     except ModuleNotFoundError as err:

@@ -218,3 +218,22 @@ def test_parameter_values_are_sent_as_sagemaker_expects_them():
         {"Name": "Flag", "Value": "true"},
         {"Name": "T", "Value": "0.85"},
     ]
+
+
+@pytest.mark.parametrize("module_name", ["", ".churn", "pipelines..churn", "pipelines.churn.pipeline."])
+@pytest.mark.parametrize("cli", ["run-pipeline", "run-pipeline --local", "get-pipeline-definition"])
+def test_a_module_name_that_is_not_an_absolute_dotted_name_is_one_error_line(capsys, cli, module_name):
+    """Reproduction: ``run-pipeline --module-name ''`` (ValueError: Empty module name) and
+    ``get-pipeline-definition --module-name .churn`` (TypeError: the 'package' argument is required
+    to perform a relative import) ended in tracebacks."""
+    from pipelines import get_pipeline_definition
+
+    main, *flags = {
+        "run-pipeline": (run_pipeline.main, "--role-arn", ROLE),
+        "run-pipeline --local": (run_pipeline.main, "--local"),
+        "get-pipeline-definition": (get_pipeline_definition.main,),
+    }[cli]
+    code, out, err = invoke(main, ["--module-name", module_name, *flags], capsys)
+    assert code == 2 and out == ""
+    assert err.startswith(f"Error: --module-name {module_name!r} is not an absolute module name")
+    assert err.count("\n") == 1 and "pipelines.churn.pipeline" in err
