@@ -22,11 +22,13 @@ Outputs, one folder each under ``--output-dir`` (one ProcessingOutput per folder
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import math
 import os
 import sys
 import tempfile
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -182,6 +184,13 @@ def _parse_classes(value: object) -> tuple[tuple[str, str] | None, str | None]:
 
 
 # ------------------------------------------------------------------------------------- raw table
+
+
+def check_header(names: list[str]) -> None:
+    """Refuse a header row that names a column more than once, naming each repeated name."""
+    duplicates = [name for name, count in Counter(names).items() if count > 1]
+    if duplicates:
+        raise DataError(f"duplicate column(s) {_names(duplicates)} in the header row: name each column once")
 
 
 def check_table(raw: pd.DataFrame, spec: DatasetSpec) -> pd.DataFrame:
@@ -538,7 +547,12 @@ def _values(values: list[str]) -> str:
 
 def _read_raw_csv(path: Path) -> pd.DataFrame:
     try:
+        # pandas renames a repeated header name ('x', 'x.1'), so duplicates are looked for first.
+        with open(path, encoding="utf-8-sig", newline="") as handle:
+            check_header(next(csv.reader(handle), []))
         return pd.read_csv(path, dtype=str, keep_default_na=False, na_values=list(MISSING_TOKENS))
+    except csv.Error as err:
+        raise DataError(f"cannot parse CSV: {err}") from None
     except pd.errors.EmptyDataError:
         raise DataError("file is empty") from None
     except pd.errors.ParserError as err:
