@@ -211,7 +211,10 @@ def check_table(raw: pd.DataFrame, spec: DatasetSpec) -> pd.DataFrame:
             f"unexpected column(s) {_names(extra)}: every column must be the label or a spec feature"
         )
     if missing and len(missing) == len(expected):
-        problems.append("no expected column name in the first row: is the header row missing?")
+        if len(columns) == 1 and ";" in columns[0]:
+            problems.append("the header row is one column holding ';': save the file comma-separated")
+        else:
+            problems.append("no expected column name in the first row: is the header row missing?")
     if problems:
         raise DataError("; ".join(problems))
     if len(raw) == 0:

@@ -184,6 +184,12 @@ def test_a_duplicated_header_name_is_reported_as_duplicate_before_pandas_renames
     assert result.err.count("\n") == 1
 
 
+def test_a_semicolon_separated_file_gets_a_hint_about_the_delimiter():
+    """Reproduction: ``color;size;y`` was reported only as a missing header row."""
+    with pytest.raises(DataError, match="one column holding ';': save the file comma-separated"):
+        preprocess.check_table(raw("color;size;y\nred;1;no\n"), spec())
+
+
 def test_non_numeric_text_in_a_numeric_feature_names_column_and_value():
     with pytest.raises(DataError) as caught:
         preprocess.check_table(raw("color,size,y\nred,1,no\nblue,big,yes\nred,inf,no\n"), spec())
