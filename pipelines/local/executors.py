@@ -96,6 +96,8 @@ class ProcessingExecutor(Executor):
             if source is None:
                 problems.append(f"{where}: only S3Input inputs run locally (DatasetDefinition does not)")
                 continue
+            if "LocalPath" not in source:
+                problems.append(f"{where}.S3Input.LocalPath is missing: the local runner needs it")
             if source.get("S3DataType", "S3Prefix") != "S3Prefix":
                 problems.append(
                     f"{where}: S3DataType {source.get('S3DataType')!r} is not supported locally; use S3Prefix"
@@ -109,6 +111,11 @@ class ProcessingExecutor(Executor):
         for index, output in enumerate(args.get("ProcessingOutputConfig", {}).get("Outputs", [])):
             if "S3Output" not in output:
                 problems.append(f"ProcessingOutputConfig.Outputs[{index}]: only S3Output outputs run locally")
+            elif "LocalPath" not in output["S3Output"]:
+                problems.append(
+                    f"ProcessingOutputConfig.Outputs[{index}].S3Output.LocalPath is missing: "
+                    "the local runner needs it"
+                )
         return problems
 
     def cache_inputs(self, arguments):
@@ -131,6 +138,9 @@ class ProcessingExecutor(Executor):
 def _training_problems(args: Mapping[str, Any]) -> list[str]:
     algorithm = args.get("AlgorithmSpecification", {})
     problems = _image_problem(algorithm.get("TrainingImage"))
+    if "TrainingImage" not in algorithm and not algorithm.get("AlgorithmName"):
+        # The API takes a request without it; the runner needs the image to know what to run.
+        problems.append("AlgorithmSpecification.TrainingImage is missing: the local runner runs an image")
     if algorithm.get("AlgorithmName"):
         problems.append(
             "AlgorithmName (a marketplace or custom algorithm) cannot run locally; give TrainingImage"

@@ -295,6 +295,11 @@ def _condition_type(condition: Any, where: str) -> str:
     return kind
 
 
+def function_of(expr: dict) -> str | None:
+    """The function a one-key object calls (``Get`` or ``Std:...``); None for a plain object."""
+    return _function(expr)
+
+
 def _function(expr: dict) -> str | None:
     """The function a one-key object calls (``Get`` or ``Std:...``); None for a plain object."""
     if len(expr) == 1:

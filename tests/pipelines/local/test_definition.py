@@ -30,6 +30,18 @@ ALL_TYPES = (
 )
 
 
+#: The least a CreateProcessingJob request holds (the pipeline names the job itself).
+PROCESSING = {
+    "ProcessingResources": {
+        "ClusterConfig": {"InstanceCount": 1, "InstanceType": "ml.m5.large", "VolumeSizeInGB": 30}
+    },
+    "AppSpecification": {
+        "ImageUri": "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1"
+    },
+    "RoleArn": "arn:aws:iam::000000000000:role/Pipeline",
+}
+
+
 def definition_of(steps, parameters=()):
     """A definition of ``steps`` given as (name, type, arguments[, extra keys]) tuples."""
     document = {"Parameters": list(parameters), "Steps": []}
@@ -400,11 +412,11 @@ def test_a_get_of_a_property_file_with_no_json_get_is_a_validation_problem():
         [
             (
                 "Eval",
-                "Processing",
+                "Fail",
                 {},
                 {"PropertyFiles": [{"PropertyFileName": "R", "OutputName": "o", "FilePath": "r.json"}]},
             ),
-            ("Use", "Processing", {"X": {"Get": "Steps.Eval.PropertyFiles.R"}}),
+            ("Use", "Fail", {"X": {"Get": "Steps.Eval.PropertyFiles.R"}}),
         ]
     )
     (problem,) = problems_of(definition)
@@ -415,14 +427,14 @@ def test_a_get_of_a_property_file_with_no_json_get_is_a_validation_problem():
 
 def test_a_missing_thing_read_many_times_is_reported_once():
     read = {"Get": "Steps.Nope.ProcessingJobName"}
-    definition = definition_of([("Use", "Processing", {"A": read, "B": [read, {"Get": "Steps.Nope.X"}]})])
+    definition = definition_of([("Use", "Fail", {"A": read, "B": [read, {"Get": "Steps.Nope.X"}]})])
     assert problems_of(definition) == [
         "step 'Use': reads unknown step 'Nope' in 'Steps.Nope.ProcessingJobName'. Known: Use."
     ]
 
 
 def test_extra_checks_add_a_runners_own_problems_for_supported_steps_only():
-    definition = definition_of([("Prep", "Processing", {}), ("Odd", "EMR", {})])
+    definition = definition_of([("Prep", "Processing", PROCESSING), ("Odd", "EMR", {})])
     seen = []
 
     def no_local_runtime(step):
@@ -438,5 +450,5 @@ def test_extra_checks_add_a_runners_own_problems_for_supported_steps_only():
 
 
 def test_a_valid_definition_with_nothing_to_report_passes_extra_checks():
-    definition = definition_of([("Prep", "Processing", {})])
+    definition = definition_of([("Prep", "Processing", PROCESSING)])
     assert validate(definition, {}, ["Processing"], lambda step: []) == ({}, ["Prep"])

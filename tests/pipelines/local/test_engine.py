@@ -96,7 +96,8 @@ def processing(
             "AppSpecification": {
                 "ImageUri": image,
                 "ContainerEntrypoint": ["python3", f"/opt/ml/processing/input/code/{script}"],
-                "ContainerArguments": list(arguments),
+                # CreateProcessingJob takes no empty list here: the SDK leaves it out.
+                **({"ContainerArguments": list(arguments)} if arguments else {}),
             },
             "RoleArn": ROLE,
             "ProcessingInputs": [
@@ -188,7 +189,7 @@ def training(name, *, image=SKLEARN, hyperparameters, channels, output_uri, metr
             "StoppingCondition": {"MaxRuntimeInSeconds": 300},
             "ResourceConfig": {"VolumeSizeInGB": 30, "InstanceCount": 1, "InstanceType": "ml.m5.large"},
             "RoleArn": ROLE,
-            "InputDataConfig": [channel(n, uri) for n, uri in channels.items()],
+            **({"InputDataConfig": [channel(n, uri) for n, uri in channels.items()]} if channels else {}),
             "HyperParameters": hyperparameters,
         },
     }
@@ -963,7 +964,7 @@ def test_every_problem_of_a_definition_is_reported_at_once_before_anything_runs(
     counter = work / "counter"
     steps = [
         counting("Prep", f"{BUCKET}/data", f"{BUCKET}/out", counter),
-        {"Name": "Score", "Type": "Transform", "Arguments": {}},
+        {"Name": "Score", "Type": "Transform", "Arguments": TRANSFORM},
         processing("Custom", "count.py", image="123456789012.dkr.ecr.us-east-1.amazonaws.com/my-own:1"),
         {"Name": "A", "Type": "Fail", "Arguments": {"ErrorMessage": "a"}, "DependsOn": ["B"]},
         {"Name": "B", "Type": "Fail", "Arguments": {"ErrorMessage": "b"}, "DependsOn": ["A"]},
@@ -1008,6 +1009,62 @@ def test_runner_specific_problems_are_reported_with_the_step_name(runner):
     assert "RetryPolicies[0].MaxAttempts must be a non-negative whole number, got -1" in text
     assert "RetryPolicies[0].BackoffRate must be a number of at least 1, got 0.5" in text
     assert runner.records.list_executions() == []
+
+
+TRANSFORM = {
+    "ModelName": "churn",
+    "TransformInput": {"DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": f"{BUCKET}/in"}}},
+    "TransformOutput": {"S3OutputPath": f"{BUCKET}/scored"},
+    "TransformResources": {"InstanceType": "ml.m5.large", "InstanceCount": 1},
+}
+
+
+def malformed_steps(work):
+    """Three steps whose Arguments are not valid requests of their APIs, and one valid step."""
+    no_app = processing("NoApp", "count.py")
+    del no_app["Arguments"]["AppSpecification"]
+    no_algorithm = training("NoAlgorithm", hyperparameters={}, channels={}, output_uri=f"{BUCKET}/m")
+    del no_algorithm["Arguments"]["AlgorithmSpecification"]
+    text_resources = processing("TextResources", "count.py")
+    text_resources["Arguments"]["ProcessingResources"] = "ml.m5.large"
+    return [
+        counting("Fine", f"{BUCKET}/data", f"{BUCKET}/out", work / "counter"),
+        no_app,
+        no_algorithm,
+        text_resources,
+    ]
+
+
+MALFORMED_PROBLEMS = [
+    "step 'NoApp': Arguments: required member 'AppSpecification' is missing (CreateProcessingJob)",
+    # CreateTrainingJob takes a request without it; the runner cannot run one.
+    "step 'NoAlgorithm': AlgorithmSpecification.TrainingImage is missing: the local runner runs an image",
+    "step 'TextResources': Arguments.ProcessingResources: expected an object, got a string 'ml.m5.large' "
+    "(CreateProcessingJob)",
+]
+
+
+def test_arguments_that_are_not_a_valid_api_request_are_all_reported_before_the_first_step(runner, work):
+    """Reproduction: a Processing step without AppSpecification, a Training step without
+    AlgorithmSpecification, and ProcessingResources given as a string passed validation; the runner
+    then crashed with KeyError 'AppSpecification' (or 'AlgorithmSpecification', or a TypeError)."""
+    stage_parts(runner, f"{BUCKET}/data", 1)
+    with pytest.raises(DefinitionError) as caught:
+        run(runner, *malformed_steps(work))
+    assert list(caught.value.problems) == MALFORMED_PROBLEMS
+    assert runner.records.list_executions() == []
+    assert not (work / "counter").exists()
+
+
+def test_retrying_an_execution_whose_arguments_are_malformed_reports_them_instead_of_crashing(runner, work):
+    """Reproduction: ``local-pipeline retry`` of such an execution crashed the same way as the run."""
+    document = definition(*malformed_steps(work))
+    execution = runner.records.create_execution(PIPELINE, "malformed1234", document, {}, True)
+    runner.records.set_execution_status(execution.arn, "Failed", "interrupted")
+    with pytest.raises(DefinitionError) as caught:
+        runner.retry("malformed1234")
+    assert list(caught.value.problems) == MALFORMED_PROBLEMS
+    assert not (work / "counter").exists()
 
 
 def test_an_invalid_pipeline_name_is_a_usage_error(runner):
