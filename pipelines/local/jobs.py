@@ -272,7 +272,7 @@ def processing_job(name: str, arguments: Mapping[str, Any], env: JobEnvironment)
             )
 
     fresh_directory(job_dir)
-    _run_all(worker, count)
+    _run_all(worker, count, env.cpus)
     for index in range(count):
         for output in outputs:
             s3 = output["S3Output"]
@@ -300,12 +300,13 @@ def processing_job(name: str, arguments: Mapping[str, Any], env: JobEnvironment)
 _log_lock = threading.Lock()
 
 
-def _run_all(worker: Callable[[int], None], count: int) -> None:
-    """Run ``worker(i)`` for every instance at once; the first failure is raised after all end."""
+def _run_all(worker: Callable[[int], None], count: int, cpus: int) -> None:
+    """Run ``worker(i)`` for every instance, ``cpus`` at a time at most (the others queue); the first
+    failure is raised after all end."""
     if count == 1:
         worker(0)
         return
-    with ThreadPoolExecutor(max_workers=count) as pool:
+    with ThreadPoolExecutor(max_workers=max(1, min(count, cpus))) as pool:
         futures = [pool.submit(worker, index) for index in range(count)]
     for future in futures:
         future.result()

@@ -396,6 +396,44 @@ def test_two_instances_with_fully_replicated_inputs_each_see_every_object(runner
         assert set(report["files"]) == everything
 
 
+def test_instances_beyond_the_cpu_count_queue_instead_of_starting_at_once(tmp_path, work):
+    """Reproduction: ``ProcessingInstanceCount=1000`` started a thousand processes at once; a job's
+    instances now run at most as many at a time as the runner has CPUs, the rest waiting."""
+    runner = LocalRunner(tmp_path / "home", cpus=2)
+    runner.store.put_file(SCRIPTS / "crowd.py", f"{CODE}/crowd.py")
+    crowd, peaks = work / "crowd", work / "peaks"
+    crowd.mkdir()
+    environment = {"CROWD": str(crowd), "PEAKS": str(peaks), "SIZE": "4", "WAIT": "2"}
+
+    outcome = run(runner, processing("Crowd", "crowd.py", environment=environment, instances=4))
+
+    assert outcome.status == "Succeeded", outcome.failure_reason
+    seen = [int(line) for line in lines(peaks)]
+    assert len(seen) == 4  # every instance ran
+    assert max(seen) <= 2  # never more at once than the CPUs
+
+
+@pytest.mark.parametrize(
+    ("count", "problem"), [(0, "0 is below the minimum 1"), (1000, "1000 is above the maximum 100")]
+)
+def test_an_instance_count_sagemaker_refuses_is_reported_before_anything_runs(runner, count, problem):
+    """Reproduction: ``ProcessingInstanceCount=0`` ended in a traceback and ``=1000`` started a
+    thousand processes; CreateProcessingJob takes 1 to 100 instances."""
+    step = processing("Prep", "count.py", instances={"Get": "Parameters.ProcessingInstanceCount"})
+    parameters = [{"Name": "ProcessingInstanceCount", "Type": "Integer", "DefaultValue": 1}]
+    with pytest.raises(DefinitionError) as caught:
+        runner.start(
+            definition(step, parameters=parameters),
+            pipeline_name=PIPELINE,
+            parameters={"ProcessingInstanceCount": str(count)},
+        )
+    assert list(caught.value.problems) == [
+        "step 'Prep': Arguments.ProcessingResources.ClusterConfig.InstanceCount: parameter "
+        f"ProcessingInstanceCount={problem} (CreateProcessingJob)"
+    ]
+    assert runner.records.list_executions() == []
+
+
 def test_a_missing_input_fails_the_step_naming_the_s3_uri(runner):
     outcome = run(runner, inspect("Inspect", f"{BUCKET}/nowhere/", f"{BUCKET}/out"))
 
