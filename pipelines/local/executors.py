@@ -308,9 +308,14 @@ class RegisterModelExecutor(Executor):
             raise StepFailure(f"ModelDataUrl {model_url} is not in the local object store")
         registry = run.registry()
         group = args["ModelPackageGroupName"]
+        registrant = (
+            f"pipeline execution {run.context.execution.get('PipelineExecutionId')} step {run.step.name}"
+        )
         try:
             registry.ensure_group(group, args.get("ModelPackageGroupDescription", ""))
-            package = registry.register(
+            # A runner killed after registering but before recording the step registers again on
+            # retry; one version per execution and step, as SageMaker keeps for a retried step.
+            package = _registered_by(registry, group, registrant) or registry.register(
                 group,
                 model_data_url=model_url,
                 image_uri=container.get("Image"),
@@ -321,12 +326,21 @@ class RegisterModelExecutor(Executor):
                 model_metrics=_metrics(args.get("ModelMetrics")),
                 customer_metadata=args.get("CustomerMetadataProperties"),
                 description=args.get("ModelPackageDescription", ""),
-                by=f"pipeline execution {run.context.execution.get('PipelineExecutionId')}",
+                by=registrant,
             )
         except (ConfigError, NotFoundError) as err:
             raise StepFailure(f"cannot register the model: {err}") from None
         described = package.to_describe()
         return StepResult(described, {"RegisterModel": {"Arn": described["ModelPackageArn"]}})
+
+
+def _registered_by(registry, group: str, registrant: str):
+    """The version of ``group`` that ``registrant`` registered, or None (newest versions first)."""
+    for package in reversed(registry.list_versions(group)):
+        history = registry.approval_history(group, package.version)
+        if history and history[0].by == registrant:
+            return package
+    return None
 
 
 def _metrics(metrics: Any) -> Any:

@@ -663,6 +663,28 @@ def test_register_model_puts_the_trained_model_in_the_local_registry(runner):
     }
 
 
+def test_a_retry_after_a_crash_between_registering_and_recording_keeps_one_version(runner):
+    """Reproduction: with a write lock held on the execution records while RegisterModel ran, the
+    runner was killed (kill -9) after the registry had the new version but before the step was
+    recorded; ``local-pipeline retry`` then registered a second version for the same execution."""
+    runner.store.put_bytes(f"{BUCKET}/models/model.tar.gz", b"model")
+    outcome = run(runner, register("Register", f"{BUCKET}/models/model.tar.gz"))
+    assert outcome.status == "Succeeded", outcome.failure_reason
+    # What the killed runner leaves: the version registered, the step not recorded as done.
+    runner.records.delete_step(outcome.arn, "Register")
+    runner.records.set_execution_status(outcome.arn, "Executing")
+
+    retried = runner.retry(outcome.execution_id)
+
+    assert retried.status == "Succeeded", retried.failure_reason
+    registry = LocalModelRegistry(runner.home / FILE_NAME)
+    assert [package.version for package in registry.list_versions("EngineModels")] == [1]
+    assert retried.properties["Register"]["ModelPackageVersion"] == 1
+    # Another execution of the same definition is a new registration.
+    assert run(runner, register("Register", f"{BUCKET}/models/model.tar.gz")).status == "Succeeded"
+    assert [package.version for package in registry.list_versions("EngineModels")] == [1, 2]
+
+
 def test_register_model_fails_when_the_model_is_not_in_the_store(runner):
     outcome = run(runner, register("Register", f"{BUCKET}/missing/model.tar.gz"))
 
