@@ -20,6 +20,7 @@ from typing import NoReturn
 
 import pipelines
 from pipelines.errors import TemplateError, UsageError, did_you_mean, unknown_names
+from pipelines.local_home import STORAGE_ERRNOS, storage_error
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -171,3 +172,10 @@ def run(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None)
     except KeyboardInterrupt:
         sys.stderr.write("Error: interrupted\n")
         return 130
+    except OSError as err:
+        # A read-only file system or a full disk is the machine's state, not a bug: one line.
+        problem = storage_error(err.filename, err) if err.errno in STORAGE_ERRNOS else None
+        if problem is None:
+            raise
+        sys.stderr.write(f"Error: {problem}\n")
+        return problem.exit_code
