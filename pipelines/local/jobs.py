@@ -123,6 +123,8 @@ def run_process(
             raise StepFailure(
                 f"could not start {command[0]!r}: {err.strerror}", RESOURCE_LIMIT, log_path
             ) from None
+        with _live_lock:
+            _live.add(process)
         try:
             return process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -137,6 +139,21 @@ def run_process(
             process.kill()
             process.wait()
             raise
+        finally:
+            with _live_lock:
+                _live.discard(process)
+
+
+_live: set[subprocess.Popen] = set()
+_live_lock = threading.Lock()
+
+
+def end_jobs() -> None:
+    """Kill every job process still running (the runner was interrupted); their steps then fail."""
+    with _live_lock:
+        for process in _live:
+            with contextlib.suppress(OSError):
+                process.kill()
 
 
 def exit_failure(status: int, what: str, log_path: Path, failure_file: Path | None = None) -> StepFailure:

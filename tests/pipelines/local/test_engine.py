@@ -1253,6 +1253,55 @@ def test_an_execution_whose_runner_was_killed_is_failed_and_retry_completes_only
     assert runner.records.describe_execution(execution.execution_id)["PipelineExecutionStatus"] == "Succeeded"
 
 
+def test_ctrl_c_stops_the_execution_at_once_and_retry_resumes_it(runner, work, tmp_path):
+    """Reproduction: SIGINT to the process group of ``local-pipeline run`` killed the jobs; the
+    runner counted that as an internal error, started new attempts under the step's
+    JOB_INTERNAL_ERROR retry policy, and exited only 14 s later."""
+    counter, release = work / "counter", work / "release"
+    runner.store.put_bytes(f"{BUCKET}/data/input.csv", b"a\n")
+    step = counting("Slow", f"{BUCKET}/data", f"{BUCKET}/out", counter, release=release)
+    step["RetryPolicies"] = [{"ExceptionType": [JOB_INTERNAL_ERROR], "IntervalSeconds": 20, "MaxAttempts": 3}]
+    document = tmp_path / "definition.json"
+    document.write_text(definition(step))
+    command = [sys.executable, "-m", "pipelines.local.cli", "run", "--definition-file", str(document)]
+    process = subprocess.Popen(
+        [*command, "--pipeline-name", PIPELINE],
+        cwd=REPO,
+        env={**os.environ, "MLOPS_LOCAL_HOME": str(runner.home)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group, as a terminal gives it
+    )
+    try:
+        wait_for(lambda: counter.exists(), "the job started", process)
+        interrupted = time.monotonic()
+        os.killpg(process.pid, signal.SIGINT)
+        _, err = process.communicate(timeout=30)
+        seconds = time.monotonic() - interrupted
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+    execution = runner.records.list_executions()[0]
+    assert process.returncode == 130, err
+    assert err == (
+        f"Error: execution {execution.execution_id} Stopped: stopped by an interrupt; resume it with "
+        f"local-pipeline retry {execution.execution_id}\n"
+    )
+    assert seconds < 10  # the retry policy's 20 s interval was not waited
+    assert len(lines(counter)) == 1  # no new attempt
+    assert runner.records.describe_execution(execution.arn)["PipelineExecutionStatus"] == "Stopped"
+    (entry,) = runner.records.list_execution_steps(execution.arn)["PipelineExecutionSteps"]
+    assert (entry["StepStatus"], entry["AttemptCount"]) == ("Stopped", 1)
+
+    release.touch()
+    outcome = LocalRunner(runner.home).retry(execution.execution_id)
+    assert outcome.status == "Succeeded", outcome.failure_reason
+    assert len(lines(counter)) == 2
+
+
 # ---- 11. records
 
 
