@@ -153,15 +153,22 @@ def get_code_upload(**kwargs) -> CodeUpload:
 def get_local_inputs(**kwargs) -> dict[str, Path]:
     """What ``run-pipeline --local`` puts in the local object store before it runs: the sample
     table of the dataset spec at the input URL. The default spec's sample is the bundled churn
-    table; another spec's is the one CSV file beside it, if there is exactly one."""
+    table; another spec's is the one CSV file beside it. ConfigError when there is none, or more
+    than one to choose from."""
     settings = _validate(**kwargs)
     if settings.dataset_spec == DEFAULT_DATASET_SPEC:
         samples = [SAMPLE_DATA] if SAMPLE_DATA.is_file() else []
     else:
         samples = sorted(settings.dataset_spec.parent.glob("*.csv"))
+    target = f"{settings.input_data_url.rstrip('/')}/"
     if len(samples) != 1:
-        return {}
-    return {f"{settings.input_data_url.rstrip('/')}/{samples[0].name}": samples[0]}
+        found = f"{len(samples)} ({', '.join(p.name for p in samples)})" if samples else "no"
+        raise ConfigError(
+            f"dataset spec {settings.dataset_spec}: {found} CSV file(s) beside it, so no sample table "
+            f"to stage at {target}; keep exactly one CSV in {settings.dataset_spec.parent}, or stage "
+            f"the table with --upload PATH={target}"
+        )
+    return {f"{target}{samples[0].name}": samples[0]}
 
 
 # --------------------------------------------------------------------------------------------

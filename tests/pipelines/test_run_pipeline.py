@@ -237,3 +237,38 @@ def test_a_module_name_that_is_not_an_absolute_dotted_name_is_one_error_line(cap
     assert code == 2 and out == ""
     assert err.startswith(f"Error: --module-name {module_name!r} is not an absolute module name")
     assert err.count("\n") == 1 and "pipelines.churn.pipeline" in err
+
+
+@pytest.mark.parametrize("tables", [[], ["a.csv", "b.csv"]])
+def test_a_local_run_says_why_it_stages_no_table_beside_a_dataset_spec(tmp_path, monkeypatch, capsys, tables):
+    """Reproduction: ``run-pipeline --local --kwargs '{"dataset_spec": "my/dataset.json"}'`` with no
+    CSV file (or two) beside the spec staged nothing and said nothing; the run then failed at
+    Preprocess on a missing input."""
+    monkeypatch.setenv("MLOPS_LOCAL_HOME", str(tmp_path / "home"))
+    spec = tmp_path / "my" / "dataset.json"
+    spec.parent.mkdir()
+    shutil.copy(REPO / "pipelines" / "churn" / "dataset.json", spec)
+    for name in tables:
+        (spec.parent / name).write_text("x\n")
+    argv = [
+        "--local",
+        "--no-start",
+        "--module-name",
+        MODULE,
+        "--kwargs",
+        json.dumps({"dataset_spec": str(spec)}),
+    ]
+
+    code, out, err = invoke(run_pipeline.main, argv, capsys)
+
+    found = "no" if not tables else "2 (a.csv, b.csv)"
+    assert (code, out) == (2, "")
+    assert err.startswith(f"Error: dataset spec {spec}: {found} CSV file(s) beside it, so no sample table")
+    assert err.rstrip().endswith("or stage the table with --upload PATH=s3://sagemaker-local/churn/input/")
+    assert err.count("\n") == 1
+    # With the table given by --upload, the run goes ahead.
+    upload = f"{spec.parent / 'a.csv'}=s3://sagemaker-local/churn/input/a.csv"
+    (spec.parent / "a.csv").write_text("x\n")
+    code, out, err = invoke(run_pipeline.main, [*argv, "--upload", upload], capsys)
+    assert code == 0, err
+    assert "staged" in out
