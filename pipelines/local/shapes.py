@@ -86,7 +86,7 @@ def _check(value, shape, where, resolve, problems, skip_required=None, source=No
             value, source = resolved
             if value is UNKNOWN:
                 return
-    given = f"{source}={_shown(value)}" if source else "" if isinstance(value, dict | list) else _shown(value)
+    given = _Given(value, source)
     kind = shape.type_name
     if kind == "structure":
         if not isinstance(value, dict):
@@ -148,7 +148,9 @@ def _check(value, shape, where, resolve, problems, skip_required=None, source=No
             problems.append(f"{where}: expected {_KINDS[kind]}, got {_kind(value, given)}")
 
 
-def _bounds(length: int, metadata: Mapping, where: str, unit: str, problems: list, given: str = "") -> None:
+def _bounds(
+    length: int, metadata: Mapping, where: str, unit: str, problems: list, given: object = ""
+) -> None:
     what = f"{given} has" if given else "has"
     if "min" in metadata and length < metadata["min"]:
         problems.append(f"{where}: {what} {length} {unit}, fewer than the minimum {metadata['min']}")
@@ -156,12 +158,27 @@ def _bounds(length: int, metadata: Mapping, where: str, unit: str, problems: lis
         problems.append(f"{where}: {what} {length} {unit}, more than the maximum {metadata['max']}")
 
 
+class _Given:
+    """How a value is quoted in a message ("parameter X=5", "'text'"), built only for a problem."""
+
+    def __init__(self, value: Any, source: str | None):
+        self.value, self.source = value, source
+
+    def __str__(self) -> str:
+        if self.source:
+            return f"{self.source}={_shown(self.value)}"
+        return "" if isinstance(self.value, dict | list) else _shown(self.value)
+
+    def __bool__(self) -> bool:
+        return bool(self.source) or not isinstance(self.value, dict | list)
+
+
 def _shown(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 60 else f"{text[:57]}..."
 
 
-def _kind(value: Any, given: str) -> str:
+def _kind(value: Any, given: object) -> str:
     if isinstance(value, dict):
         return "an object"
     if isinstance(value, list):
