@@ -424,7 +424,7 @@ class _RunState:
                 step=step,
                 arguments=arguments,
                 job_name=job_name,
-                env=JobEnvironment(runner.store, runner.jobs_dir, runner.cpus),
+                env=JobEnvironment(runner.store, runner.jobs_dir, runner.cpus, self.stopping),
                 context=self.context(self.variables(job_name, executor.job_variable)),
                 registry=runner.registry,
             )

@@ -237,7 +237,7 @@ class TuningExecutor(Executor):
         limits = run.arguments["HyperParameterTuningJobConfig"].get("ResourceLimits", {})
         parallel = max(1, int(limits.get("MaxParallelTrainingJobs", 1)))
         cpus = max(1, run.env.cpus // parallel)
-        trial_env = JobEnvironment(run.env.store, trials_dir, cpus)
+        trial_env = JobEnvironment(run.env.store, trials_dir, cpus, run.env.stop)
 
         def train(job_name: str, arguments: dict) -> dict:
             return training_job(job_name, arguments, trial_env)

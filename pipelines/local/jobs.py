@@ -61,6 +61,7 @@ class JobEnvironment:
     store: ObjectStore
     jobs_dir: Path
     cpus: int = 1
+    stop: threading.Event | None = None  # set when the execution is interrupted: start no process
 
 
 def now() -> datetime:
@@ -100,7 +101,13 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child between 
 
 
 def run_process(
-    command: list[str], *, cwd: Path, env: Mapping[str, str], log_path: Path, timeout: float | None
+    command: list[str],
+    *,
+    cwd: Path,
+    env: Mapping[str, str],
+    log_path: Path,
+    timeout: float | None,
+    stop: threading.Event | None = None,
 ) -> int:
     """Run a job's process with its output in ``log_path``; its exit status (negative: a signal).
 
@@ -108,7 +115,10 @@ def run_process(
     as MaxRuntimeExceeded, which SageMaker does not retry.
     """
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "ab") as log:
+    with open(log_path, "ab") as log, _live_lock:
+        # Started under the lock that end_jobs takes: a process is either refused or ended by it.
+        if stop is not None and stop.is_set():
+            raise StepFailure("stopped by an interrupt", None, log_path)
         try:
             process = subprocess.Popen(
                 command,
@@ -123,25 +133,24 @@ def run_process(
             raise StepFailure(
                 f"could not start {command[0]!r}: {err.strerror}", RESOURCE_LIMIT, log_path
             ) from None
+        _live.add(process)
+    try:
+        return process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+        raise StepFailure(
+            f"MaxRuntimeExceeded: the job ran longer than its {timeout:.0f} s limit (StoppingCondition)",
+            None,
+            log_path,
+        ) from None
+    except BaseException:
+        process.kill()
+        process.wait()
+        raise
+    finally:
         with _live_lock:
-            _live.add(process)
-        try:
-            return process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-            raise StepFailure(
-                f"MaxRuntimeExceeded: the job ran longer than its {timeout:.0f} s limit (StoppingCondition)",
-                None,
-                log_path,
-            ) from None
-        except BaseException:
-            process.kill()
-            process.wait()
-            raise
-        finally:
-            with _live_lock:
-                _live.discard(process)
+            _live.discard(process)
 
 
 _live: set[subprocess.Popen] = set()
@@ -282,7 +291,9 @@ def processing_job(name: str, arguments: Mapping[str, Any], env: JobEnvironment)
         with _log_lock:
             with open(log_path, "a") as log:
                 log.write(f"---- {hosts[index]}: {' '.join(command)}\n")
-        status = run_process(command, cwd=sandbox, env=process_env, log_path=log_path, timeout=timeout)
+        status = run_process(
+            command, cwd=sandbox, env=process_env, log_path=log_path, timeout=timeout, stop=env.stop
+        )
         if status != 0:
             raise exit_failure(
                 status, f"processing job {name} ({hosts[index]})", log_path, sandbox / "opt/ml/output/message"
@@ -416,7 +427,7 @@ def training_job(name: str, arguments: Mapping[str, Any], env: JobEnvironment) -
 
     timeout = arguments.get("StoppingCondition", {}).get("MaxRuntimeInSeconds")
     job_dir.mkdir(parents=True, exist_ok=True)
-    status = run_process(command, cwd=cwd, env=process_env, log_path=log_path, timeout=timeout)
+    status = run_process(command, cwd=cwd, env=process_env, log_path=log_path, timeout=timeout, stop=env.stop)
     if status != 0:
         raise exit_failure(status, f"training job {name}", log_path, ml / "output/failure")
 

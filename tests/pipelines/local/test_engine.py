@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import tarfile
+import threading
 import time
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from pipelines.aws_names import ISO_DURATION
 from pipelines.errors import UsageError
 from pipelines.local.definition import DefinitionError
 from pipelines.local.engine import LocalRunner, parse_duration
+from pipelines.local.jobs import StepFailure, run_process
 from pipelines.registry.local import FILE_NAME, LocalModelRegistry
 
 SCRIPTS = Path(__file__).parent / "fixtures" / "engine"
@@ -1300,6 +1302,23 @@ def test_ctrl_c_stops_the_execution_at_once_and_retry_resumes_it(runner, work, t
     outcome = LocalRunner(runner.home).retry(execution.execution_id)
     assert outcome.status == "Succeeded", outcome.failure_reason
     assert len(lines(counter)) == 2
+
+
+def test_once_an_execution_is_stopped_no_job_process_starts(tmp_path):
+    """An interrupt that lands while a step stages its inputs: the job it was about to start is
+    refused, not started after the running ones were ended."""
+    stop, marker = threading.Event(), tmp_path / "started"
+    stop.set()
+    with pytest.raises(StepFailure, match="stopped by an interrupt"):
+        run_process(
+            [sys.executable, "-c", f"open({str(marker)!r}, 'w')"],
+            cwd=tmp_path,
+            env=dict(os.environ),
+            log_path=tmp_path / "log.txt",
+            timeout=30,
+            stop=stop,
+        )
+    assert not marker.exists()
 
 
 # ---- 11. records
