@@ -1026,7 +1026,7 @@ def test_every_problem_of_a_definition_is_reported_at_once_before_anything_runs(
     counter = work / "counter"
     steps = [
         counting("Prep", f"{BUCKET}/data", f"{BUCKET}/out", counter),
-        {"Name": "Score", "Type": "Transform", "Arguments": TRANSFORM},
+        {"Name": "Score", "Type": "EMR", "Arguments": {}},
         processing("Custom", "count.py", image="123456789012.dkr.ecr.us-east-1.amazonaws.com/my-own:1"),
         {"Name": "A", "Type": "Fail", "Arguments": {"ErrorMessage": "a"}, "DependsOn": ["B"]},
         {"Name": "B", "Type": "Fail", "Arguments": {"ErrorMessage": "b"}, "DependsOn": ["A"]},
@@ -1038,7 +1038,7 @@ def test_every_problem_of_a_definition_is_reported_at_once_before_anything_runs(
 
     problems = caught.value.problems
     assert len(problems) == 4, problems
-    assert any(p.startswith("step 'Score': unsupported step type 'Transform'") for p in problems)
+    assert any(p.startswith("step 'Score': unsupported step type 'EMR'") for p in problems)
     assert any(
         p.startswith("step 'Custom': image '123456789012.dkr.ecr.us-east-1.amazonaws.com/my-own:1'")
         and "has no local runtime" in p
@@ -1071,14 +1071,6 @@ def test_runner_specific_problems_are_reported_with_the_step_name(runner):
     assert "RetryPolicies[0].MaxAttempts must be a non-negative whole number, got -1" in text
     assert "RetryPolicies[0].BackoffRate must be a number of at least 1, got 0.5" in text
     assert runner.records.list_executions() == []
-
-
-TRANSFORM = {
-    "ModelName": "churn",
-    "TransformInput": {"DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": f"{BUCKET}/in"}}},
-    "TransformOutput": {"S3OutputPath": f"{BUCKET}/scored"},
-    "TransformResources": {"InstanceType": "ml.m5.large", "InstanceCount": 1},
-}
 
 
 def malformed_steps(work):
