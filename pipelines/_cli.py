@@ -22,6 +22,7 @@ from typing import NoReturn
 
 import pipelines
 from pipelines.errors import TemplateError, UsageError, did_you_mean, unknown_names
+from pipelines.local_home import STORAGE_ERRNOS, storage_error
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -76,6 +77,14 @@ def known_pipeline_modules() -> list[str]:
 
 def load_pipeline_module(name: str) -> ModuleType:
     """Import the module named by --module-name; it must define ``get_pipeline``."""
+    if not all(part.isidentifier() for part in name.split(".")):
+        # import_module raises ValueError for '' and TypeError for a relative name such as '.churn'.
+        known = known_pipeline_modules()
+        raise UsageError(
+            f"--module-name {name!r} is not an absolute module name (dotted, e.g. "
+            f"pipelines.churn.pipeline).{did_you_mean(name, known)} Known pipeline modules: "
+            f"{', '.join(known) or 'none'}"
+        )
     try:
         module = importlib.import_module(name)
     except ModuleNotFoundError as err:
@@ -184,6 +193,13 @@ def run(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None)
     except KeyboardInterrupt:
         sys.stderr.write("Error: interrupted\n")
         return 130
+    except OSError as err:
+        # A read-only file system or a full disk is the machine's state, not a bug: one line.
+        problem = storage_error(err.filename, err) if err.errno in STORAGE_ERRNOS else None
+        if problem is None:
+            raise
+        sys.stderr.write(f"Error: {problem}\n")
+        return problem.exit_code
 
 
 def silence_stdout() -> None:

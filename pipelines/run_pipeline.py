@@ -476,7 +476,11 @@ def _run_local(args, kwargs: dict) -> int:
     runner.check(definition, source, parameters)  # nothing is staged for a run that cannot start
     staged = []
     if hasattr(module, "get_local_inputs"):
-        staged = [(path, uri) for uri, path in module.get_local_inputs(**kwargs).items()]
+        try:
+            staged = [(path, uri) for uri, path in module.get_local_inputs(**kwargs).items()]
+        except ConfigError:
+            if not uploads:  # with --upload, the user stages the inputs
+                raise
     if hasattr(module, "get_code_upload"):
         code = module.get_code_upload(**kwargs)
         for bundle in code.bundles:

@@ -139,7 +139,15 @@ def run_locally(
     return _ended(outcome)
 
 
+class ExecutionStopped(TemplateError):
+    """The execution was interrupted (Ctrl-C) and recorded as Stopped; ``retry`` resumes it."""
+
+    exit_code = 130
+
+
 def _ended(outcome: ExecutionOutcome) -> ExecutionOutcome:
+    if outcome.status == "Stopped":
+        raise ExecutionStopped(f"execution {outcome.execution_id} {outcome.status}: {outcome.failure_reason}")
     if outcome.status != "Succeeded":
         raise ExecutionFailed(f"execution {outcome.execution_id} {outcome.status}: {outcome.failure_reason}")
     return outcome

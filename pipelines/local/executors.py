@@ -131,6 +131,8 @@ class ProcessingExecutor(Executor):
             if source is None:
                 problems.append(f"{where}: only S3Input inputs run locally (DatasetDefinition does not)")
                 continue
+            if "LocalPath" not in source:
+                problems.append(f"{where}.S3Input.LocalPath is missing: the local runner needs it")
             if source.get("S3DataType", "S3Prefix") != "S3Prefix":
                 problems.append(
                     f"{where}: S3DataType {source.get('S3DataType')!r} is not supported locally; use S3Prefix"
@@ -144,6 +146,11 @@ class ProcessingExecutor(Executor):
         for index, output in enumerate(args.get("ProcessingOutputConfig", {}).get("Outputs", [])):
             if "S3Output" not in output:
                 problems.append(f"ProcessingOutputConfig.Outputs[{index}]: only S3Output outputs run locally")
+            elif "LocalPath" not in output["S3Output"]:
+                problems.append(
+                    f"ProcessingOutputConfig.Outputs[{index}].S3Output.LocalPath is missing: "
+                    "the local runner needs it"
+                )
         return problems
 
     def cache_inputs(self, arguments):
@@ -167,6 +174,9 @@ class ProcessingExecutor(Executor):
 def _training_problems(args: Mapping[str, Any]) -> list[str]:
     algorithm = args.get("AlgorithmSpecification", {})
     problems = _image_problem(algorithm.get("TrainingImage"))
+    if "TrainingImage" not in algorithm and not algorithm.get("AlgorithmName"):
+        # The API takes a request without it; the runner needs the image to know what to run.
+        problems.append("AlgorithmSpecification.TrainingImage is missing: the local runner runs an image")
     if algorithm.get("AlgorithmName"):
         problems.append(
             "AlgorithmName (a marketplace or custom algorithm) cannot run locally; give TrainingImage"
@@ -307,7 +317,7 @@ class TuningExecutor(Executor):
         limits = run.arguments["HyperParameterTuningJobConfig"].get("ResourceLimits", {})
         parallel = max(1, int(limits.get("MaxParallelTrainingJobs", 1)))
         cpus = max(1, run.env.cpus // parallel)
-        trial_env = JobEnvironment(run.env.store, trials_dir, cpus)
+        trial_env = JobEnvironment(run.env.store, trials_dir, cpus, run.env.stop)
 
         def train(job_name: str, arguments: dict) -> dict:
             return training_job(job_name, arguments, trial_env)
@@ -378,9 +388,14 @@ class RegisterModelExecutor(Executor):
             raise StepFailure(f"ModelDataUrl {model_url} is not in the local object store")
         registry = run.registry()
         group = args["ModelPackageGroupName"]
+        registrant = (
+            f"pipeline execution {run.context.execution.get('PipelineExecutionId')} step {run.step.name}"
+        )
         try:
             registry.ensure_group(group, args.get("ModelPackageGroupDescription", ""))
-            package = registry.register(
+            # A runner killed after registering but before recording the step registers again on
+            # retry; one version per execution and step, as SageMaker keeps for a retried step.
+            package = _registered_by(registry, group, registrant) or registry.register(
                 group,
                 model_data_url=model_url,
                 image_uri=container.get("Image"),
@@ -391,12 +406,21 @@ class RegisterModelExecutor(Executor):
                 model_metrics=_metrics(args.get("ModelMetrics")),
                 customer_metadata=args.get("CustomerMetadataProperties"),
                 description=args.get("ModelPackageDescription", ""),
-                by=f"pipeline execution {run.context.execution.get('PipelineExecutionId')}",
+                by=registrant,
             )
         except (ConfigError, NotFoundError) as err:
             raise StepFailure(f"cannot register the model: {err}") from None
         described = package.to_describe()
         return StepResult(described, {"RegisterModel": {"Arn": described["ModelPackageArn"]}})
+
+
+def _registered_by(registry, group: str, registrant: str):
+    """The version of ``group`` that ``registrant`` registered, or None (newest versions first)."""
+    for package in reversed(registry.list_versions(group)):
+        history = registry.approval_history(group, package.version)
+        if history and history[0].by == registrant:
+            return package
+    return None
 
 
 def _metrics(metrics: Any) -> Any:

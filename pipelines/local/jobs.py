@@ -60,6 +60,7 @@ class JobEnvironment:
     store: ObjectStore
     jobs_dir: Path
     cpus: int = 1
+    stop: threading.Event | None = None  # set when the execution is interrupted: start no process
 
 
 def now() -> datetime:
@@ -88,7 +89,13 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child between 
 
 
 def run_process(
-    command: list[str], *, cwd: Path, env: Mapping[str, str], log_path: Path, timeout: float | None
+    command: list[str],
+    *,
+    cwd: Path,
+    env: Mapping[str, str],
+    log_path: Path,
+    timeout: float | None,
+    stop: threading.Event | None = None,
 ) -> int:
     """Run a job's process with its output in ``log_path``; its exit status (negative: a signal).
 
@@ -96,7 +103,10 @@ def run_process(
     as MaxRuntimeExceeded, which SageMaker does not retry.
     """
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "ab") as log:
+    with open(log_path, "ab") as log, _live_lock:
+        # Started under the lock that end_jobs takes: a process is either refused or ended by it.
+        if stop is not None and stop.is_set():
+            raise StepFailure("stopped by an interrupt", None, log_path)
         try:
             process = subprocess.Popen(
                 command,
@@ -111,20 +121,36 @@ def run_process(
             raise StepFailure(
                 f"could not start {command[0]!r}: {err.strerror}", RESOURCE_LIMIT, log_path
             ) from None
-        try:
-            return process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-            raise StepFailure(
-                f"MaxRuntimeExceeded: the job ran longer than its {timeout:.0f} s limit (StoppingCondition)",
-                None,
-                log_path,
-            ) from None
-        except BaseException:
-            process.kill()
-            process.wait()
-            raise
+        _live.add(process)
+    try:
+        return process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+        raise StepFailure(
+            f"MaxRuntimeExceeded: the job ran longer than its {timeout:.0f} s limit (StoppingCondition)",
+            None,
+            log_path,
+        ) from None
+    except BaseException:
+        process.kill()
+        process.wait()
+        raise
+    finally:
+        with _live_lock:
+            _live.discard(process)
+
+
+_live: set[subprocess.Popen] = set()
+_live_lock = threading.Lock()
+
+
+def end_jobs() -> None:
+    """Kill every job process still running (the runner was interrupted); their steps then fail."""
+    with _live_lock:
+        for process in _live:
+            with contextlib.suppress(OSError):
+                process.kill()
 
 
 def exit_failure(status: int, what: str, log_path: Path, failure_file: Path | None = None) -> StepFailure:
@@ -216,13 +242,20 @@ class EntryPoint:
     environment: dict[str, str] = field(default_factory=dict)
 
 
-def run_entry_point(sandbox: Sandbox, entry: EntryPoint, log_path: Path, timeout: float | None) -> int:
-    """Start the entry point with the sandbox as its /opt/ml; its exit status."""
+def run_entry_point(
+    sandbox: Sandbox,
+    entry: EntryPoint,
+    log_path: Path,
+    timeout: float | None,
+    stop: threading.Event | None = None,
+) -> int:
+    """Start the entry point with the sandbox as its /opt/ml; its exit status (none is started once
+    ``stop`` is set)."""
     workdir = entry.workdir if entry.workdir is not None else str(sandbox.root)
     command, cwd = sandbox.command(sandbox.seen(entry.command), workdir)
     process_env = _base_environment()
     process_env.update(sandbox.seen(entry.environment))
-    return run_process(command, cwd=cwd, env=process_env, log_path=log_path, timeout=timeout)
+    return run_process(command, cwd=cwd, env=process_env, log_path=log_path, timeout=timeout, stop=stop)
 
 
 _log_lock = threading.Lock()
@@ -235,12 +268,13 @@ def _log_command(log_path: Path, host: str, command: Sequence[str]) -> None:
             log.write(f"---- {host}: {' '.join(command)}\n")
 
 
-def _run_all(worker: Callable[[int], None], count: int) -> None:
-    """Run ``worker(i)`` for every instance at once; the first failure is raised after all end."""
+def _run_all(worker: Callable[[int], None], count: int, cpus: int) -> None:
+    """Run ``worker(i)`` for every instance, ``cpus`` at a time at most (the others queue); the first
+    failure is raised after all end."""
     if count == 1:
         worker(0)
         return
-    with ThreadPoolExecutor(max_workers=count) as pool:
+    with ThreadPoolExecutor(max_workers=max(1, min(count, cpus))) as pool:
         futures = [pool.submit(worker, index) for index in range(count)]
     for future in futures:
         future.result()
@@ -272,13 +306,13 @@ def processing_job(name: str, arguments: Mapping[str, Any], env: JobEnvironment)
     def instance(index: int) -> None:
         prepare_processing_sandbox(sandboxes[index], arguments, env.store, hosts, index)
         _log_command(log_path, hosts[index], entry.command)
-        status = run_entry_point(sandboxes[index], entry, log_path, timeout)
+        status = run_entry_point(sandboxes[index], entry, log_path, timeout, env.stop)
         if status != 0:
             failure = sandboxes[index].local(f"{CONTAINER_ROOT}/output/message")
             raise exit_failure(status, f"processing job {name} ({hosts[index]})", log_path, failure)
 
     fresh_directory(job_dir)
-    _run_all(instance, count)
+    _run_all(instance, count, env.cpus)
     for sandbox in sandboxes:
         collect_processing_outputs(sandbox, arguments, env.store)
     return describe_processing_job(name, arguments, started, now())
@@ -396,7 +430,7 @@ def training_job(name: str, arguments: Mapping[str, Any], env: JobEnvironment) -
     entry = training_entry_point(sandbox, arguments, runtime, setup, env)
     timeout = arguments.get("StoppingCondition", {}).get("MaxRuntimeInSeconds")
     _log_command(log_path, "algo-1", entry.command)
-    status = run_entry_point(sandbox, entry, log_path, timeout)
+    status = run_entry_point(sandbox, entry, log_path, timeout, env.stop)
     if status != 0:
         failure = sandbox.local(f"{CONTAINER_ROOT}/output/failure")
         raise exit_failure(status, f"training job {name}", log_path, failure)

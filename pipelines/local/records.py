@@ -21,6 +21,7 @@ from typing import Any
 
 from pipelines.errors import NotFoundError, UsageError
 from pipelines.local.jobs import LOCAL_ACCOUNT, LOCAL_REGION
+from pipelines.local_home import storage_error
 
 EXECUTING, SUCCEEDED, FAILED, STOPPED = "Executing", "Succeeded", "Failed", "Stopped"
 STEP_STARTING, STEP_EXECUTING = "Starting", "Executing"
@@ -131,12 +132,17 @@ class ExecutionRecords:
 
     @contextlib.contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
-        db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        try:
+            db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        except sqlite3.OperationalError as err:
+            raise storage_error(self.path, err) or err from None
         try:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA busy_timeout=30000")
             db.row_factory = sqlite3.Row
             yield db
+        except sqlite3.OperationalError as err:
+            raise storage_error(self.path, err) or err from None
         finally:
             db.close()
 

@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import tarfile
+import threading
 import time
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from pipelines.aws_names import ISO_DURATION
 from pipelines.errors import UsageError
 from pipelines.local.definition import DefinitionError, parse_definition
 from pipelines.local.engine import LocalRunner, parse_duration
+from pipelines.local.jobs import StepFailure, run_process
 from pipelines.local.progress import summary
 from pipelines.registry.local import FILE_NAME, LocalModelRegistry
 
@@ -97,7 +99,8 @@ def processing(
             "AppSpecification": {
                 "ImageUri": image,
                 "ContainerEntrypoint": ["python3", f"/opt/ml/processing/input/code/{script}"],
-                "ContainerArguments": list(arguments),
+                # CreateProcessingJob takes no empty list here: the SDK leaves it out.
+                **({"ContainerArguments": list(arguments)} if arguments else {}),
             },
             "RoleArn": ROLE,
             "ProcessingInputs": [
@@ -189,7 +192,7 @@ def training(name, *, image=SKLEARN, hyperparameters, channels, output_uri, metr
             "StoppingCondition": {"MaxRuntimeInSeconds": 300},
             "ResourceConfig": {"VolumeSizeInGB": 30, "InstanceCount": 1, "InstanceType": "ml.m5.large"},
             "RoleArn": ROLE,
-            "InputDataConfig": [channel(n, uri) for n, uri in channels.items()],
+            **({"InputDataConfig": [channel(n, uri) for n, uri in channels.items()]} if channels else {}),
             "HyperParameters": hyperparameters,
         },
     }
@@ -397,6 +400,44 @@ def test_two_instances_with_fully_replicated_inputs_each_see_every_object(runner
         report = read_json(runner, f"{BUCKET}/out/seen-{host}.json")
         assert report["host"] == host
         assert set(report["files"]) == everything
+
+
+def test_instances_beyond_the_cpu_count_queue_instead_of_starting_at_once(tmp_path, work):
+    """Reproduction: ``ProcessingInstanceCount=1000`` started a thousand processes at once; a job's
+    instances now run at most as many at a time as the runner has CPUs, the rest waiting."""
+    runner = LocalRunner(tmp_path / "home", cpus=2)
+    runner.store.put_file(SCRIPTS / "crowd.py", f"{CODE}/crowd.py")
+    crowd, peaks = work / "crowd", work / "peaks"
+    crowd.mkdir()
+    environment = {"CROWD": str(crowd), "PEAKS": str(peaks), "SIZE": "4", "WAIT": "2"}
+
+    outcome = run(runner, processing("Crowd", "crowd.py", environment=environment, instances=4))
+
+    assert outcome.status == "Succeeded", outcome.failure_reason
+    seen = [int(line) for line in lines(peaks)]
+    assert len(seen) == 4  # every instance ran
+    assert max(seen) <= 2  # never more at once than the CPUs
+
+
+@pytest.mark.parametrize(
+    ("count", "problem"), [(0, "0 is below the minimum 1"), (1000, "1000 is above the maximum 100")]
+)
+def test_an_instance_count_sagemaker_refuses_is_reported_before_anything_runs(runner, count, problem):
+    """Reproduction: ``ProcessingInstanceCount=0`` ended in a traceback and ``=1000`` started a
+    thousand processes; CreateProcessingJob takes 1 to 100 instances."""
+    step = processing("Prep", "count.py", instances={"Get": "Parameters.ProcessingInstanceCount"})
+    parameters = [{"Name": "ProcessingInstanceCount", "Type": "Integer", "DefaultValue": 1}]
+    with pytest.raises(DefinitionError) as caught:
+        runner.start(
+            definition(step, parameters=parameters),
+            pipeline_name=PIPELINE,
+            parameters={"ProcessingInstanceCount": str(count)},
+        )
+    assert list(caught.value.problems) == [
+        "step 'Prep': Arguments.ProcessingResources.ClusterConfig.InstanceCount: parameter "
+        f"ProcessingInstanceCount={problem} (CreateProcessingJob)"
+    ]
+    assert runner.records.list_executions() == []
 
 
 def test_a_missing_input_fails_the_step_naming_the_s3_uri(runner):
@@ -634,6 +675,28 @@ def test_register_model_puts_the_trained_model_in_the_local_registry(runner):
     assert step_entries(runner, outcome)["Register"]["Metadata"] == {
         "RegisterModel": {"Arn": outcome.properties["Register"]["ModelPackageArn"]}
     }
+
+
+def test_a_retry_after_a_crash_between_registering_and_recording_keeps_one_version(runner):
+    """Reproduction: with a write lock held on the execution records while RegisterModel ran, the
+    runner was killed (kill -9) after the registry had the new version but before the step was
+    recorded; ``local-pipeline retry`` then registered a second version for the same execution."""
+    runner.store.put_bytes(f"{BUCKET}/models/model.tar.gz", b"model")
+    outcome = run(runner, register("Register", f"{BUCKET}/models/model.tar.gz"))
+    assert outcome.status == "Succeeded", outcome.failure_reason
+    # What the killed runner leaves: the version registered, the step not recorded as done.
+    runner.records.delete_step(outcome.arn, "Register")
+    runner.records.set_execution_status(outcome.arn, "Executing")
+
+    retried = runner.retry(outcome.execution_id)
+
+    assert retried.status == "Succeeded", retried.failure_reason
+    registry = LocalModelRegistry(runner.home / FILE_NAME)
+    assert [package.version for package in registry.list_versions("EngineModels")] == [1]
+    assert retried.properties["Register"]["ModelPackageVersion"] == 1
+    # Another execution of the same definition is a new registration.
+    assert run(runner, register("Register", f"{BUCKET}/models/model.tar.gz")).status == "Succeeded"
+    assert [package.version for package in registry.list_versions("EngineModels")] == [1, 2]
 
 
 def test_register_model_fails_when_the_model_is_not_in_the_store(runner):
@@ -1050,6 +1113,54 @@ def test_runner_specific_problems_are_reported_with_the_step_name(runner):
     assert runner.records.list_executions() == []
 
 
+def malformed_steps(work):
+    """Three steps whose Arguments are not valid requests of their APIs, and one valid step."""
+    no_app = processing("NoApp", "count.py")
+    del no_app["Arguments"]["AppSpecification"]
+    no_algorithm = training("NoAlgorithm", hyperparameters={}, channels={}, output_uri=f"{BUCKET}/m")
+    del no_algorithm["Arguments"]["AlgorithmSpecification"]
+    text_resources = processing("TextResources", "count.py")
+    text_resources["Arguments"]["ProcessingResources"] = "ml.m5.large"
+    return [
+        counting("Fine", f"{BUCKET}/data", f"{BUCKET}/out", work / "counter"),
+        no_app,
+        no_algorithm,
+        text_resources,
+    ]
+
+
+MALFORMED_PROBLEMS = [
+    "step 'NoApp': Arguments: required member 'AppSpecification' is missing (CreateProcessingJob)",
+    # CreateTrainingJob takes a request without it; the runner cannot run one.
+    "step 'NoAlgorithm': AlgorithmSpecification.TrainingImage is missing: the local runner runs an image",
+    "step 'TextResources': Arguments.ProcessingResources: expected an object, got a string 'ml.m5.large' "
+    "(CreateProcessingJob)",
+]
+
+
+def test_arguments_that_are_not_a_valid_api_request_are_all_reported_before_the_first_step(runner, work):
+    """Reproduction: a Processing step without AppSpecification, a Training step without
+    AlgorithmSpecification, and ProcessingResources given as a string passed validation; the runner
+    then crashed with KeyError 'AppSpecification' (or 'AlgorithmSpecification', or a TypeError)."""
+    stage_parts(runner, f"{BUCKET}/data", 1)
+    with pytest.raises(DefinitionError) as caught:
+        run(runner, *malformed_steps(work))
+    assert list(caught.value.problems) == MALFORMED_PROBLEMS
+    assert runner.records.list_executions() == []
+    assert not (work / "counter").exists()
+
+
+def test_retrying_an_execution_whose_arguments_are_malformed_reports_them_instead_of_crashing(runner, work):
+    """Reproduction: ``local-pipeline retry`` of such an execution crashed the same way as the run."""
+    document = definition(*malformed_steps(work))
+    execution = runner.records.create_execution(PIPELINE, "malformed1234", document, {}, True)
+    runner.records.set_execution_status(execution.arn, "Failed", "interrupted")
+    with pytest.raises(DefinitionError) as caught:
+        runner.retry("malformed1234")
+    assert list(caught.value.problems) == MALFORMED_PROBLEMS
+    assert not (work / "counter").exists()
+
+
 def test_an_invalid_pipeline_name_is_a_usage_error(runner):
     with pytest.raises(UsageError, match="pipeline name 'not a name' is not valid"):
         runner.start(definition(), pipeline_name="not a name")
@@ -1174,6 +1285,72 @@ def test_an_execution_whose_runner_was_killed_is_failed_and_retry_completes_only
     assert len(lines(second_counter)) == 2  # Second ran again
     assert runner.store.get_bytes(f"{BUCKET}/second/input.csv") == b"a\n"
     assert runner.records.describe_execution(execution.execution_id)["PipelineExecutionStatus"] == "Succeeded"
+
+
+def test_ctrl_c_stops_the_execution_at_once_and_retry_resumes_it(runner, work, tmp_path):
+    """Reproduction: SIGINT to the process group of ``local-pipeline run`` killed the jobs; the
+    runner counted that as an internal error, started new attempts under the step's
+    JOB_INTERNAL_ERROR retry policy, and exited only 14 s later."""
+    counter, release = work / "counter", work / "release"
+    runner.store.put_bytes(f"{BUCKET}/data/input.csv", b"a\n")
+    step = counting("Slow", f"{BUCKET}/data", f"{BUCKET}/out", counter, release=release)
+    step["RetryPolicies"] = [{"ExceptionType": [JOB_INTERNAL_ERROR], "IntervalSeconds": 20, "MaxAttempts": 3}]
+    document = tmp_path / "definition.json"
+    document.write_text(definition(step))
+    command = [sys.executable, "-m", "pipelines.local.cli", "run", "--definition-file", str(document)]
+    process = subprocess.Popen(
+        [*command, "--pipeline-name", PIPELINE],
+        cwd=REPO,
+        env={**os.environ, "MLOPS_LOCAL_HOME": str(runner.home)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group, as a terminal gives it
+    )
+    try:
+        wait_for(lambda: counter.exists(), "the job started", process)
+        interrupted = time.monotonic()
+        os.killpg(process.pid, signal.SIGINT)
+        _, err = process.communicate(timeout=30)
+        seconds = time.monotonic() - interrupted
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+    execution = runner.records.list_executions()[0]
+    assert process.returncode == 130, err
+    assert err == (
+        f"Error: execution {execution.execution_id} Stopped: stopped by an interrupt; resume it with "
+        f"local-pipeline retry {execution.execution_id}\n"
+    )
+    assert seconds < 10  # the retry policy's 20 s interval was not waited
+    assert len(lines(counter)) == 1  # no new attempt
+    assert runner.records.describe_execution(execution.arn)["PipelineExecutionStatus"] == "Stopped"
+    (entry,) = runner.records.list_execution_steps(execution.arn)["PipelineExecutionSteps"]
+    assert (entry["StepStatus"], entry["AttemptCount"]) == ("Stopped", 1)
+
+    release.touch()
+    outcome = LocalRunner(runner.home).retry(execution.execution_id)
+    assert outcome.status == "Succeeded", outcome.failure_reason
+    assert len(lines(counter)) == 2
+
+
+def test_once_an_execution_is_stopped_no_job_process_starts(tmp_path):
+    """An interrupt that lands while a step stages its inputs: the job it was about to start is
+    refused, not started after the running ones were ended."""
+    stop, marker = threading.Event(), tmp_path / "started"
+    stop.set()
+    with pytest.raises(StepFailure, match="stopped by an interrupt"):
+        run_process(
+            [sys.executable, "-c", f"open({str(marker)!r}, 'w')"],
+            cwd=tmp_path,
+            env=dict(os.environ),
+            log_path=tmp_path / "log.txt",
+            timeout=30,
+            stop=stop,
+        )
+    assert not marker.exists()
 
 
 # ---- 11. records
