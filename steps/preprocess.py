@@ -903,9 +903,12 @@ def _write_outputs(output_dir: Path, outputs: dict[str, str]) -> None:
         os.replace(tmp, target)
 
 
-def _write_splits(output_dir: Path, names: list[str], reader: _Reader, encoding: Encoding) -> list[int]:
+def _write_splits(
+    output_dir: Path, names: list[str], reader: _Reader, encoding: Encoding, expected: list[int] | None
+) -> list[int]:
     """Stream every chunk's encoded rows into the split files; return rows per split. The files
-    appear only once complete, each renamed into place from a temporary file beside it."""
+    appear only once complete, each renamed into place from a temporary file beside it, and not at
+    all when the rows per split differ from ``expected`` (what the profile stage counted)."""
     targets = [output_dir / split / name for split, name in zip(SPLITS, names, strict=True)]
     temporaries = []
     try:
@@ -918,6 +921,12 @@ def _write_splits(output_dir: Path, names: list[str], reader: _Reader, encoding:
             for i, text in enumerate(encode_chunk(table, codes, encoding)):
                 temporaries[i][0].write(text)
                 rows[i] += int(np.count_nonzero(codes == i))
+        if expected is not None and rows != expected:
+            reader.source = ""
+            raise DataError(
+                f"this shard has {sum(rows)} rows, its profile {sum(expected)}: "
+                f"the input changed between the profile and encode stages"
+            )
         for handle, tmp in temporaries:
             handle.close()
             os.chmod(tmp, 0o644)
@@ -996,12 +1005,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         profile.check()
         names = [f"{split}.csv" if host is None else f"{split}-{host}.csv" for split in SPLITS]
-        rows = _write_splits(args.output_dir, names, reader, profile.encoding)
-        if host is not None and rows != own[host].rows:
-            raise DataError(
-                f"{host}'s shard has {sum(rows)} rows, its profile {sum(own[host].rows)}: "
-                f"the input changed between the profile and encode stages"
-            )
+        expected = own[host].rows if args.stage == "encode" else None
+        rows = _write_splits(args.output_dir, names, reader, profile.encoding, expected)
         if host is None or host == hosts[0]:  # one instance writes what every instance shares
             _write_outputs(args.output_dir, profile.outputs())
     except SpecError as err:

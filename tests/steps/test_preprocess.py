@@ -628,3 +628,33 @@ def test_encode_refuses_an_incomplete_set_of_profiles(tmp_path, write, run_main)
         "profiles from ['algo-1']; pass every profile of one profile job"
     ]
     assert not (tmp_path / "again").exists()
+
+
+def test_encode_refuses_profiles_of_other_fractions_and_a_shard_that_changed(tmp_path, write, run_main):
+    files = {"a.csv": wide_csv(100), "b.csv": "color,size,y\n" + wide_csv(200).split("\n", 101)[-1]}
+    hosts = ["algo-1", "algo-2"]
+    assert isinstance(sharded_run(tmp_path, write, run_main, files, hosts), dict)
+
+    def encode(*extra):
+        return run_main(
+            preprocess.main,
+            ["--input", tmp_path / "shards" / "algo-2", "--spec", tmp_path / "spec.json",
+             "--output-dir", tmp_path / "again", "--stage", "encode", "--profiles", tmp_path / "profiles",
+             "--resource-config", resource_config(tmp_path, "algo-2", hosts), *extra],
+        )  # fmt: skip
+
+    other = encode("--seed", "7")
+    assert other.code == 2
+    assert other.error_lines == [
+        f"error: {tmp_path / 'profiles'}: profile of algo-1 used fractions [0.7, 0.15] and seed 42, "
+        "this stage [0.7, 0.15] and 7; pass the same to both"
+    ]
+    with open(tmp_path / "shards" / "algo-2" / "b.csv", "a") as handle:
+        handle.write("red,1.5,yes\n")
+    changed = encode()
+    assert changed.code == 2
+    assert changed.error_lines == [
+        f"error: {tmp_path / 'shards' / 'algo-2'}: this shard has 101 rows, its profile 100: "
+        "the input changed between the profile and encode stages"
+    ]
+    assert not any((tmp_path / "again").rglob("*.csv"))
