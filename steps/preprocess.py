@@ -17,6 +17,10 @@ Outputs, one folder each under ``--output-dir`` (one ProcessingOutput per folder
         Model Monitor data-quality baseline over the encoded training features (label excluded). Feature
         ``_c<i>`` is ``csv_columns[i + 1]``, the i-th value of an inference request row: Model Monitor names
         the columns of headerless CSV that way, so a data-quality monitor can use these files as they are.
+
+The input is read in chunks, in two passes (``--stage all``). Sharded over N instances it runs as two
+jobs: ``--stage profile`` writes ``profile/profile-<host>.json`` per instance, and ``--stage encode``
+merges them and writes ``<split>/<split>-<host>.csv`` per instance (README, "Larger tables").
 """
 
 from __future__ import annotations
