@@ -1027,8 +1027,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _empty_shard(host: str, hosts: list[str]) -> str:
-    # ShardedByS3Key hands out whole objects, so a job with more instances than input files leaves some
-    # instances nothing to read.
+    # ShardedByS3Key hands out whole objects: with more instances than objects "some nodes won't get
+    # any data" (SageMaker API reference, S3DataSource.S3DataDistributionType).
     return (
         f"the shard of {host} ({hosts.index(host) + 1} of {len(hosts)} instances) holds no data rows: "
         f"give the job at most as many instances as there are input files with rows"
