@@ -53,7 +53,7 @@ setup(
     license="MIT-0",
     python_requires=">=3.11",
     packages=find_packages(include=["pipelines", "pipelines.*", "steps", "seed_code"]),
-    package_data={"pipelines": ["*/dataset.json"], "seed_code": ["*.yaml"]},
+    package_data={"pipelines": ["*/dataset.json", "report/*.json"], "seed_code": ["*.yaml"]},
     install_requires=REQUIRED,
     extras_require=EXTRAS,
     entry_points={
