@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from pipelines.report import page
@@ -27,8 +28,18 @@ def local_report(reference: str, home: Path | None = None, output: Path | None =
     return page.write(target, page.render(view, found))
 
 
-def aws_report(execution_arn: str, output: Path, *, sm=None, s3=None, region: str | None = None) -> Path:
-    """The report of a SageMaker pipeline execution, from its steps, job descriptions and S3 outputs."""
+def aws_report(
+    execution_arn: str,
+    output: Path,
+    *,
+    sm=None,
+    s3=None,
+    region: str | None = None,
+    tracking_server_arn: str | None = None,
+) -> Path:
+    """The report of a SageMaker pipeline execution, from its steps, job descriptions and S3 outputs;
+    with ``tracking_server_arn``, the execution is also logged to that MLflow tracking server (a
+    failure there is one warning on stderr)."""
     if sm is None or s3 is None:
         import boto3
 
@@ -38,4 +49,8 @@ def aws_report(execution_arn: str, output: Path, *, sm=None, s3=None, region: st
         s3 = s3 or boto3.client("s3", region_name=region, config=client_config())
     view = aws_execution(sm, execution_arn)
     found = gather(view, S3Objects(s3))
+    if tracking_server_arn:
+        from pipelines.tracking.mlflow_log import log_execution
+
+        log_execution(tracking_server_arn, view, found, warn=lambda text: print(text, file=sys.stderr))
     return page.write(output, page.render(view, found))
