@@ -80,7 +80,11 @@ def test_local_pipeline_report_prints_the_path_and_exits_4_for_an_unknown_id(bui
 
 
 def test_iteration_metrics_read_the_container_log_format_with_tabs_or_011():
-    text = "[0]#011train-auc:0.5#011validation-auc:0.4\n[1]\ttrain-auc:0.6\tvalidation-auc:0.45\n[best]#011train-auc:0.6\n"
+    text = (
+        "[0]#011train-auc:0.5#011validation-auc:0.4\n"
+        "[1]\ttrain-auc:0.6\tvalidation-auc:0.45\n"
+        "[best]#011train-auc:0.6\n"
+    )
     assert iteration_metrics(text) == {
         "train:auc": [(0, 0.5), (1, 0.6)],
         "validation:auc": [(0, 0.4), (1, 0.45)],
