@@ -51,10 +51,14 @@ def schema_problems(content: dict) -> list[str]:
 
     schema = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
     validator = jsonschema.Draft202012Validator(schema)
-    return [
-        f"{'/'.join(str(p) for p in error.absolute_path) or '(top)'}: {error.message}"
-        for error in sorted(validator.iter_errors(content), key=lambda e: list(map(str, e.absolute_path)))
-    ]
+    problems = []
+    for error in sorted(validator.iter_errors(content), key=lambda e: list(map(str, e.absolute_path))):
+        # Optional fields are "X or null": the useful reason is inside the non-null branch.
+        while error.context:
+            useful = [e for e in error.context if not (e.validator == "type" and e.validator_value == "null")]
+            error = max(useful or error.context, key=lambda e: len(e.absolute_path))
+        problems.append(f"{'/'.join(str(p) for p in error.absolute_path) or '(top)'}: {error.message}")
+    return problems
 
 
 def _text(value: str, limit: int) -> str:
