@@ -35,6 +35,8 @@ EXTRAS = {
         "pyyaml>=6",
         # Lints the project template (seed_code/) in .ci/run; checkov runs in its own venv there.
         "cfn-lint>=1.20,<2",
+        # Reads the browser tests' screenshots (tests/pipelines/report/test_browser.py).
+        "pillow>=10",
     ],
 }
 
