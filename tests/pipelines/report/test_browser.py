@@ -115,7 +115,8 @@ def test_the_model_card_opens_in_chromium_with_its_plots(tmp_path, monkeypatch):
 def test_the_checks_catch_a_console_error_a_blank_page_and_a_missing_plot(tmp_path):
     broken = tmp_path / "broken.html"
     broken.write_text(
-        '<html><body><svg class="plot" data-plot="roc"></svg><script>throw new Error("broken page")</script></body></html>'
+        '<html><body><svg class="plot" data-plot="roc"></svg>'
+        '<script>throw new Error("broken page")</script></body></html>'
     )
     dom, console = open_page(broken, tmp_path / "broken.png", tmp_path / "profile")
     assert any("broken page" in line for line in console)
