@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from pipelines.errors import AwsError, NotFoundError
+from pipelines.errors import NotFoundError
 from pipelines.local.definition import DefinitionError, dependencies, parse_definition, topological_order
 
 #: Step status of a step the execution has not reached (SageMaker lists no entry for it).
@@ -165,9 +165,10 @@ def local_execution(records, reference: str) -> ExecutionView:
 # -------------------------------------------------------------------------------------------- AWS
 
 
-def _aws_error(err, what: str) -> AwsError:
-    error = getattr(err, "response", {}).get("Error", {})
-    return AwsError(f"{what}: {error.get('Code', type(err).__name__)}: {error.get('Message', err)}")
+def _aws_error(err, what: str):
+    from pipelines.aws_calls import aws_error
+
+    return aws_error(err, what, "pass --region or set AWS_REGION")
 
 
 def aws_execution(sm, execution_arn: str) -> ExecutionView:
@@ -185,7 +186,7 @@ def aws_execution(sm, execution_arn: str) -> ExecutionView:
             ) from None
         raise _aws_error(err, f"describing {execution_arn}") from None
     except BotoCoreError as err:
-        raise AwsError(f"describing {execution_arn}: {err}") from None
+        raise _aws_error(err, f"describing {execution_arn}") from None
     try:
         definition = sm.describe_pipeline_definition_for_execution(PipelineExecutionArn=execution_arn).get(
             "PipelineDefinition"
@@ -209,7 +210,7 @@ def aws_execution(sm, execution_arn: str) -> ExecutionView:
     except ClientError as err:
         raise _aws_error(err, f"reading the steps of {execution_arn}") from None
     except BotoCoreError as err:
-        raise AwsError(f"reading the steps of {execution_arn}: {err}") from None
+        raise _aws_error(err, f"reading the steps of {execution_arn}") from None
     order, shapes = _definition_steps(definition, f"execution {execution_arn}")
     entries = {}
     for item in entries_raw:

@@ -1,0 +1,109 @@
+"""Benchmark of the execution report and of MLflow tracking on the churn pipeline; prints figures.
+
+    python benchmarks/report.py [--pairs 1] [--keep DIR]
+
+(a) generating the churn execution's report, next to the execution's own time (goal < 2 s):
+    in-process, and as typed (``local-pipeline report ID``, a fresh process);
+(b) an uncached local execution with MLflow tracking into the local SQLite store against the same
+    execution with tracking off (goal: at most 5 % more). Runs alternate off/on, ``--pairs`` times.
+
+The store is created (and its schema migrated) before the timed runs: that happens once per local
+home and is printed apart.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from pipelines.churn import pipeline as churn  # noqa: E402
+from pipelines.local.engine import LocalRunner  # noqa: E402
+from pipelines.local.progress import SilentReporter  # noqa: E402
+from pipelines.report.build import local_report  # noqa: E402
+from pipelines.run_pipeline import LOCAL_DEFAULTS  # noqa: E402
+from pipelines.tracking.hooks import tracked  # noqa: E402
+from pipelines.tracking.mlflow_log import ENV_VAR, MlflowLogger, local_uri  # noqa: E402
+
+
+def stage(runner: LocalRunner) -> None:
+    code = churn.get_code_upload(**LOCAL_DEFAULTS)
+    for bundle in code.bundles:
+        for name, body in bundle.objects().items():
+            runner.store.put_bytes(f"s3://{code.bucket}/{bundle.key_prefix(code.key_prefix)}/{name}", body)
+    for uri, path in churn.get_local_inputs(**LOCAL_DEFAULTS).items():
+        runner.store.put_file(path, uri)
+
+
+def execute(home: Path, definition: str, tracking: bool) -> tuple[float, str]:
+    os.environ[ENV_VAR] = "" if tracking else "off"
+    runner = LocalRunner(home, reporter=tracked(SilentReporter(), home))
+    started = time.perf_counter()
+    outcome = runner.start(definition, pipeline_name="ChurnPipeline", use_cache=False)
+    seconds = time.perf_counter() - started  # includes waiting for tracking still in flight
+    if outcome.status != "Succeeded":
+        raise SystemExit(f"execution {outcome.execution_id} {outcome.status}: {outcome.failure_reason}")
+    return seconds, outcome.execution_id
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pairs", type=int, default=1, help="off/on pairs of uncached executions")
+    parser.add_argument("--keep", type=Path, help="use this directory as the local home and keep it")
+    args = parser.parse_args()
+    home = args.keep or Path(tempfile.mkdtemp(prefix="report-bench-"))
+    home.mkdir(parents=True, exist_ok=True)
+    try:
+        definition = churn.get_pipeline(**LOCAL_DEFAULTS).definition()
+        stage(LocalRunner(home))
+        started = time.perf_counter()
+        logger = MlflowLogger(local_uri(home))
+        logger.open("ChurnPipeline", home / "mlflow" / "artifacts")
+        print(f"MLflow store created and migrated once: {time.perf_counter() - started:.1f} s")
+
+        off, on, last = [], [], None
+        for _ in range(args.pairs):
+            seconds, _ = execute(home, definition, tracking=False)
+            off.append(seconds)
+            seconds, last = execute(home, definition, tracking=True)
+            on.append(seconds)
+        without, with_ = statistics.median(off), statistics.median(on)
+
+        started = time.perf_counter()
+        page = local_report(last, home=home)
+        in_process = time.perf_counter() - started
+        started = time.perf_counter()
+        subprocess.run(
+            [sys.executable, "-m", "pipelines.local.cli", "report", last],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            env={**os.environ, "MLOPS_LOCAL_HOME": str(home)},
+            cwd=ROOT,
+        )
+        as_typed = time.perf_counter() - started
+        size = page.stat().st_size
+    finally:
+        if args.keep is None:
+            shutil.rmtree(home, ignore_errors=True)
+
+    print(f"(a) report of execution {last}: {in_process:.2f} s in-process, {as_typed:.2f} s as typed")
+    print(f"    next to the execution's own {with_:.1f} s; page {size / 1024:.0f} KiB (goal < 2 s, < 5 MB)")
+    print(
+        f"(b) uncached execution, tracking off vs on (median of {args.pairs}): {without:.1f} s vs {with_:.1f} s: "
+        f"{(with_ / without - 1) * 100:+.1f} % (goal <= +5 %)"
+    )
+    print(f"    runs off: {', '.join(f'{s:.1f}' for s in off)}; on: {', '.join(f'{s:.1f}' for s in on)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
