@@ -89,3 +89,23 @@ def test_iteration_metrics_read_the_container_log_format_with_tabs_or_011():
         "train:auc": [(0, 0.5), (1, 0.6)],
         "validation:auc": [(0, 0.4), (1, 0.45)],
     }
+
+
+def test_a_regression_evaluation_is_plotted_as_predicted_vs_actual_and_residuals(built):
+    import numpy as np
+
+    from pipelines.report import page
+    from pipelines.report.execution import local_execution
+    from pipelines.report.insights import gather
+    from pipelines.report.objects import LocalObjects
+
+    view = local_execution(built.records, built.arn)
+    found = gather(view, LocalObjects(built.store))
+    found.problem_type = "regression"
+    found.evaluation = {"regression_metrics": {"rmse": {"value": 4.2, "standard_deviation": 0.3}}}
+    found.labels = np.array([10.0, 20.0, 30.0])
+    found.predictions = np.array([12.0, 19.0, 33.0])
+    html = page.render(view, found)
+    assert {"predicted-actual", "residuals"} <= plots(html)
+    assert not {"roc", "pr", "calibration", "confusion"} & plots(html)
+    assert ">rmse<" in html and ">4.2<" in html
