@@ -112,9 +112,10 @@ class TrackedReporter(Reporter):
         view = self._view()
         pipeline = view.pipeline_name
         self.worker.submit(lambda: self.logger.open(pipeline, self.home / "mlflow" / "artifacts"))
-        self.worker.submit(lambda: self.logger.log_start(view))
-        for name in sorted(kept):  # a retry's steps that already succeeded
-            self.worker.submit(lambda name=name: self._log_step(name))
+        reopened = []
+        self.worker.submit(lambda: reopened.append(self.logger.log_start(view)))
+        for name in sorted(kept):  # a retry's steps that succeeded before: logged then, unless not tracked
+            self.worker.submit(lambda name=name: None if reopened[0] else self._log_step(name))
 
     def _log_step(self, name: str) -> None:
         view = self._view()

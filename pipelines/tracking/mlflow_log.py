@@ -38,6 +38,7 @@ TAG_JOB = "sagemaker.job_name"
 TAG_MODEL = "sagemaker.model_artifact"
 TAG_CACHE = "sagemaker.cache_source"
 TAG_PARENT = "mlflow.parentRunId"
+TAG_KIND = "sagemaker.run_kind"
 
 
 class TrackingError(Exception):
@@ -145,17 +146,31 @@ class MlflowLogger:
 
     # ---- one call per event
 
-    def log_start(self, view: ExecutionView) -> None:
+    def log_start(self, view: ExecutionView) -> bool:
+        """Open the execution's parent run; a retried execution reopens the one it has (True)."""
+        found = self.client.search_runs(
+            [self.experiment_id],
+            filter_string=(
+                f"tags.`{TAG_EXECUTION}` = '{view.execution_id}' and tags.`{TAG_KIND}` = 'execution'"
+            ),
+            max_results=1,
+        )
+        if found:
+            self.parent_id = found[0].info.run_id
+            self.client.update_run(self.parent_id, status="RUNNING")
+            return True
         self.parent_id = self._run(
             view.execution_id,
             {
                 TAG_PIPELINE: view.pipeline_name,
                 TAG_EXECUTION: view.execution_id,
                 TAG_EXECUTION_ARN: view.arn,
+                TAG_KIND: "execution",
             },
             None,
         )
         self._batch(self.parent_id, params={k: str(v) for k, v in view.parameters.items()})
+        return False
 
     def log_step(self, view: ExecutionView, step: StepView) -> None:
         if step.type == "Training" and step.properties:

@@ -118,3 +118,19 @@ def test_an_aws_execution_with_a_refusing_server_is_one_warning(built):
     arn = "arn:aws:sagemaker:us-east-1:111122223333:mlflow-tracking-server/team"
     assert log_execution(arn, view, found, warn=warnings.append) is False
     assert len(warnings) == 1 and warnings[0].startswith(f"warning: MLflow tracking at {arn} failed")
+
+
+def test_a_retried_execution_reopens_its_parent_run_instead_of_a_second_one(built, monkeypatch):
+    monkeypatch.delenv("MLOPS_TRACKING_URI")
+    simulate_run(built, tracked(SilentReporter(), built.home, err=io.StringIO(), out=io.StringIO()))
+    reporter = tracked(SilentReporter(), built.home, err=io.StringIO(), out=io.StringIO())
+    reporter.started(built.arn, [(n, "x") for n in execution_fixture.STEP_NAMES], {"Preprocess", "Train"})
+    reporter.step("Tune", "Succeeded")
+    reporter.finished(None, None)
+    client = MlflowClient(tracking_uri=local_uri(built.home))
+    experiment = client.get_experiment_by_name(execution_fixture.PIPELINE)
+    runs = client.search_runs([experiment.experiment_id], max_results=100)
+    names = [run.info.run_name for run in runs]
+    assert names.count(built.execution_id) == 1
+    assert names.count("Train") == 1  # kept by the retry: not logged twice
+    assert names.count("Tune") == 2  # ran again in the retry
