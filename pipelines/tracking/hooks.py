@@ -7,6 +7,8 @@ ones run, so tracking stays off the critical path; its only failure mode is one 
 
 from __future__ import annotations
 
+import contextlib
+import os
 import queue
 import sys
 import threading
@@ -45,6 +47,10 @@ class _Worker:
             )
 
     def _loop(self) -> None:
+        # The lowest CPU priority for this thread alone (Linux schedules threads as tasks): MLflow's
+        # import and calls then use what the jobs leave idle instead of slowing them down.
+        with contextlib.suppress(AttributeError, OSError):
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
         from pipelines.tracking.mlflow_log import _errors, _one_line
 
         try:
