@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from pipelines.errors import ConfigError, NotFoundError
+from pipelines.local.checks import CHECK_EXECUTORS
 from pipelines.local.definition import StepSpec
 from pipelines.local.expressions import Context, ExpressionError, evaluate_condition
 from pipelines.local.jobs import (
@@ -348,6 +349,8 @@ class CreateModelExecutor(Executor):
         )
 
 
+from pipelines.local.transform import TransformExecutor  # noqa: E402 - it builds on the classes above
+
 #: The step types the local runner executes; a definition with another type fails validation.
 EXECUTORS: dict[str, Executor] = {
     executor.type: executor
@@ -359,5 +362,7 @@ EXECUTORS: dict[str, Executor] = {
         FailExecutor(),
         RegisterModelExecutor(),
         CreateModelExecutor(),
+        TransformExecutor(),
+        *CHECK_EXECUTORS,
     )
 }
