@@ -20,6 +20,7 @@ from pathlib import Path
 from types import ModuleType
 
 from pipelines.errors import ConfigError
+from pipelines.serving.capture import CaptureWriter, writer_from_environment
 
 log = logging.getLogger(__name__)
 
@@ -89,14 +90,21 @@ def create_app(
         ) from None
     if default_accept is None:
         default_accept = os.environ.get(DEFAULT_ACCEPT_ENV) or None
-    return InferenceApp(handler, model, default_accept)
+    return InferenceApp(handler, model, default_accept, capture=writer_from_environment())
 
 
 class InferenceApp:
     """The ASGI callable; build it with :func:`create_app`."""
 
-    def __init__(self, handler: ModuleType, model: object, default_accept: str | None = None):
+    def __init__(
+        self,
+        handler: ModuleType,
+        model: object,
+        default_accept: str | None = None,
+        capture: CaptureWriter | None = None,
+    ):
         self.handler = handler
+        self.capture = capture
         self.model = model
         self.default_accept = default_accept
         self.max_payload = int(getattr(handler, "MAX_PAYLOAD_BYTES", DEFAULT_MAX_PAYLOAD_BYTES))
@@ -192,8 +200,13 @@ class InferenceApp:
         if self.default_accept and (accept is None or accept.strip() in ("", "*/*")):
             accept = self.default_accept
         if len(body) <= INLINE_BYTES:
-            return self._infer(body, content_type, accept)
-        return await asyncio.get_running_loop().run_in_executor(None, self._infer, body, content_type, accept)
+            answer = self._infer(body, content_type, accept)
+        else:
+            loop = asyncio.get_running_loop()
+            answer = await loop.run_in_executor(None, self._infer, body, content_type, accept)
+        if self.capture is not None:
+            self.capture.record(body, content_type, *answer)
+        return answer
 
     async def _read_body(self, receive) -> bytes:
         message = await receive()
