@@ -24,6 +24,8 @@ REQUIRED = [
     "uvicorn>=0.30",
     "httptools>=0.6",
     "uvloop>=0.19",
+    # Bias metrics of the local ClarifyCheck step: the library SageMaker Clarify computes them with.
+    "smclarify==0.5",
 ]
 
 EXTRAS = {

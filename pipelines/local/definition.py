@@ -29,6 +29,12 @@ from pipelines.local.expressions import (
 
 PARAMETER_TYPES = ("Boolean", "Float", "Integer", "String")
 CONDITION = "Condition"
+#: Step fields beside Arguments that may hold expressions (QualityCheck and ClarifyCheck steps):
+#: validated and followed for dependencies like Arguments.
+CHECK_STEP_FIELDS = (
+    "CheckType", "ModelPackageGroupName", "SkipCheck", "FailOnViolation", "RegisterNewBaseline",
+    "SuppliedBaselineStatistics", "SuppliedBaselineConstraints", "ModelName",
+)  # fmt: skip
 #: Where a Condition step keeps its branches, and the label each branch has in ``StepSpec.branch``.
 BRANCHES = {"IfSteps": "if", "ElseSteps": "else"}
 
@@ -294,7 +300,7 @@ def dependencies(step: StepSpec) -> set[str]:
     """The steps ``step`` must wait for: those its arguments read, its DependsOn, and for a branch
     step, its Condition step. Names are returned as written, known or not."""
     names = set(step.depends_on)
-    for text in references(step.arguments):
+    for text in references([step.arguments, *(step.raw.get(f) for f in CHECK_STEP_FIELDS)]):
         try:
             reference = parse_reference(text)
         except ExpressionError:
@@ -361,11 +367,13 @@ def _step_problems(
     if step.type not in supported:
         problems.append(f"unsupported step type {step.type!r}; supported types: {', '.join(supported)}")
     problems += expression_problems(step.arguments, "Arguments")
+    for name in CHECK_STEP_FIELDS:
+        problems += expression_problems(step.raw.get(name), name)
     if step.type == CONDITION:
         for index, condition in enumerate(step.arguments["Conditions"]):
             problems += condition_problems(condition, f"Arguments.Conditions[{index}]")
     seen = set()
-    for text in sorted(references(step.arguments)):
+    for text in sorted(references([step.arguments, *(step.raw.get(f) for f in CHECK_STEP_FIELDS)])):
         try:
             reference = parse_reference(text)
         except ExpressionError:

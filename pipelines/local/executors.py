@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from pipelines.errors import ConfigError, NotFoundError
+from pipelines.local.checks import CHECK_EXECUTORS
 from pipelines.local.definition import StepSpec
 from pipelines.local.expressions import Context, ExpressionError, evaluate_condition
 from pipelines.local.jobs import (
@@ -359,5 +360,6 @@ EXECUTORS: dict[str, Executor] = {
         FailExecutor(),
         RegisterModelExecutor(),
         CreateModelExecutor(),
+        *CHECK_EXECUTORS,
     )
 }

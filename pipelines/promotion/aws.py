@@ -20,6 +20,7 @@ import json
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
+from typing import Any
 
 from pipelines.aws_calls import aws_error, client_config
 from pipelines.errors import NotFoundError, TemplateError
@@ -213,11 +214,20 @@ def template_body(template: dict) -> str:
     return json.dumps(template, indent=1, sort_keys=True)
 
 
+def default_client(session, service: str, region: str | None):
+    """A client of ``session``'s account; reads wait out one invocation at most (SageMaker's own
+    limit), then retry."""
+    return session.client(
+        service, region_name=region, config=client_config(read_timeout=INVOCATION_TIMEOUT_S + 5)
+    )
+
+
 class AwsDeployer(Deployer):
     """Deploys into each stage's account with the credentials of its deploy role.
 
     ``session`` is the caller's boto3 session (the dev/tooling account: the registry, the smoke-test
-    sample); ``sleep`` and ``clock`` are injectable so the waiting can be tested."""
+    sample); ``clients`` makes every AWS client, from (session, service, region), so tests can see
+    which account each call uses; ``sleep`` and ``clock`` are injectable so the waiting can be tested."""
 
     def __init__(
         self,
@@ -227,10 +237,12 @@ class AwsDeployer(Deployer):
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
         say: Callable[[str], None] = print,
+        clients: Callable[[Any, str, str | None], Any] | None = None,
     ):
         import boto3
 
         self.session = session or boto3.Session()
+        self._client = clients or default_client
         self.poll_seconds = poll_seconds
         self.timeout_s = timeout_s
         self.sleep = sleep
@@ -532,13 +544,6 @@ class AwsDeployer(Deployer):
         self.sleep(self.poll_seconds)
 
     # ---- clients
-
-    @staticmethod
-    def _client(session, service: str, region: str | None):
-        # Reads wait out one invocation at most (SageMaker's own limit), then retry.
-        return session.client(
-            service, region_name=region, config=client_config(read_timeout=INVOCATION_TIMEOUT_S + 5)
-        )
 
     @staticmethod
     def _call(what: str, method, **kwargs):

@@ -19,13 +19,20 @@ import json
 import math
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from pipelines.errors import ConfigError, TemplateError, UsageError
 from pipelines.promotion.config import PromotionConfig, StageConfig
-from pipelines.registry.base import APPROVED, REJECTED, ModelPackage, ModelRegistry, parse_package_arn
+from pipelines.registry.base import (
+    APPROVED,
+    REJECTED,
+    ModelPackage,
+    ModelRegistry,
+    as_utc,
+    parse_package_arn,
+)
 
 #: Written beside evaluation.json by steps/evaluate.py (SAMPLE_FILENAME there; a test ties them).
 SAMPLE_FILENAME = "sample-requests.json"
@@ -78,6 +85,91 @@ def key(stage: str, what: str) -> str:
     return f"stage.{stage}.{what}"
 
 
+def _time(meta: Mapping[str, str], name: str) -> datetime | None:
+    value = meta.get(name)
+    if not value:
+        return None
+    try:
+        return as_utc(value)
+    except ValueError:
+        raise PromotionError(f"registry record {name}={value!r} is not an ISO 8601 time") from None
+
+
+@dataclass(frozen=True)
+class StageRecord:
+    """What the registry records for one version in one stage, parsed once."""
+
+    deployed: datetime | None = None
+    retired: datetime | None = None
+    tests_passed: datetime | None = None
+    approved_by: str | None = None
+    rolled_back: datetime | None = None
+
+    @classmethod
+    def parse(cls, meta: Mapping[str, str], stage: str) -> StageRecord:
+        return cls(
+            deployed=_time(meta, key(stage, "deployed-at")),
+            retired=_time(meta, key(stage, "retired-at")),
+            tests_passed=_time(meta, key(stage, "tests-passed-at")),
+            approved_by=meta.get(key(stage, "approved-by")) or None,
+            rolled_back=_time(meta, key(stage, "rolled-back-at")),
+        )
+
+    @property
+    def serving(self) -> bool:
+        return self.deployed is not None and (self.retired is None or self.deployed > self.retired)
+
+    @property
+    def tested_since_deployed(self) -> bool:
+        """Its smoke tests passed in this deployment, not only in an earlier one."""
+        if self.deployed is None or self.tests_passed is None:
+            return False
+        return self.tests_passed >= self.deployed
+
+    @property
+    def rolled_back_since_deployed(self) -> bool:
+        return self.rolled_back is not None and (self.deployed is None or self.rolled_back > self.deployed)
+
+
+class History:
+    """Every version of a group with its records per stage: one registry read per command (on AWS,
+    one DescribeModelPackage per version), from which what-runs-where is derived."""
+
+    def __init__(self, packages: list[ModelPackage], stages: list[str]):
+        self.packages = {package.version: package for package in packages}
+        self._records = {
+            (package.version, stage): StageRecord.parse(package.customer_metadata, stage)
+            for package in packages
+            for stage in stages
+        }
+
+    def record(self, version: int, stage: str) -> StageRecord:
+        return self._records.get((version, stage), StageRecord())
+
+    def serving(self, stage: str) -> ModelPackage | None:
+        """The version serving in ``stage``: the latest deployed there and not retired since."""
+        serving = [
+            (record.deployed, version)
+            for (version, name), record in self._records.items()
+            if name == stage and record.serving
+        ]
+        return self.packages[max(serving)[1]] if serving else None
+
+    def previous(self, stage: str, exclude: int | None) -> ModelPackage | None:
+        """The Approved version most recently retired from ``stage``, skipping versions a rollback
+        took out (so two rollbacks go two versions back, not back and forth)."""
+        candidates = [
+            (record.retired, version)
+            for (version, name), record in self._records.items()
+            if name == stage
+            and version != exclude
+            and record.retired is not None
+            and not record.rolled_back_since_deployed
+            and self.packages[version].approval_status == APPROVED
+        ]
+        return self.packages[max(candidates)[1]] if candidates else None
+
+
 class Promotion:
     """The promotion flow over a registry and a deployer; ``say`` reports progress lines."""
 
@@ -124,20 +216,18 @@ class Promotion:
 
     # ---- what runs where
 
+    def history(self) -> History:
+        """The group's versions and their stage records, read now."""
+        return History(self.registry.list_versions(self.group), [s.name for s in self.config.stages])
+
     def serving(self, stage: str) -> ModelPackage | None:
         """The version serving in ``stage``, from the registry's records."""
-        best, best_time = None, ""
-        for package in self.registry.list_versions(self.group):
-            meta = package.customer_metadata
-            deployed = meta.get(key(stage, "deployed-at"), "")
-            retired = meta.get(key(stage, "retired-at"), "")
-            if deployed and deployed > retired and deployed > best_time:
-                best, best_time = package, deployed
-        return best
+        return self.history().serving(stage)
 
     def where(self, version: int) -> dict[str, dict[str, str]]:
         """Stage -> what the registry records for ``version`` there (deployed-at, retired-at...)."""
         package = self.registry.get_version(self.group, version)
+        history = self.history()
         found: dict[str, dict[str, str]] = {}
         for stage in self.config.stages:
             prefix = f"stage.{stage.name}."
@@ -145,14 +235,15 @@ class Promotion:
                 k[len(prefix) :]: v for k, v in package.customer_metadata.items() if k.startswith(prefix)
             }
             if entries:
-                current = self.serving(stage.name)
+                current = history.serving(stage.name)
                 entries["serving"] = "yes" if current and current.version == version else "no"
                 found[stage.name] = entries
         return found
 
     def status(self) -> dict[str, int | None]:
+        history = self.history()
         return {
-            stage.name: getattr(self.serving(stage.name), "version", None) for stage in self.config.stages
+            stage.name: getattr(history.serving(stage.name), "version", None) for stage in self.config.stages
         }
 
     # ---- gates
@@ -171,16 +262,21 @@ class Promotion:
         self.registry.update_metadata(self.group, package.version, meta)
         self.say(f"{package.name} approved for {stage.name} by {by}")
 
-    def _check_gate(self, stage: StageConfig, package: ModelPackage, approved_by: str | None = None) -> None:
-        meta = package.customer_metadata
-        if stage.gate == "tests-passed":
-            previous = self.config.previous(stage)
-            if key(previous.name, "tests-passed-at") not in meta:
+    def _check_gate(
+        self, stage: StageConfig, package: ModelPackage, history: History, approved_by: str | None = None
+    ) -> None:
+        """The chain holds: past the first stage, a version must have passed the smoke tests of the
+        stage before (whatever this stage's gate); a manual-approval gate also needs a person."""
+        previous = self.config.previous(stage)
+        if stage.gate != "automatic" and previous is not None:
+            if history.record(package.version, previous.name).tests_passed is None:
                 raise PromotionError(
                     f"gate before {stage.name}: {package.name} has not passed the smoke tests in "
-                    f"{previous.name}; promote it there first"
+                    f"{previous.name}; promote it there first: "
+                    f"`promote deploy --stage {previous.name} --version {package.version}`"
                 )
-        elif stage.gate == "manual-approval" and key(stage.name, "approved-by") not in meta:
+        approved = history.record(package.version, stage.name).approved_by is not None
+        if stage.gate == "manual-approval" and not approved:
             if approved_by:  # a person approved it elsewhere, e.g. CodePipeline's approval action
                 self.approve_gate(stage.name, package.version, by=approved_by)
                 return
@@ -210,32 +306,31 @@ class Promotion:
         deploy pipeline started twice for one version changes nothing the second time."""
         stage = self.config.stage(stage_name)
         package = self.select(version)
-        current = self.serving(stage.name)
-        meta = package.customer_metadata
-        tested = meta.get(key(stage.name, "tests-passed-at"), "") >= meta.get(
-            key(stage.name, "deployed-at"), "~"
-        )
+        history = self.history()
+        current = history.serving(stage.name)
+        tested = history.record(package.version, stage.name).tested_since_deployed
         if not force and current is not None and current.version == package.version and tested:
             self.say(
                 f"{stage.name}: {package.name} already serves and passed its smoke tests there; "
                 "nothing to do (--force deploys it again)"
             )
             return SmokeReport(0, 0.0, 0.0)
-        self._check_gate(stage, self.registry.get_version(self.group, package.version), approved_by)
-        return self._deploy(stage, package, "promote")
+        self._check_gate(stage, package, history, approved_by)
+        return self._deploy(stage, package, "promote", before=current)
 
     def rollback(self, stage_name: str) -> SmokeReport:
         """Redeploy the approved version that served in the stage before the current one."""
         stage = self.config.stage(stage_name)
-        current = self.serving(stage.name)
-        previous = self._previous(stage.name, exclude=current.version if current else None)
+        history = self.history()
+        current = history.serving(stage.name)
+        previous = history.previous(stage.name, exclude=current.version if current else None)
         if previous is None:
             raise PromotionError(
                 f"no earlier approved version has served in {stage.name}: nothing to roll back to"
             )
         self.say(f"rolling {stage.name} back to {previous.name}")
         # It passed this stage's gate when it first served here.
-        return self._deploy(stage, previous, "rollback")
+        return self._deploy(stage, previous, "rollback", before=current)
 
     def reject(self, version: int, by: str, reason: str) -> list[str]:
         """Reject a version in the registry and take it out of every stage where it serves: the
@@ -243,12 +338,13 @@ class Promotion:
         package = self.registry.update_approval(self.group, version, REJECTED, by=by, reason=reason)
         self.say(f"{package.name} rejected")
         touched = []
+        history = self.history()  # each stage's records change only when that stage is handled
         for stage in self.config.stages:
-            current = self.serving(stage.name)
+            current = history.serving(stage.name)
             if current is None or current.version != version:
                 continue
             touched.append(stage.name)
-            if self._previous(stage.name, exclude=version) is not None:
+            if history.previous(stage.name, exclude=version) is not None:
                 self.rollback(stage.name)
             else:
                 self.deployer.undeploy(stage)
@@ -272,20 +368,9 @@ class Promotion:
         )
         return current
 
-    def _previous(self, stage: str, exclude: int | None) -> ModelPackage | None:
-        """The Approved version most recently retired from ``stage``, skipping versions a rollback
-        took out (so two rollbacks go two versions back, not back and forth)."""
-        best, best_time = None, ""
-        for package in self.registry.list_versions(self.group, approval_status=APPROVED):
-            meta = package.customer_metadata
-            retired = meta.get(key(stage, "retired-at"), "")
-            rolled_back = meta.get(key(stage, "rolled-back-at"), "") > meta.get(key(stage, "deployed-at"), "")
-            if package.version != exclude and retired and not rolled_back and retired > best_time:
-                best, best_time = package, retired
-        return best
-
-    def _deploy(self, stage: StageConfig, package: ModelPackage, why: str) -> SmokeReport:
-        before = self.serving(stage.name)
+    def _deploy(
+        self, stage: StageConfig, package: ModelPackage, why: str, before: ModelPackage | None
+    ) -> SmokeReport:
         self.say(f"{stage.name}: deploying {package.name} ({why})")
         started = time.monotonic()
         where = self.deployer.deploy(stage, package)

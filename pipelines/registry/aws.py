@@ -9,8 +9,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 
 from botocore import xform_name
-from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
+from botocore.exceptions import BotoCoreError, ClientError
 
+from pipelines.aws_calls import aws_error
 from pipelines.errors import AwsError, ConfigError, NotFoundError
 from pipelines.registry.base import (
     APPROVED,
@@ -22,22 +23,16 @@ from pipelines.registry.base import (
     Registration,
     RegistryConflict,
     as_utc,
-    check_by,
-    check_description,
-    check_group_name,
-    check_metadata,
-    check_reason,
-    check_status,
-    check_version,
     group_not_found,
+    merged_metadata,
     package_not_found,
-    parse_package_arn,
 )
 
 # SageMaker reports a missing resource as ResourceNotFound or, for the registry, a
 # ValidationException whose message says so; moto words the latter differently.
 _NOT_FOUND_WORDS = ("does not exist", "not found", "could not find")
 # The wordings SageMaker has used for a create that collides with an existing name.
+_REGION_HINT = "pass --region or set AWS_REGION"
 _EXISTS_WORDS = ("already exists", "cannot create already existing", "must be unique within")
 
 
@@ -58,17 +53,14 @@ class AwsModelRegistry(ModelRegistry):
 
     # ---- groups
 
-    def create_group(self, name: str, description: str = "") -> ModelPackageGroup:
-        check_group_name(name)
-        check_description(description)
+    def _create_group(self, name: str, description: str) -> ModelPackageGroup:
         params = {"ModelPackageGroupName": name}
         if description:
             params["ModelPackageGroupDescription"] = description
         self._call("CreateModelPackageGroup", params, conflict=True)
         return self.get_group(name)
 
-    def get_group(self, name: str) -> ModelPackageGroup:
-        check_group_name(name)
+    def _get_group(self, name: str) -> ModelPackageGroup:
         answer = self._call(
             "DescribeModelPackageGroup",
             {"ModelPackageGroupName": name},
@@ -107,40 +99,28 @@ class AwsModelRegistry(ModelRegistry):
         )
         return self._describe(answer["ModelPackageArn"])
 
-    def get_version(self, group: str, version: int) -> ModelPackage:
-        check_group_name(group)
-        check_version(version)
+    def _get_version(self, group: str, version: int) -> ModelPackage:
         return self._describe(self._package_arn(group, version), group, version)
 
-    def get_by_arn(self, arn: str) -> ModelPackage:
-        parse_package_arn(arn)
+    def _get_by_arn(self, arn: str) -> ModelPackage:
         return self._describe(arn)
 
-    def list_versions(self, group: str, approval_status: str | None = None) -> list[ModelPackage]:
-        """See ``ModelRegistry.list_versions``; one DescribeModelPackage call per version listed."""
+    def _list_versions(self, group: str, approval_status: str | None) -> list[ModelPackage]:
+        """One DescribeModelPackage call per version listed."""
         summaries = self._summaries(group, approval_status)
         return [self._describe(s["ModelPackageArn"]) for s in summaries]
 
-    def latest_approved(self, group: str) -> ModelPackage | None:
+    def _latest_approved(self, group: str) -> ModelPackage | None:
         summaries = self._summaries(group, APPROVED)
         return self._describe(summaries[-1]["ModelPackageArn"]) if summaries else None
 
     # ---- approval and metadata
 
-    def update_approval(
-        self, group: str, version: int, status: str, *, by: str, reason: str = ""
-    ) -> ModelPackage:
-        """See ``ModelRegistry.update_approval``.
-
-        ``by`` is not sent: UpdateModelPackage has no field for it, and SageMaker records the
+    def _update_approval(self, group: str, version: int, status: str, by: str, reason: str) -> ModelPackage:
+        """``by`` is not sent: UpdateModelPackage has no field for it, and SageMaker records the
         caller's IAM identity as LastModifiedBy. ``reason`` becomes the ApprovalDescription, sent
         even when empty so that an earlier change's reason does not linger.
         """
-        check_group_name(group)
-        check_version(version)
-        check_status(status)
-        check_by(by)
-        check_reason(reason)
         arn = self._package_arn(group, version)
         self._call(
             "UpdateModelPackage",
@@ -149,7 +129,7 @@ class AwsModelRegistry(ModelRegistry):
         )
         return self._describe(arn, group, version)
 
-    def approval_history(self, group: str, version: int) -> list[ApprovalChange]:
+    def _approval_history(self, group: str, version: int) -> list[ApprovalChange]:
         """What SageMaker keeps: the current status as a single change.
 
         Its time and author are LastModifiedTime / LastModifiedBy (CreationTime / CreatedBy when
@@ -157,8 +137,6 @@ class AwsModelRegistry(ModelRegistry):
         kept (``from_status`` is None). The full trail is in CloudTrail and the EventBridge
         "SageMaker Model Package State Change" events.
         """
-        check_group_name(group)
-        check_version(version)
         answer = self._describe_answer(self._package_arn(group, version), group, version)
         modified = "LastModifiedTime" in answer
         return [
@@ -171,22 +149,18 @@ class AwsModelRegistry(ModelRegistry):
             )
         ]
 
-    def update_metadata(self, group: str, version: int, customer_metadata: Mapping[str, str]) -> ModelPackage:
-        """See ``ModelRegistry.update_metadata``.
-
-        Sends the merged map (current plus new), which gives a merge whether SageMaker adds the
+    def _update_metadata(
+        self, group: str, version: int, customer_metadata: Mapping[str, str]
+    ) -> ModelPackage:
+        """Sends the merged map (current plus new), which gives a merge whether SageMaker adds the
         keys it is sent or replaces the map with them. The approval status is not sent; whether
         SageMaker still emits a "Model Package State Change" event for a metadata update is not
         documented, so the project's deploy trigger and promotion both guard against it.
         """
-        check_group_name(group)
-        check_version(version)
-        check_metadata(customer_metadata)
-        current = self.get_version(group, version)
-        merged = {**current.customer_metadata, **customer_metadata}
+        current = self._get_version(group, version)
+        merged = merged_metadata(current, customer_metadata)
         if merged == current.customer_metadata:
             return current
-        check_metadata(merged, f"customer metadata of {group}/{version} after the merge")
         self._call(
             "UpdateModelPackage",
             {"ModelPackageArn": current.arn, "CustomerMetadataProperties": merged},
@@ -207,10 +181,7 @@ class AwsModelRegistry(ModelRegistry):
         return f"{prefix}:model-package/{group.lower()}/{version}"
 
     def _summaries(self, group: str, approval_status: str | None) -> list[dict]:
-        """The group's ModelPackageSummaries, ascending by version."""
-        check_group_name(group)
-        if approval_status is not None:
-            check_status(approval_status, "approval status filter")
+        """The group's ModelPackageSummaries, ascending by version (arguments already checked)."""
         self._group_arn(group)  # an unknown group lists as empty on AWS; it is a NotFoundError here
         params = {"ModelPackageGroupName": group, "ModelPackageType": "Versioned"}
         if approval_status is not None:
@@ -254,7 +225,7 @@ class AwsModelRegistry(ModelRegistry):
         except ClientError as err:
             raise self._translate(err, operation, not_found, conflict) from None
         except BotoCoreError as err:
-            raise _client_failure(err, operation) from None
+            raise aws_error(err, operation, _REGION_HINT) from None
 
     def _pages(self, operation: str, params: dict, key: str) -> list[dict]:
         items: list[dict] = []
@@ -264,7 +235,7 @@ class AwsModelRegistry(ModelRegistry):
         except ClientError as err:
             raise self._translate(err, operation, None, False) from None
         except BotoCoreError as err:
-            raise _client_failure(err, operation) from None
+            raise aws_error(err, operation, _REGION_HINT) from None
         return items
 
     @staticmethod
@@ -283,7 +254,7 @@ class AwsModelRegistry(ModelRegistry):
             and any(w in lowered for w in _EXISTS_WORDS)
         ):
             return RegistryConflict(f"{message} ({code}); ensure_group reuses an existing group")
-        return AwsError(f"{operation}: {code}: {message}")
+        return aws_error(err, operation, _REGION_HINT)
 
 
 def registration_request(group: str, registration: Registration) -> dict:
@@ -319,13 +290,3 @@ def _identity(user_context: Mapping | None) -> str:
         or context.get("UserProfileArn")
         or "unknown"
     )
-
-
-def _client_failure(err: BotoCoreError, operation: str) -> AwsError:
-    if isinstance(err, NoCredentialsError):
-        return AwsError(
-            f"{operation}: no AWS credentials found; configure a profile or run in CodeBuild/Studio"
-        )
-    if isinstance(err, NoRegionError):
-        return AwsError(f"{operation}: no region; pass --region or set AWS_REGION")
-    return AwsError(f"{operation}: {err}")

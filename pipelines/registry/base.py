@@ -177,13 +177,19 @@ class ModelRegistry(abc.ABC):
 
     # ---- groups
 
-    @abc.abstractmethod
     def create_group(self, name: str, description: str = "") -> ModelPackageGroup:
         """Create a model package group (CreateModelPackageGroup).
 
         Not idempotent, like AWS: a group of that name already there raises ``RegistryConflict``.
         Use ``ensure_group`` to get the group whether or not it exists.
         """
+        check_group_name(name)
+        check_description(description)
+        return self._create_group(name, description)
+
+    @abc.abstractmethod
+    def _create_group(self, name: str, description: str) -> ModelPackageGroup:
+        """Create a group from checked arguments (the backend's own part)."""
 
     def ensure_group(self, name: str, description: str = "") -> ModelPackageGroup:
         """The group called ``name``, created (with ``description``) if it does not exist yet."""
@@ -200,9 +206,14 @@ class ModelRegistry(abc.ABC):
             except NotFoundError:
                 raise conflict from None
 
-    @abc.abstractmethod
     def get_group(self, name: str) -> ModelPackageGroup:
         """The group called ``name`` (DescribeModelPackageGroup); ``NotFoundError`` if none."""
+        check_group_name(name)
+        return self._get_group(name)
+
+    @abc.abstractmethod
+    def _get_group(self, name: str) -> ModelPackageGroup:
+        """The group called ``name``, a checked name (the backend's own part)."""
 
     @abc.abstractmethod
     def list_groups(self) -> list[ModelPackageGroup]:
@@ -251,26 +262,48 @@ class ModelRegistry(abc.ABC):
     def _register(self, group: str, registration: Registration, by: str) -> ModelPackage:
         """Store a checked registration as the group's next version (the backend's own part)."""
 
-    @abc.abstractmethod
     def get_version(self, group: str, version: int) -> ModelPackage:
         """Version ``version`` of ``group`` (DescribeModelPackage); ``NotFoundError`` if none."""
+        check_group_name(group)
+        check_version(version)
+        return self._get_version(group, version)
 
     @abc.abstractmethod
+    def _get_version(self, group: str, version: int) -> ModelPackage:
+        """A version, from checked arguments (the backend's own part)."""
+
     def get_by_arn(self, arn: str) -> ModelPackage:
         """The package with that ARN; ``ConfigError`` if it is not a model package ARN."""
+        parse_package_arn(arn)
+        return self._get_by_arn(arn)
 
     @abc.abstractmethod
+    def _get_by_arn(self, arn: str) -> ModelPackage:
+        """The package with a well-formed model package ARN (the backend's own part)."""
+
     def list_versions(self, group: str, approval_status: str | None = None) -> list[ModelPackage]:
         """The group's versions, ascending, optionally only those with ``approval_status``."""
+        check_group_name(group)
+        if approval_status is not None:
+            check_status(approval_status, "approval status filter")
+        return self._list_versions(group, approval_status)
+
+    @abc.abstractmethod
+    def _list_versions(self, group: str, approval_status: str | None) -> list[ModelPackage]:
+        """The versions, from checked arguments (the backend's own part)."""
 
     def latest_approved(self, group: str) -> ModelPackage | None:
         """The highest version whose status is Approved, or None; Rejected and pending ones are skipped."""
-        approved = self.list_versions(group, approval_status=APPROVED)
+        check_group_name(group)
+        return self._latest_approved(group)
+
+    def _latest_approved(self, group: str) -> ModelPackage | None:
+        """A backend that can find it without listing every version overrides this."""
+        approved = self._list_versions(group, APPROVED)
         return approved[-1] if approved else None
 
     # ---- approval and metadata
 
-    @abc.abstractmethod
     def update_approval(
         self, group: str, version: int, status: str, *, by: str, reason: str = ""
     ) -> ModelPackage:
@@ -279,14 +312,48 @@ class ModelRegistry(abc.ABC):
         ``status`` must be one of ``APPROVAL_STATUSES`` (``ConfigError`` naming them otherwise);
         ``reason`` is kept as the approval description. Returns the updated package.
         """
+        check_group_name(group)
+        check_version(version)
+        check_status(status)
+        check_by(by)
+        check_reason(reason)
+        return self._update_approval(group, version, status, by, reason)
 
     @abc.abstractmethod
+    def _update_approval(self, group: str, version: int, status: str, by: str, reason: str) -> ModelPackage:
+        """Set the status, from checked arguments (the backend's own part)."""
+
     def approval_history(self, group: str, version: int) -> list[ApprovalChange]:
         """The version's approval changes, oldest first, as far as the backend keeps them."""
+        check_group_name(group)
+        check_version(version)
+        return self._approval_history(group, version)
 
     @abc.abstractmethod
+    def _approval_history(self, group: str, version: int) -> list[ApprovalChange]:
+        """The changes, from checked arguments (the backend's own part)."""
+
     def update_metadata(self, group: str, version: int, customer_metadata: Mapping[str, str]) -> ModelPackage:
-        """Merge ``customer_metadata`` into the version's CustomerMetadataProperties; returns the package."""
+        """Merge ``customer_metadata`` into the version's CustomerMetadataProperties; returns the package.
+
+        The map sent and the merged map are both checked against SageMaker's limits."""
+        check_group_name(group)
+        check_version(version)
+        check_metadata(customer_metadata)
+        return self._update_metadata(group, version, customer_metadata)
+
+    @abc.abstractmethod
+    def _update_metadata(
+        self, group: str, version: int, customer_metadata: Mapping[str, str]
+    ) -> ModelPackage:
+        """Merge checked metadata; the backend checks the merged map with ``merged_metadata``."""
+
+
+def merged_metadata(current: ModelPackage, customer_metadata: Mapping[str, str]) -> dict[str, str]:
+    """``current``'s metadata with ``customer_metadata`` merged in, checked as a whole."""
+    merged = {**current.customer_metadata, **customer_metadata}
+    check_metadata(merged, f"customer metadata of {current.group}/{current.version} after the merge")
+    return merged
 
 
 # ---- ARNs

@@ -27,19 +27,12 @@ from pipelines.registry.base import (
     Registration,
     RegistryConflict,
     as_utc,
-    check_by,
-    check_description,
-    check_group_name,
-    check_metadata,
-    check_reason,
-    check_status,
-    check_version,
     group_arn,
     group_not_found,
+    merged_metadata,
     now_utc,
     package_arn,
     package_not_found,
-    parse_package_arn,
 )
 
 FILE_NAME = "registry.sqlite"
@@ -103,9 +96,7 @@ class LocalModelRegistry(ModelRegistry):
 
     # ---- groups
 
-    def create_group(self, name: str, description: str = "") -> ModelPackageGroup:
-        check_group_name(name)
-        check_description(description)
+    def _create_group(self, name: str, description: str) -> ModelPackageGroup:
         created = now_utc()
         with self._write() as db:
             taken = db.execute(
@@ -122,8 +113,7 @@ class LocalModelRegistry(ModelRegistry):
             )
         return ModelPackageGroup(name, group_arn(name), description, created)
 
-    def get_group(self, name: str) -> ModelPackageGroup:
-        check_group_name(name)
+    def _get_group(self, name: str) -> ModelPackageGroup:
         with self._read() as db:
             return _group(self._require_group(db, name))
 
@@ -171,14 +161,11 @@ class LocalModelRegistry(ModelRegistry):
             _record_change(db, group, version, created, by, None, r.approval_status, "registered")
             return self._require_package(db, group, version)
 
-    def get_version(self, group: str, version: int) -> ModelPackage:
-        check_group_name(group)
-        check_version(version)
+    def _get_version(self, group: str, version: int) -> ModelPackage:
         with self._read() as db:
             return self._require_package(db, group, version)
 
-    def get_by_arn(self, arn: str) -> ModelPackage:
-        parse_package_arn(arn)
+    def _get_by_arn(self, arn: str) -> ModelPackage:
         with self._read() as db:
             row = db.execute("SELECT * FROM model_packages WHERE arn = ?", (arn,)).fetchone()
         if row is None:
@@ -188,10 +175,7 @@ class LocalModelRegistry(ModelRegistry):
             )
         return _package(row)
 
-    def list_versions(self, group: str, approval_status: str | None = None) -> list[ModelPackage]:
-        check_group_name(group)
-        if approval_status is not None:
-            check_status(approval_status, "approval status filter")
+    def _list_versions(self, group: str, approval_status: str | None) -> list[ModelPackage]:
         with self._read() as db:
             self._require_group(db, group)
             rows = db.execute(
@@ -201,8 +185,7 @@ class LocalModelRegistry(ModelRegistry):
             ).fetchall()
         return [_package(row) for row in rows]
 
-    def latest_approved(self, group: str) -> ModelPackage | None:
-        check_group_name(group)
+    def _latest_approved(self, group: str) -> ModelPackage | None:
         with self._read() as db:
             self._require_group(db, group)
             row = db.execute(
@@ -214,14 +197,7 @@ class LocalModelRegistry(ModelRegistry):
 
     # ---- approval and metadata
 
-    def update_approval(
-        self, group: str, version: int, status: str, *, by: str, reason: str = ""
-    ) -> ModelPackage:
-        check_group_name(group)
-        check_version(version)
-        check_status(status)
-        check_by(by)
-        check_reason(reason)
+    def _update_approval(self, group: str, version: int, status: str, by: str, reason: str) -> ModelPackage:
         with self._write() as db:
             before = self._require_package(db, group, version)
             db.execute(
@@ -232,9 +208,7 @@ class LocalModelRegistry(ModelRegistry):
             _record_change(db, group, version, now, by, before.approval_status, status, reason)
             return self._require_package(db, group, version)
 
-    def approval_history(self, group: str, version: int) -> list[ApprovalChange]:
-        check_group_name(group)
-        check_version(version)
+    def _approval_history(self, group: str, version: int) -> list[ApprovalChange]:
         with self._read() as db:
             self._require_package(db, group, version)
             rows = db.execute(
@@ -247,14 +221,11 @@ class LocalModelRegistry(ModelRegistry):
             for r in rows
         ]
 
-    def update_metadata(self, group: str, version: int, customer_metadata: Mapping[str, str]) -> ModelPackage:
-        check_group_name(group)
-        check_version(version)
-        check_metadata(customer_metadata)
+    def _update_metadata(
+        self, group: str, version: int, customer_metadata: Mapping[str, str]
+    ) -> ModelPackage:
         with self._write() as db:
-            current = self._require_package(db, group, version)
-            merged = {**current.customer_metadata, **customer_metadata}
-            check_metadata(merged, f"customer metadata of {group}/{version} after the merge")
+            merged = merged_metadata(self._require_package(db, group, version), customer_metadata)
             db.execute(
                 "UPDATE model_packages SET customer_metadata = ? WHERE group_name = ? AND version = ?",
                 (json.dumps(merged), group, version),

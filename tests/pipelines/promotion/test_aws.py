@@ -409,13 +409,32 @@ def test_rejecting_the_version_in_prod_brings_the_previous_one_back(world):
 
 def test_a_stage_that_never_served_is_undeployed_without_error(world):
     promotion, registry, deployer, s3, lines = world
-    stage = promotion.config.stage("staging")
-    deployer.undeploy(stage)
-    assert stacks_in(deployer, stage) == {}
+    register(registry, s3)
+    queue_answers(TOOLING)
+    promotion.promote("dev")
+    staging, dev = promotion.config.stage("staging"), promotion.config.stage("dev")
+
+    deployer.undeploy(staging)
+    deployer.undeploy(staging)
+
+    assert stacks_in(deployer, staging) == {}
+    # Only the stage named was touched: dev still serves from its stack.
+    assert stacks_in(deployer, dev)[stack_name(dev)]["StackStatus"] == "CREATE_COMPLETE"
+    assert promotion.status()["dev"] == 1
 
 
 def test_the_sample_is_read_from_the_dev_accounts_bucket(world):
     promotion, registry, deployer, s3, lines = world
+    s3.put_object(Bucket=BUCKET, Key=f"e/{SAMPLE_FILENAME}", Body=b'{"rows": []}')
+    used = []
+    reading = AwsDeployer(
+        deployer.session,
+        clients=lambda session, service, region: used.append((session, service)) or session.client(service),
+    )
+    reading.stage_session(promotion.config.stage("prod"))  # a stage session exists, and is not used
+    used.clear()
+    assert reading.read(f"s3://{BUCKET}/e/{SAMPLE_FILENAME}") == b'{"rows": []}'
+    assert used == [(deployer.session, "s3")]  # moto shares S3 across accounts: the session tells
     with pytest.raises(NotFoundError, match="does not exist"):
         deployer.read(f"s3://{BUCKET}/missing/{SAMPLE_FILENAME}")
     with pytest.raises(PromotionError, match="not an s3://bucket/key URI"):
@@ -467,28 +486,45 @@ class ScriptedCloudFormation:
         return call
 
 
-class ScriptedDeployer(AwsDeployer):
-    def __init__(self, cfn, endpoint_status="InService", running_config="cfg-new", **kwargs):
-        super().__init__(
-            boto3.Session(region_name=REGION), poll_seconds=0, sleep=lambda _: None, say=print, **kwargs
-        )
-        self.cfn = cfn
-        self.endpoint_status = endpoint_status
-        self.running_config = running_config
+class FakeSts:
+    """Answers assume_role with credentials valid for an hour, and counts the calls."""
 
-    def stage_session(self, stage):
-        return self
+    def __init__(self):
+        self.assumed = []
 
-    def client(self, service, region_name=None, config=None):
-        if service == "cloudformation":
-            return self.cfn
-        endpoint = {
-            "EndpointStatus": self.endpoint_status,
-            "EndpointArn": "arn:endpoint",
-            "EndpointConfigName": self.running_config,
-            "FailureReason": "OOM\n  in the container",
+    def assume_role(self, RoleArn, **kwargs):
+        from datetime import timedelta
+
+        self.assumed.append(RoleArn)
+        return {
+            "Credentials": {
+                "AccessKeyId": "AKIA0000000000000000",
+                "SecretAccessKey": "s" * 40,
+                "SessionToken": "token",
+                "Expiration": datetime.now(timezone.utc) + timedelta(hours=1),
+            }
         }
-        return type("SageMaker", (), {"describe_endpoint": lambda _self, **kw: endpoint})()
+
+
+def scripted_deployer(cfn, endpoint_status="InService", running_config="cfg-new", **kwargs):
+    """An AwsDeployer whose clients are doubles: CloudFormation goes through ``cfn``'s statuses and
+    the endpoint answers with ``endpoint_status`` on ``running_config``."""
+    endpoint = {
+        "EndpointStatus": endpoint_status,
+        "EndpointArn": "arn:endpoint",
+        "EndpointConfigName": running_config,
+        "FailureReason": "OOM\n  in the container",
+    }
+    sagemaker = type("SageMaker", (), {"describe_endpoint": lambda _self, **kw: endpoint})()
+    doubles = {"sts": FakeSts(), "cloudformation": cfn, "sagemaker": sagemaker}
+    return AwsDeployer(
+        boto3.Session(region_name=REGION),
+        poll_seconds=0,
+        sleep=lambda _: None,
+        say=print,
+        clients=lambda _session, service, _region: doubles[service],
+        **kwargs,
+    )
 
 
 def failure(reason, logical="Endpoint", status="UPDATE_FAILED"):
@@ -504,7 +540,7 @@ def test_a_failed_update_rolls_back_and_names_cloudformations_reason(config):
         ["UPDATE_COMPLETE", "UPDATE_IN_PROGRESS", "UPDATE_ROLLBACK_COMPLETE"], events
     )
     with pytest.raises(PromotionError) as caught:
-        ScriptedDeployer(cfn).deploy(config.stage("prod"), package())
+        scripted_deployer(cfn).deploy(config.stage("prod"), package())
     message = str(caught.value)
     assert "UPDATE_ROLLBACK_COMPLETE" in message and "did not answer /ping" in message
     assert "what served before still serves" in message and "cancelled" not in message
@@ -513,14 +549,14 @@ def test_a_failed_update_rolls_back_and_names_cloudformations_reason(config):
 
 def test_a_failed_first_create_is_deleted_before_the_next_deploy(config):
     cfn = ScriptedCloudFormation(["ROLLBACK_COMPLETE", None, "CREATE_IN_PROGRESS", "CREATE_COMPLETE"])
-    ScriptedDeployer(cfn).deploy(config.stage("prod"), package())
+    scripted_deployer(cfn).deploy(config.stage("prod"), package())
     assert cfn.calls[:2] == ["delete_stack", "create_change_set"]
 
 
 def test_a_stack_in_progress_is_left_alone(config):
     cfn = ScriptedCloudFormation(["UPDATE_IN_PROGRESS"])
     with pytest.raises(PromotionError, match="another deploy is running"):
-        ScriptedDeployer(cfn).deploy(config.stage("prod"), package())
+        scripted_deployer(cfn).deploy(config.stage("prod"), package())
     assert cfn.calls == []
 
 
@@ -529,19 +565,19 @@ def test_a_failed_change_set_is_an_error_unless_it_has_no_changes(config):
         ["UPDATE_COMPLETE"], change_set_status="FAILED", reason="Template format error"
     )
     with pytest.raises(PromotionError, match="Template format error"):
-        ScriptedDeployer(cfn).deploy(config.stage("prod"), package())
+        scripted_deployer(cfn).deploy(config.stage("prod"), package())
 
 
 def test_an_endpoint_that_fails_is_reported(config):
     cfn = ScriptedCloudFormation([None, "CREATE_COMPLETE"])
     with pytest.raises(PromotionError, match="churn-prod is Failed: OOM in the container$"):
-        ScriptedDeployer(cfn, endpoint_status="Failed").deploy(config.stage("prod"), package())
+        scripted_deployer(cfn, endpoint_status="Failed").deploy(config.stage("prod"), package())
 
 
 def test_waiting_gives_up_at_the_timeout(config):
     ticks = iter(range(0, 10_000, 600))
     cfn = ScriptedCloudFormation([None, "CREATE_IN_PROGRESS"])
-    deployer = ScriptedDeployer(cfn, timeout_s=1800, clock=lambda: next(ticks))
+    deployer = scripted_deployer(cfn, timeout_s=1800, clock=lambda: next(ticks))
     with pytest.raises(
         PromotionError, match="gave up waiting for stack sagemaker-mlops-churn-prod after 1800 s"
     ):
@@ -554,8 +590,7 @@ def test_a_refused_deploy_role_is_an_aws_error_naming_the_role(config):
     stub = Stubber(sts)
     stub.add_client_error("assume_role", "AccessDenied", "not authorized to perform: sts:AssumeRole")
     stub.activate()
-    deployer = AwsDeployer(session)
-    deployer._client = lambda _session, service, region: sts  # noqa: SLF001 - the one client to refuse
+    deployer = AwsDeployer(session, clients=lambda _session, service, region: sts)
     with pytest.raises(AwsError, match="assuming arn:aws:iam::222222222222:role/MlopsModelDeployRole"):
         deployer.stage_session(config.stage("staging"))
 
@@ -576,14 +611,15 @@ def test_a_model_error_answers_with_the_containers_status(config):
     )
     stub.activate()
 
-    class Session:
-        def client(self, service, region_name=None, config=None):
-            return runtime
-
-    deployer = AwsDeployer(boto3.Session(region_name=REGION))
-    deployer._sessions["prod"] = Session()  # noqa: SLF001
+    sts = FakeSts()
+    doubles = {"sts": sts, "sagemaker-runtime": runtime}
+    deployer = AwsDeployer(
+        boto3.Session(region_name=REGION), clients=lambda _session, service, _region: doubles[service]
+    )
     status, body = deployer.invoke(config.stage("prod"), b"x", "text/plain", "text/csv")
     assert status == 415 and b"415" in body
+    # Invoked as the prod deploy role, in prod's account.
+    assert sts.assumed == ["arn:aws:iam::333333333333:role/MlopsModelDeployRole"]
 
 
 # ------------------------------------------------------------- the CLI, as the buildspec calls it
@@ -608,9 +644,13 @@ def test_the_buildspec_calls_select_then_one_deploy_per_stage(world, monkeypatch
         cli.main(["--backend", "aws", "--config", config, "deploy", "--stage", "dev", "--version", arn]) == 0
     )
     assert "dev: smoke tests passed" in capsys.readouterr().out
-    assert (
-        cli.main(["--backend", "aws", "--config", config, "deploy", "--stage", "prod", "--version", arn]) == 1
-    )
+    deploy = ["--backend", "aws", "--config", config, "deploy", "--version", arn, "--stage"]
+    assert cli.main([*deploy, "prod"]) == 1
+    assert "has not passed the smoke tests in staging" in capsys.readouterr().err
+    queue_answers("222222222222")
+    assert cli.main([*deploy, "staging"]) == 0
+    capsys.readouterr()
+    assert cli.main([*deploy, "prod"]) == 1
     assert "needs a manual approval" in capsys.readouterr().err
 
 
@@ -642,8 +682,7 @@ def test_the_deploy_roles_credentials_refresh_before_they_expire(config):
         }
         stub.add_response("assume_role", {"Credentials": credentials})
     stub.activate()
-    deployer = AwsDeployer(session)
-    deployer._client = lambda _session, service, region: sts  # noqa: SLF001
+    deployer = AwsDeployer(session, clients=lambda _session, service, region: sts)
     frozen = deployer.stage_session(config.stage("prod")).get_credentials().get_frozen_credentials()
     assert frozen.token == "token-1"  # the first expired within the refresh window: assumed again
     stub.assert_no_pending_responses()
@@ -651,7 +690,7 @@ def test_the_deploy_roles_credentials_refresh_before_they_expire(config):
 
 def test_a_first_deploy_left_in_review_is_deleted_and_created_again(config):
     cfn = ScriptedCloudFormation(["REVIEW_IN_PROGRESS", None, "CREATE_COMPLETE"])
-    ScriptedDeployer(cfn).deploy(config.stage("prod"), package())
+    scripted_deployer(cfn).deploy(config.stage("prod"), package())
     assert cfn.calls[:2] == ["delete_stack", "create_change_set"]
 
 
@@ -662,21 +701,21 @@ def test_a_failed_first_create_says_nothing_serves(config):
     with pytest.raises(
         PromotionError, match="Model: bad role; nothing serves: the next deploy deletes the stack"
     ):
-        ScriptedDeployer(cfn).deploy(config.stage("prod"), package())
+        scripted_deployer(cfn).deploy(config.stage("prod"), package())
 
 
 def test_a_rollback_that_failed_asks_for_a_person(config):
     cfn = ScriptedCloudFormation(["UPDATE_COMPLETE", "UPDATE_ROLLBACK_FAILED"], [failure("throttled")])
     with pytest.raises(PromotionError, match="ContinueUpdateRollback"):
-        ScriptedDeployer(cfn).deploy(config.stage("prod"), package())
+        scripted_deployer(cfn).deploy(config.stage("prod"), package())
 
 
 def test_an_update_sagemaker_rolled_back_by_itself_is_a_failure(config):
     outputs = {"EndpointName": "churn-prod", "EndpointConfigName": "cfg-new"}
     cfn = ScriptedCloudFormation(["UPDATE_COMPLETE"], outputs=outputs)
     with pytest.raises(PromotionError, match="runs config cfg-old, not the deployed cfg-new"):
-        ScriptedDeployer(cfn, running_config="cfg-old").deploy(config.stage("prod"), package())
-    assert ScriptedDeployer(cfn).deploy(config.stage("prod"), package()) == "arn:endpoint"
+        scripted_deployer(cfn, running_config="cfg-old").deploy(config.stage("prod"), package())
+    assert scripted_deployer(cfn).deploy(config.stage("prod"), package()) == "arn:endpoint"
 
 
 def test_a_stage_in_another_region_than_the_model_is_refused_before_any_call(tmp_path):
@@ -684,5 +723,5 @@ def test_a_stage_in_another_region_than_the_model_is_refused_before_any_call(tmp
     stage = load_promotion(DEPLOY / "promotion.json", environ).stage("staging")
     cfn = ScriptedCloudFormation(["UPDATE_COMPLETE"])
     with pytest.raises(PromotionError, match="registered in us-east-1 but the stage is in eu-west-1"):
-        ScriptedDeployer(cfn).deploy(stage, package())
+        scripted_deployer(cfn).deploy(stage, package())
     assert cfn.calls == []

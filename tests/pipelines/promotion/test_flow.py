@@ -424,3 +424,62 @@ def test_a_version_serving_untested_is_deployed_again(flow, registry, deployer):
     flow.promote("dev")  # it serves, but never passed: this is not a no-op
     assert deployer.deploys == [("dev", 1), ("dev", 1)]
     assert "stage.dev.tests-passed-at" in registry.get_version(GROUP, 1).customer_metadata
+
+
+# ---- the chain of stages, and the records it is derived from
+
+
+def test_prod_refuses_an_approved_version_that_never_passed_staging(flow, registry):
+    """`promote approve --stage prod --version N` then `promote deploy --stage prod` once deployed a
+    version that had never run in dev or staging; the manual gate now holds the chain too."""
+    register(registry)
+    flow.approve_gate("prod", 1, by="alice")
+    with pytest.raises(
+        PromotionError,
+        match=r"not passed the smoke tests in staging.*promote deploy --stage staging --version 1",
+    ):
+        flow.promote("prod", 1)
+    flow.promote("dev", 1)
+    flow.promote("staging", 1)
+    flow.promote("prod", 1)
+    assert flow.status()["prod"] == 1
+
+
+def test_an_approval_given_outside_the_tool_does_not_skip_staging(flow, registry):
+    register(registry)
+    flow.promote("dev", 1)
+    with pytest.raises(PromotionError, match="in staging"):
+        flow.promote("prod", 1, approved_by="codepipeline-approver")
+    assert "stage.prod.approved-by" not in registry.get_version(GROUP, 1).customer_metadata
+
+
+def test_a_record_that_is_not_a_time_is_one_clear_error(flow, registry):
+    register(registry)
+    registry.update_metadata(GROUP, 1, {"stage.dev.deployed-at": "yesterday"})
+    with pytest.raises(PromotionError, match=r"stage.dev.deployed-at='yesterday' is not an ISO 8601 time"):
+        flow.status()
+
+
+def test_times_are_compared_as_times_not_as_text(flow, registry):
+    """The same instant written with another offset is still later than a UTC stamp before it."""
+    register(registry)
+    registry.update_metadata(
+        GROUP,
+        1,
+        {
+            "stage.dev.deployed-at": "2026-01-01T10:00:00+02:00",  # 08:00 UTC
+            "stage.dev.retired-at": "2026-01-01T09:00:00+00:00",
+        },
+    )
+    # As text "10:00+02:00" sorts after "09:00+00:00", which would call it serving.
+    assert flow.status()["dev"] is None
+
+
+def test_status_reads_the_registry_once_for_every_stage(flow, registry, monkeypatch):
+    register(registry)
+    flow.promote("dev")
+    calls = []
+    original = registry.list_versions
+    monkeypatch.setattr(registry, "list_versions", lambda *a, **k: calls.append(a) or original(*a, **k))
+    assert flow.status() == {"dev": 1, "staging": None, "prod": None}
+    assert len(calls) == 1

@@ -20,9 +20,17 @@ def stage():
 
 def test_undeploy_where_nothing_was_ever_deployed_is_a_no_op(tmp_path, stage):
     deployer = LocalDeployer(tmp_path)
+    other = tmp_path / "accounts" / "333333333333" / "us-east-1" / "keep.txt"
+    other.parent.mkdir(parents=True)
+    other.write_text("another account's state")
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+
     deployer.undeploy(stage)
     deployer.undeploy(stage)
-    assert deployer.endpoints(stage).list() == []
+
+    # Nothing was created, removed or rewritten, here or in another stage's account.
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+    assert other.read_text() == "another account's state"
 
 
 def test_each_stage_account_is_its_own_namespace(tmp_path, stage):

@@ -1,6 +1,7 @@
 """The whole flow locally, end to end, through the CLIs a user types: the pipeline registers two
 versions; they are approved and promoted dev -> staging -> (manual gate) -> prod with real loopback
-endpoints; rejecting the version in prod rolls every stage back to the previous one."""
+endpoints; rejecting the version in prod rolls every stage back to the previous one. Each test works
+on its own copy of the registered home, so each passes alone and in any order."""
 
 import json
 import shutil
@@ -21,20 +22,33 @@ GROUP = "ChurnModelPackageGroup"
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    """A local home with two registered versions, and a copy of the stage configs on free ports."""
-    home = tmp_path_factory.mktemp("home")
-    config = tmp_path_factory.mktemp("config") / "deploy"
+def registered(tmp_path_factory):
+    """A local home in which the pipeline registered two versions; tests work on copies of it."""
+    home = tmp_path_factory.mktemp("registered")
+    patch = pytest.MonkeyPatch()
+    patch.setenv("MLOPS_LOCAL_HOME", str(home))
+    try:
+        for _ in range(2):
+            argv = ["--local", "--module-name", "pipelines.churn.pipeline", "--parameters", "MaxTuningJobs=2"]
+            assert run_pipeline.main(argv) == 0
+    finally:
+        patch.undo()
+    return home
+
+
+@pytest.fixture
+def world(registered, tmp_path, monkeypatch):
+    """This test's own copy of the registered home, and the stage configs on free ports; every
+    endpoint the test started is stopped after it."""
+    home = tmp_path / "home"
+    shutil.copytree(registered, home)
+    config = tmp_path / "deploy"
     shutil.copytree(DEPLOY, config)
     for path in (config / "stages").glob("*.json"):
         document = json.loads(path.read_text())
         document["endpoint"]["local_port"] = free_port()
         path.write_text(json.dumps(document))
-    patch = pytest.MonkeyPatch()
-    patch.setenv("MLOPS_LOCAL_HOME", str(home))
-    for _ in range(2):
-        argv = ["--local", "--module-name", "pipelines.churn.pipeline", "--parameters", "MaxTuningJobs=2"]
-        assert run_pipeline.main(argv) == 0
+    monkeypatch.setenv("MLOPS_LOCAL_HOME", str(home))
     yield home, config / "promotion.json"
     from pipelines.serving.endpoints import LocalEndpoints
 
@@ -42,7 +56,6 @@ def world(tmp_path_factory):
         endpoints = LocalEndpoints(namespace)
         for endpoint in endpoints.list():
             endpoints.stop(endpoint.name)
-    patch.undo()
 
 
 @pytest.fixture
@@ -55,6 +68,17 @@ def cli(world, capsys):
         return invoke(main, argv, capsys)
 
     return run
+
+
+def promote_everywhere(cli, version):
+    """Approve ``version`` and take it through dev, staging, prod's manual gate and prod."""
+    assert cli(registry_cli.main, "approve", GROUP, version, "--reason", "reviewed")[0] == 0
+    for stage in ("dev", "staging"):
+        code, _, err = cli(promote.main, "deploy", "--stage", stage, "--version", version)
+        assert code == 0, err
+    assert cli(promote.main, "approve", "--stage", "prod", "--version", version, "--by", "alice")[0] == 0
+    code, _, err = cli(promote.main, "deploy", "--stage", "prod", "--version", version)
+    assert code == 0, err
 
 
 def status(cli):
@@ -110,6 +134,9 @@ def test_each_version_goes_through_dev_staging_the_manual_gate_and_prod(cli, wor
 
 
 def test_where_answers_for_each_version(cli):
+    promote_everywhere(cli, "1")
+    promote_everywhere(cli, "2")
+
     code, out, _ = cli(promote.main, "where", "--version", "1")
     assert code == 0
     where = json.loads(out)
@@ -119,6 +146,9 @@ def test_where_answers_for_each_version(cli):
 
 
 def test_rejecting_the_prod_version_rolls_every_stage_back_to_the_previous_one(cli, world):
+    promote_everywhere(cli, "1")
+    promote_everywhere(cli, "2")
+
     code, out, err = cli(promote.main, "reject", "--version", "2", "--reason", "complaints")
 
     assert code == 0, err
@@ -133,10 +163,14 @@ def test_rejecting_the_prod_version_rolls_every_stage_back_to_the_previous_one(c
 
 
 def test_undeploying_a_stage_stops_its_endpoint_and_records_it(cli, world):
+    promote_everywhere(cli, "1")
+    port = json.loads((world[1].parent / "stages" / "dev.json").read_text())["endpoint"]["local_port"]
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=5) as response:
+        assert response.status == 200
+
     code, out, err = cli(promote.main, "undeploy", "--stage", "dev")
     assert code == 0, err
     assert status(cli)["dev"] is None and status(cli)["prod"] == 1
     assert "retired-at" in json.loads(cli(promote.main, "where", "--version", "1")[1])["dev"]
-    port = json.loads((world[1].parent / "stages" / "dev.json").read_text())["endpoint"]["local_port"]
     with pytest.raises(OSError):
         urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=5)
