@@ -291,7 +291,9 @@ def _bundles(settings: Settings) -> dict[str, CodeBundle]:
 def _build(settings: Settings, spec, bundles: dict[str, CodeBundle]):
     import boto3
     from sagemaker.core import image_uris
+    from sagemaker.core.drift_check_baselines import DriftCheckBaselines
     from sagemaker.core.model_metrics import MetricsSource, ModelMetrics
+    from sagemaker.core.model_monitor.dataset_format import DatasetFormat
     from sagemaker.core.network import NetworkConfig
     from sagemaker.core.parameter import ContinuousParameter, IntegerParameter
     from sagemaker.core.processing import Processor
@@ -315,10 +317,12 @@ def _build(settings: Settings, spec, bundles: dict[str, CodeBundle]):
     from sagemaker.core.workflow.parameters import ParameterFloat, ParameterInteger, ParameterString
     from sagemaker.core.workflow.pipeline_context import PipelineSession
     from sagemaker.core.workflow.properties import PropertyFile
+    from sagemaker.mlops.workflow.check_job_config import CheckJobConfig
     from sagemaker.mlops.workflow.condition_step import ConditionStep
     from sagemaker.mlops.workflow.fail_step import FailStep
     from sagemaker.mlops.workflow.model_step import ModelStep
     from sagemaker.mlops.workflow.pipeline import Pipeline
+    from sagemaker.mlops.workflow.quality_check_step import DataQualityCheckConfig, QualityCheckStep
     from sagemaker.mlops.workflow.retry import (
         SageMakerJobExceptionTypeEnum,
         SageMakerJobStepRetryPolicy,
@@ -634,6 +638,32 @@ def _build(settings: Settings, spec, bundles: dict[str, CodeBundle]):
             on="/", values=[step.properties.ProcessingOutputConfig.Outputs[output].S3Output.S3Uri, filename]
         )
 
+    # ---- Data-quality baseline by Model Monitor itself: its statistics carry the KLL sketches the
+    # monitors' drift check compares with, which Preprocess's own summary does not.
+    data_baseline = QualityCheckStep(
+        name="DataQualityBaseline",
+        quality_check_config=DataQualityCheckConfig(
+            baseline_dataset=output_file(
+                preprocess, preprocess_step.BASELINE_DIR, preprocess_step.BASELINE_DATASET_FILENAME
+            ),
+            dataset_format=DatasetFormat.csv(header=False),
+            output_s3_uri=s3_path("DataQualityBaseline", "baseline"),
+        ),
+        check_job_config=CheckJobConfig(
+            role=s.role,
+            instance_count=1,
+            instance_type=processing_type,
+            volume_kms_key=s.kms_key_id,
+            output_kms_key=s.kms_key_id,
+            sagemaker_session=session,
+        ),
+        # Baseline only: drift is the monitors' job, on the traffic the deployed version sees.
+        skip_check=True,
+        register_new_baseline=True,
+        cache_config=cache,
+    )
+    quality = data_baseline.properties
+
     # ---- Register the model package (reached only when the gate passes)
     builder = ModelBuilder(
         image_uri=image,
@@ -666,16 +696,19 @@ def _build(settings: Settings, spec, bundles: dict[str, CodeBundle]):
                     content_type="application/json",
                 ),
                 model_data_statistics=MetricsSource(
-                    s3_uri=output_file(
-                        preprocess, preprocess_step.BASELINE_DIR, preprocess_step.STATISTICS_FILENAME
-                    ),
-                    content_type="application/json",
+                    s3_uri=quality.CalculatedBaselineStatistics, content_type="application/json"
                 ),
                 model_data_constraints=MetricsSource(
-                    s3_uri=output_file(
-                        preprocess, preprocess_step.BASELINE_DIR, preprocess_step.CONSTRAINTS_FILENAME
-                    ),
-                    content_type="application/json",
+                    s3_uri=quality.CalculatedBaselineConstraints, content_type="application/json"
+                ),
+            ),
+            # What a deploy monitors this version against (pipelines/stage_monitor).
+            drift_check_baselines=DriftCheckBaselines(
+                model_data_statistics=MetricsSource(
+                    s3_uri=quality.BaselineUsedForDriftCheckStatistics, content_type="application/json"
+                ),
+                model_data_constraints=MetricsSource(
+                    s3_uri=quality.BaselineUsedForDriftCheckConstraints, content_type="application/json"
                 ),
             ),
             customer_metadata_properties={
@@ -719,6 +752,6 @@ def _build(settings: Settings, spec, bundles: dict[str, CodeBundle]):
     return Pipeline(
         name=s.pipeline_name,
         parameters=parameters,
-        steps=[preprocess, train, tune, evaluate, gate],
+        steps=[preprocess, data_baseline, train, tune, evaluate, gate],
         sagemaker_session=session,
     )

@@ -9,8 +9,17 @@ from pipelines.local.definition import parse_definition, validate
 from pipelines.local.expressions import Context, evaluate, evaluate_conditions
 
 GOLDEN = Path(__file__).parents[1] / "churn" / "golden" / "definition.json"
-CHURN_TYPES = ("Processing", "Training", "Tuning", "Condition", "RegisterModel", "Fail")
-ORDER = ["Preprocess", "Train", "Tune", "Evaluate", "CheckAuc", "RegisterModel", "MetricBelowThreshold"]
+CHURN_TYPES = ("Processing", "QualityCheck", "Training", "Tuning", "Condition", "RegisterModel", "Fail")
+ORDER = [
+    "Preprocess",
+    "DataQualityBaseline",
+    "Train",
+    "Tune",
+    "Evaluate",
+    "CheckAuc",
+    "RegisterModel",
+    "MetricBelowThreshold",
+]
 
 
 @pytest.fixture(params=["golden", "built"])
@@ -21,7 +30,7 @@ def churn(request):
     return parse_definition(request.getfixturevalue("churn_definition_text"), "get_pipeline()")
 
 
-def test_the_churn_definition_validates_with_its_six_step_types(churn):
+def test_the_churn_definition_validates_with_its_seven_step_types(churn):
     values, order = validate(churn, {"AucThreshold": "0.9"}, CHURN_TYPES)
     assert order == ORDER
     assert values["AucThreshold"] == 0.9
@@ -46,6 +55,12 @@ def fake_run(auc):
             }
         },
         "Tune": {"TrainingJobSummaries": [{"TrainingJobName": "tune-007"}]},
+        "DataQualityBaseline": {
+            "CalculatedBaselineStatistics": "s3://b/run/quality/statistics.json",
+            "CalculatedBaselineConstraints": "s3://b/run/quality/constraints.json",
+            "BaselineUsedForDriftCheckStatistics": "s3://b/run/quality/statistics.json",
+            "BaselineUsedForDriftCheckConstraints": "s3://b/run/quality/constraints.json",
+        },
         "Evaluate": {
             "ProcessingOutputConfig": {
                 "Outputs": [{"OutputName": "evaluation", "S3Output": {"S3Uri": "s3://b/run/evaluation"}}]
@@ -80,5 +95,7 @@ def test_the_fail_step_message_and_the_register_arguments_evaluate(churn):
         "/ChurnPipeline/tuning/tune-007/output/model.tar.gz"
     )
     statistics = register["ModelMetrics"]["ModelDataQuality"]["Statistics"]["S3Uri"]
-    assert statistics == "s3://b/run/baseline/statistics.json"
+    assert statistics == "s3://b/run/quality/statistics.json"  # Model Monitor's own, from the check step
+    drift = register["DriftCheckBaselines"]["ModelDataQuality"]["Constraints"]["S3Uri"]
+    assert drift == "s3://b/run/quality/constraints.json"
     assert json.dumps(register).count('"Get"') == 0
