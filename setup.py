@@ -66,6 +66,7 @@ setup(
             "local-pipeline=pipelines.local.cli:main",
             "promote=pipelines.promotion.cli:main",
             "local-endpoint=pipelines.serving.cli:main",
+            "monitor=pipelines.stage_monitor.cli:main",
         ]
         + (["package-template=seed_code.package:main"] if SEED_CODE else []),
     },
