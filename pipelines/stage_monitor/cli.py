@@ -46,12 +46,16 @@ def build_monitor(args) -> LocalMonitor:
     from pipelines.registry import open_registry
     from pipelines.stage_monitor.checks import data_quality
 
+    parameters = _cli.parameter_options(args.pipeline_parameters)
+    if "InputDataUrl" in parameters:
+        raise UsageError("--pipeline-parameter: InputDataUrl comes from the stage's retrain_input_data_url")
     return LocalMonitor(
         load_promotion(args.config),
         open_registry("local"),
         local_home(),
         data_quality,
         pipeline_module=args.pipeline_module,
+        pipeline_parameters=parameters,
     )
 
 
@@ -84,6 +88,14 @@ def _main(argv: Sequence[str] | None) -> int:
         "--pipeline-module",
         default=DEFAULT_PIPELINE_MODULE,
         help="the pipeline a retraining runs (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--pipeline-parameter",
+        dest="pipeline_parameters",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a parameter of a retraining execution, e.g. MaxTuningJobs=2 (repeatable)",
     )
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_cli.ArgumentParser)
     run = commands.add_parser("run", help="one monitoring execution now")

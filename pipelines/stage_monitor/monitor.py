@@ -87,6 +87,7 @@ class LocalMonitor:
         analyzer: Analyzer,
         *,
         pipeline_module: str = DEFAULT_PIPELINE_MODULE,
+        pipeline_parameters: dict[str, str] | None = None,
         say: Callable[[str], None] = print,
         clock: Callable[[], datetime] = _now,
         start_retraining: Callable[[list[str], Path], int] | None = None,
@@ -97,6 +98,7 @@ class LocalMonitor:
         self.store = ObjectStore(self.home / "s3")
         self.analyzer = analyzer
         self.pipeline_module = pipeline_module
+        self.pipeline_parameters = dict(pipeline_parameters or {})
         self.say = say
         self.clock = clock
         self.start_retraining = start_retraining or _run_command
@@ -290,7 +292,8 @@ class LocalMonitor:
         data = settings.on_violation.retrain_input_data_url
         command = [
             sys.executable, "-m", "pipelines.run_pipeline", "--local", "--module-name", self.pipeline_module,
-            "--parameters", f"InputDataUrl={data}",
+            "--parameters", *(f"{k}={v}" for k, v in self.pipeline_parameters.items()),
+            f"InputDataUrl={data}",
         ]  # fmt: skip
         log = self.folder(stage) / f"retraining-{summary['ExecutionId']}.log"
         self._save_state(
