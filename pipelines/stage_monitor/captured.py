@@ -8,7 +8,7 @@ import base64
 import binascii
 import io
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -88,12 +88,19 @@ def _json_rows(text: str, path: Path, number: int) -> list[str]:
     return [",".join("" if v is None else str(v) for v in row) for row in rows]
 
 
-def read_capture(files: Iterable[Path], num_features: int) -> pd.DataFrame:
-    """Every request row in ``files`` as a DataFrame of ``num_features`` columns ``_c0..``.
+CHUNK_ROWS = 100_000  # rows parsed at a time: memory stays bounded whatever the capture's size
+
+
+def iter_capture(
+    files: Iterable[Path], num_features: int, chunk_rows: int = CHUNK_ROWS
+) -> Iterator[pd.DataFrame]:
+    """Every request row in ``files``, as DataFrames of at most ``chunk_rows`` rows and
+    ``num_features`` columns ``_c0..``.
 
     Raises CaptureError naming the file, the line and the field for a line that is not JSON (a
     truncated file), a record that is not capture, or a row whose column count is not the model's
     (capture of another model)."""
+    names = [f"_c{i}" for i in range(num_features)]
     rows: list[str] = []
     loads = json.loads
     commas = num_features - 1
@@ -110,17 +117,13 @@ def read_capture(files: Iterable[Path], num_features: int) -> pd.DataFrame:
                 record = loads(line)
             except ValueError as err:
                 raise _fail(
-                    path, number, "the line", f"is not JSON ({err.msg}): the file is truncated or not capture"
+                    path, number, "the line", f"is not JSON ({err}): the file is truncated or not capture"
                 ) from None
             if not isinstance(record, dict):
                 raise _fail(path, number, "the line", "is not a JSON object")
             if record.get("eventVersion") != "0":
-                raise _fail(
-                    path,
-                    number,
-                    "eventVersion",
-                    f'is {record.get("eventVersion")!r}; SageMaker capture has "0"',
-                )
+                version = record.get("eventVersion")
+                raise _fail(path, number, "eventVersion", f'is {version!r}; SageMaker capture has "0"')
             for row in _rows_of(record, path, number):
                 if row.count(",") != commas:
                     raise _fail(
@@ -129,10 +132,15 @@ def read_capture(files: Iterable[Path], num_features: int) -> pd.DataFrame:
                         "(capture of another model?)",
                     )  # fmt: skip
                 rows.append(row)
-    names = [f"_c{i}" for i in range(num_features)]
-    if not rows:
-        return pd.DataFrame({name: pd.Series(dtype="float64") for name in names})
-    # One pass of pandas' C parser over every row: far cheaper than parsing record by record.
+            if len(rows) >= chunk_rows:
+                yield _parse(rows, names)
+                rows = []
+    if rows:
+        yield _parse(rows, names)
+
+
+def _parse(rows: list[str], names: list[str]) -> pd.DataFrame:
+    # One pass of pandas' C parser over many rows: far cheaper than parsing record by record.
     return pd.read_csv(
         io.StringIO("\n".join(rows)),
         header=None,
@@ -141,3 +149,11 @@ def read_capture(files: Iterable[Path], num_features: int) -> pd.DataFrame:
         na_values=[""],
         keep_default_na=False,
     )
+
+
+def read_capture(files: Iterable[Path], num_features: int) -> pd.DataFrame:
+    """Every request row in ``files`` as one DataFrame (see :func:`iter_capture`)."""
+    chunks = list(iter_capture(files, num_features))
+    if not chunks:
+        return pd.DataFrame({f"_c{i}": pd.Series(dtype="float64") for i in range(num_features)})
+    return pd.concat(chunks, ignore_index=True)

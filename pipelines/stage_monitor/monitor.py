@@ -35,7 +35,7 @@ from pipelines.promotion.flow import History
 from pipelines.registry.base import ModelPackage, ModelRegistry
 from pipelines.stage_monitor.aws import schedule_name
 from pipelines.stage_monitor.baseline import MonitorError, baseline_uris, stage_constraints
-from pipelines.stage_monitor.captured import read_capture
+from pipelines.stage_monitor.captured import iter_capture
 
 COMPLETED = "Completed"
 WITH_VIOLATIONS = "CompletedWithViolations"
@@ -235,9 +235,9 @@ class LocalMonitor:
                 f"baseline constraints {constraints_uri}: features is missing or empty; "
                 "not Model Monitor constraints"
             )
-        frame = read_capture(files, len(features))
+        chunks = iter_capture(files, len(features))
         return self.analyzer(
-            frame, statistics, stage_constraints(constraints, settings), statistics_uri, constraints_uri
+            chunks, statistics, stage_constraints(constraints, settings), statistics_uri, constraints_uri
         )
 
     def _baseline_json(self, uri: str, what: str) -> dict:
