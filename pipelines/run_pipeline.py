@@ -7,6 +7,7 @@ SageMaker keeps the pipeline's step cache.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sys
@@ -14,6 +15,8 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from botocore.exceptions import BotoCoreError, ClientError
 
 from pipelines import _cli
 from pipelines import aws_names as names
@@ -39,6 +42,34 @@ TERMINAL_STATUSES = {"Succeeded", "Failed", "Stopped"}
 class UpsertResult:
     action: str  # "created", "updated" or "unchanged"
     pipeline_arn: str
+    definition_changed: bool = True
+
+
+@dataclass(frozen=True)
+class SampleInput:
+    """Where a run on an empty input location takes its data from instead."""
+
+    input_url: str  # the location that was found empty
+    sample_url: str  # where the bundled sample table was staged for this execution
+    uploaded: bool  # False when the same bytes were already there
+
+
+def should_start(no_start: bool, start_if_changed: bool, result: UpsertResult) -> tuple[bool, str]:
+    """Whether to start an execution after the upsert, and the line that says why not.
+
+    SageMaker's step cache keys on a step's arguments, not on the data behind its input URIs: an
+    unchanged definition started on the same input reuses every cached step and registers the
+    same model again. So the build starts only what changed, or what it is asked to.
+    """
+    if no_start:
+        return False, "not started (--no-start)"
+    if start_if_changed and not result.definition_changed:
+        return False, (
+            "definition unchanged: no execution started (on the same data it would register the same "
+            "model again; new data starts the pipeline through the data triggers); to start one anyway, "
+            "drop --start-if-changed"
+        )
+    return True, ""
 
 
 def parse_tags(text: str, project_name: str | None, project_id: str | None) -> list[dict]:
@@ -130,8 +161,6 @@ def same_definition(deployed: str, new: str) -> bool:
 
 def upsert_pipeline(sm, name: str, definition: str, role_arn: str, description: str, tags: list[dict]):
     """Create the pipeline, update it if its definition, role or description changed, or leave it."""
-    from botocore.exceptions import ClientError
-
     try:
         current = sm.describe_pipeline(PipelineName=name)
     except ClientError as err:
@@ -147,8 +176,9 @@ def upsert_pipeline(sm, name: str, definition: str, role_arn: str, description: 
         return UpsertResult("created", arn)
 
     arn = current["PipelineArn"]
+    definition_unchanged = same_definition(current.get("PipelineDefinition", ""), definition)
     unchanged = (
-        same_definition(current.get("PipelineDefinition", ""), definition)
+        definition_unchanged
         and current.get("RoleArn") == role_arn
         and (current.get("PipelineDescription") or "") == description
     )
@@ -163,7 +193,49 @@ def upsert_pipeline(sm, name: str, definition: str, role_arn: str, description: 
     missing = [t for t in tags if present.get(t["Key"]) != t["Value"]]
     if missing:
         sm.add_tags(ResourceArn=arn, Tags=missing)
-    return UpsertResult("unchanged" if unchanged else "updated", arn)
+    return UpsertResult(
+        "unchanged" if unchanged else "updated", arn, definition_changed=not definition_unchanged
+    )
+
+
+def split_s3_url(url: str) -> tuple[str, str]:
+    bucket, _, key = url.removeprefix("s3://").partition("/")
+    return bucket, key
+
+
+def stage_sample_if_empty(
+    s3, input_url: str, sample: Path, bucket: str, key_prefix: str, kms_key_id: str | None
+) -> SampleInput | None:
+    """When nothing is at ``input_url`` (an object or prefix), stage the sample table beside the
+    pipeline's code, outside the input location: a later upload of real data is never mixed with
+    it, and no data trigger fires on it. None when the input location holds data."""
+    input_bucket, input_key = split_s3_url(input_url)
+    if s3.list_objects_v2(Bucket=input_bucket, Prefix=input_key, MaxKeys=1).get("KeyCount", 0):
+        return None
+    key = f"{key_prefix}/sample/{sample.name}"
+    body = sample.read_bytes()
+    digest = hashlib.md5(body, usedforsecurity=False).hexdigest()
+    try:
+        present = s3.head_object(Bucket=bucket, Key=key).get("ETag", "").strip('"') == digest
+    except ClientError as err:
+        if err.response.get("Error", {}).get("Code") not in ("404", "NoSuchKey", "NotFound"):
+            raise
+        present = False
+    if not present:
+        extra = {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": kms_key_id} if kms_key_id else {}
+        s3.put_object(Bucket=bucket, Key=key, Body=body, **extra)
+    return SampleInput(input_url, f"s3://{bucket}/{key}", uploaded=not present)
+
+
+def _input_url(definition: str, parameter: str, given: list[dict]) -> str | None:
+    """The value an execution gets for ``parameter``: as given, or the definition's default."""
+    for item in given:
+        if item["Name"] == parameter:
+            return item["Value"]
+    for declared in json.loads(definition).get("Parameters", []):
+        if declared["Name"] == parameter:
+            return declared.get("DefaultValue")
+    return None
 
 
 def _is_not_found(err) -> bool:
@@ -233,6 +305,17 @@ def _main(argv: Sequence[str] | None) -> int:
     )
     parser.add_argument("--no-start", action="store_true", help="upsert only; do not start an execution")
     parser.add_argument(
+        "--start-if-changed",
+        action="store_true",
+        help="start an execution only when the upsert created the pipeline or changed its definition",
+    )
+    parser.add_argument(
+        "--sample-if-empty",
+        action="store_true",
+        help="when nothing is at the input location, run this execution on the module's bundled sample "
+        "table (staged under <pipeline>/sample/) and say so",
+    )
+    parser.add_argument(
         "--wait", action="store_true", help="block until the execution ends; fail if it fails"
     )
     local = parser.add_argument_group("local run (no AWS account, no Docker)")
@@ -261,6 +344,10 @@ def _main(argv: Sequence[str] | None) -> int:
     if args.wait and args.no_start:
         raise UsageError("--wait and --no-start contradict each other: drop one")
     module = _cli.load_pipeline_module(args.module_name)
+    if args.sample_if_empty and not hasattr(module, "get_sample_input"):
+        raise UsageError(
+            f"--sample-if-empty: {args.module_name} has no get_sample_input(**kwargs) naming a sample table"
+        )
     _cli.check_kwargs(module.get_pipeline, kwargs)
     kwargs.setdefault("role", args.role_arn)
     pipeline = module.get_pipeline(**kwargs)
@@ -269,8 +356,6 @@ def _main(argv: Sequence[str] | None) -> int:
     execution_parameters = parse_parameters(_cli.parameter_options(args.parameters), definition)
     code = module.get_code_upload(**kwargs) if hasattr(module, "get_code_upload") else None
     description = args.description or f"Model-build pipeline {name} ({args.module_name})"
-
-    from botocore.exceptions import BotoCoreError, ClientError
 
     if args.definition_file:
         _cli.write_atomically(args.definition_file, definition, "--definition-file")
@@ -292,8 +377,15 @@ def _main(argv: Sequence[str] | None) -> int:
             )
         else:
             print(f"pipeline {name}: {result.action}: {result.pipeline_arn}")
-        if args.no_start:
+        start_now, why_not = should_start(args.no_start, args.start_if_changed, result)
+        if not start_now:
+            print(f"pipeline {name}: {why_not}")
             return 0
+        if args.sample_if_empty:
+            doing = "looking for data at the input location"
+            execution_parameters = _sample_if_empty(
+                s3, module, kwargs, definition, execution_parameters, code, name
+            )
         doing = f"starting pipeline {name}"
         start = {"PipelineName": name, "PipelineParameters": execution_parameters}
         commit = os.environ.get("CODEBUILD_RESOLVED_SOURCE_VERSION")
@@ -314,6 +406,33 @@ def _main(argv: Sequence[str] | None) -> int:
     return 0
 
 
+def _sample_if_empty(s3, module, kwargs: dict, definition: str, parameters: list[dict], code, name: str):
+    """The execution's parameters, with the input pointed at the staged sample if its location is empty."""
+    parameter = getattr(module, "INPUT_PARAMETER", "InputDataUrl")
+    input_url = _input_url(definition, parameter, parameters)
+    sample = module.get_sample_input(**kwargs)
+    if not (isinstance(input_url, str) and input_url.startswith("s3://")) or sample is None:
+        raise ConfigError(
+            f"--sample-if-empty: pipeline {name} needs an s3:// {parameter} and a sample table "
+            f"(found {parameter}={input_url!r}, sample={sample})"
+        )
+    bucket = code.bucket if code is not None else split_s3_url(input_url)[0]
+    key_prefix = code.key_prefix if code is not None else name
+    staged = stage_sample_if_empty(
+        s3, input_url, sample, bucket, key_prefix, code.kms_key_id if code is not None else None
+    )
+    if staged is None:
+        return parameters
+    print(
+        f"input {input_url} is empty: this execution runs on the bundled sample table {sample.name}, "
+        f"{'staged' if staged.uploaded else 'already staged'} at {staged.sample_url}; "
+        f"put your own data at {input_url} to train on it"
+    )
+    return [p for p in parameters if p["Name"] != parameter] + [
+        {"Name": parameter, "Value": staged.sample_url}
+    ]
+
+
 #: What a local run builds the definition with when --kwargs does not say: no account is involved,
 #: so these only shape the names in the definition (and the image URIs, by region).
 LOCAL_DEFAULTS = {
@@ -331,6 +450,10 @@ def _run_local(args, kwargs: dict) -> int:
 
     if args.wait and args.no_start:
         raise UsageError("--wait and --no-start contradict each other: drop one")
+    if args.start_if_changed or args.sample_if_empty:
+        raise UsageError(
+            "--start-if-changed and --sample-if-empty apply to SageMaker runs only: drop --local"
+        )
     uploads = parse_uploads(args.upload)
     parameters = _cli.parameter_options(args.parameters)
     module = _cli.load_pipeline_module(args.module_name)

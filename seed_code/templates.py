@@ -149,6 +149,8 @@ class _Renderer:
         kind = self._resource(name)["Type"]
         if kind == "AWS::SQS::Queue":
             return f"https://sqs.{self.pseudo['AWS::Region']}.amazonaws.com/{self.pseudo['AWS::AccountId']}/{self.physical_name(name)}"
+        if kind == "AWS::StepFunctions::StateMachine":
+            return self.attribute(name, "Arn")
         return self.physical_name(name)
 
     def physical_name(self, logical: str) -> str:
@@ -164,6 +166,7 @@ class _Renderer:
             "AliasName",
             "ModelPackageGroupName",
             "CodeRepositoryName",
+            "StateMachineName",
         ):
             if key in props:
                 return self.value(props[key])
@@ -183,6 +186,7 @@ class _Renderer:
                 "AWS::CodeCommit::Repository": ("codecommit", f":{region}:{account}:{name}"),
                 "AWS::Logs::LogGroup": ("logs", f":{region}:{account}:log-group:{name}:*"),
                 "AWS::Events::Rule": ("events", f":{region}:{account}:rule/{name}"),
+                "AWS::StepFunctions::StateMachine": ("states", f":{region}:{account}:stateMachine:{name}"),
             }[kind]
             return f"arn:aws:{service}{resource}"
         if kind == "AWS::CodeCommit::Repository" and attribute == "CloneUrlHttp":

@@ -1,15 +1,15 @@
 """Training step, script mode in the SageMaker XGBoost framework container: trains a booster on the train
 channel with early stopping on the validation channel and saves it as ``xgboost-model.json``.
 
-It logs each round as the built-in XGBoost algorithm does, then one ``[best]`` line with the best round's
-values, so the last match of each :func:`metric_definitions` regex is the value of the model that is kept.
+SageMaker treats that image as a built-in algorithm: it refuses custom MetricDefinitions and reads the
+container's own ``validation:<metric>`` from the log, so each round is logged as the built-in algorithm logs
+it and the last such line is the best (kept) round's, the value a tuning job ranks this trial by.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -45,8 +45,6 @@ DEFAULT_HYPERPARAMETERS = {
     "seed": 0,
 }
 
-_NUMBER = r"([-+]?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)"
-
 
 class TrainingError(ValueError):
     """Bad hyperparameters or channel data; a one-line message, and ``source`` naming the file."""
@@ -56,21 +54,12 @@ class TrainingError(ValueError):
         self.source = source
 
 
-def metric_definitions(metric: str) -> list[dict]:
-    """SageMaker MetricDefinitions for ``train:<metric>`` and ``validation:<metric>`` over this script's log.
+def format_round(iteration: int, metric: str, train_value: float, validation_value: float) -> str:
+    """One round as the built-in XGBoost algorithm logs it: ``[i]<tab>train-<m>:<v><tab>validation-<m>:<v>``.
 
-    ``.*?`` between the round and the metric accepts the tab as printed and as CloudWatch shows it (#011).
+    CloudWatch shows each tab as ``#011``, which is what the container's metric regexes match
+    (aws/sagemaker-xgboost-container, src/sagemaker_xgboost_container/algorithm_mode/metrics.py).
     """
-    return [
-        {
-            "Name": f"{channel}:{metric}",
-            "Regex": rf"\[(?:[0-9]+|best)\].*?{channel}-{re.escape(metric)}:{_NUMBER}",
-        }
-        for channel in CHANNELS
-    ]
-
-
-def format_round(iteration: int | str, metric: str, train_value: float, validation_value: float) -> str:
     return f"[{iteration}]\ttrain-{metric}:{train_value:.5f}\tvalidation-{metric}:{validation_value:.5f}"
 
 
@@ -220,8 +209,9 @@ def train_booster(
         "validation": float(history["validation"][metric][best]),
     }
     log(f"best iteration {best} of {result['rounds']} rounds")
-    # Last, so a tuning job reading the last match of the metric regex gets the kept model's value.
-    log(format_round("best", metric, result["train"], result["validation"]))
+    # Last, and in the rounds' own form: SageMaker reports a trial's latest value of the objective
+    # metric (FinalHyperParameterTuningJobObjectiveMetric), so the tuner ranks the model that is kept.
+    log(format_round(best, metric, result["train"], result["validation"]))
     return booster[: best + 1], result
 
 

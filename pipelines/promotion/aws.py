@@ -143,10 +143,13 @@ def endpoint_template(
     }
     if endpoint.autoscaling is not None:
         # Deploys keep the instance counts the autoscaler chose (not InitialInstanceCount) and take
-        # the weights from the config.
+        # the weights and the data capture from the config: retained, a changed capture percentage
+        # would never be applied. (botocore's VariantPropertyType offers DataCaptureConfig; the API
+        # reference calls it "not currently supported", which only a deploy on an account can settle.)
         resources["Endpoint"]["Properties"]["RetainAllVariantProperties"] = True
         resources["Endpoint"]["Properties"]["ExcludeRetainedVariantProperties"] = [
-            {"VariantPropertyType": "DesiredWeight"}
+            {"VariantPropertyType": "DesiredWeight"},
+            {"VariantPropertyType": "DataCaptureConfig"},
         ]
         scaling = endpoint.autoscaling
         for variant in endpoint.variants:

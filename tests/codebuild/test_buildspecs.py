@@ -145,3 +145,71 @@ def test_a_deploy_action_without_the_selected_arn_fails(tmp_path):
 
     with pytest.raises(subprocess.CalledProcessError):
         run_deploy_build(tmp_path, STAGE="prod")
+
+
+BUILD_ENVIRON = {
+    "AWS_REGION": "eu-west-1",
+    "SAGEMAKER_PROJECT_NAME": "churn",
+    "SAGEMAKER_PROJECT_ID": "p-abc123",
+    "SAGEMAKER_PROJECT_ARN": "arn:aws:sagemaker:eu-west-1:111122223333:project/churn",
+    "SAGEMAKER_PIPELINE_ROLE_ARN": "arn:aws:iam::111122223333:role/pipeline",
+    "ARTIFACT_BUCKET": "sagemaker-mlops-p-abc123-111122223333-eu-west-1",
+}
+
+
+def run_model_build(tmp_path, **environ):
+    """The build buildspec's build commands in bash, with a `run-pipeline` that records each call."""
+    import json
+    import subprocess
+
+    spec = yaml.safe_load((CODEBUILD / "buildspec-build.yml").read_text())
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    fake = bin_dir / "run-pipeline"
+    fake.write_text('#!/usr/bin/env bash\nprintf "%s\\n" "$@" >> "$CALLS"\necho "--end--" >> "$CALLS"\n')
+    fake.chmod(0o755)
+    calls = tmp_path / "calls"
+    calls.unlink(missing_ok=True)
+    script = "\n".join(spec["phases"]["build"]["commands"])
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "CALLS": str(calls), **BUILD_ENVIRON, **environ}
+    done = subprocess.run(["bash", "-c", script], env=env, capture_output=True, text=True, cwd=tmp_path)
+    if done.returncode != 0:
+        return done, []
+    argvs = [call.strip("\n").splitlines() for call in calls.read_text().split("--end--") if call.strip()]
+    for argv in argvs:
+        json.loads(argv[argv.index("--kwargs") + 1])  # every call gets well-formed kwargs
+    return done, argvs
+
+
+def test_the_build_starts_only_a_changed_definition_unless_asked_and_uses_the_sample_while_empty(tmp_path):
+    done, (local, aws) = run_model_build(tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "--local" in local and "--start-if-changed" not in local
+    assert "--local" not in aws
+    assert "--start-if-changed" in aws and "--sample-if-empty" in aws
+
+    done, (_, aws) = run_model_build(tmp_path, START_PIPELINE_EXECUTION="always")
+    assert done.returncode == 0, done.stderr
+    assert "--start-if-changed" not in aws and "--sample-if-empty" in aws
+
+    done, (_, aws) = run_model_build(tmp_path, START_PIPELINE_EXECUTION="if-changed")
+    assert "--start-if-changed" in aws
+
+
+def test_a_bad_start_setting_fails_the_build_before_anything_runs(tmp_path):
+    done, calls = run_model_build(tmp_path, START_PIPELINE_EXECUTION="sometimes")
+    assert done.returncode == 2 and calls == []
+    (line,) = done.stderr.strip().splitlines()
+    assert "START_PIPELINE_EXECUTION=sometimes is neither if-changed nor always" in line
+
+
+def test_the_build_reads_the_input_location_the_project_gives_it(tmp_path):
+    import json
+
+    url = "s3://sagemaker-mlops-p-abc123-111122223333-eu-west-1/landing/churn/"
+    done, (local, aws) = run_model_build(tmp_path, INPUT_DATA_URL=url)
+    assert done.returncode == 0, done.stderr
+    for argv in (local, aws):
+        assert json.loads(argv[argv.index("--kwargs") + 1])["input_data_url"] == url
+    done, (_, aws) = run_model_build(tmp_path)
+    assert "input_data_url" not in json.loads(aws[aws.index("--kwargs") + 1])

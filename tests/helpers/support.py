@@ -6,6 +6,21 @@ BUCKET = "team-mlops-artifacts"
 ROLE = f"arn:aws:iam::{ACCOUNT}:role/SageMakerPipelineRole"
 MODULE = "pipelines.churn.pipeline"
 
+# The XGBoost container's own metric regex, copied from aws/sagemaker-xgboost-container
+# src/sagemaker_xgboost_container/algorithm_mode/metrics.py (``initialize``, one per metric name of
+# constants/xgb_constants.py). SageMaker applies it, not a regex of ours: it refuses custom
+# MetricDefinitions for that image. ``#011`` is how CloudWatch shows a tab.
+XGBOOST_CONTAINER_METRIC_REGEX = ".*\\[[0-9]+\\].*#011validation-{}:(\\S+)"
+
+
+def container_metric(log: str, metric: str) -> list[str]:
+    """Every value of ``validation:<metric>`` the container's regex takes from a training log, read
+    as CloudWatch holds it (tabs as #011)."""
+    import re
+
+    pattern = re.compile(XGBOOST_CONTAINER_METRIC_REGEX.format(metric))
+    return [m.group(1) for line in log.replace("\t", "#011").splitlines() if (m := pattern.match(line))]
+
 
 def all_steps(definition: dict) -> dict:
     """Every step by name, including those nested in a Condition's branches."""

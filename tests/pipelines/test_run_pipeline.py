@@ -218,3 +218,115 @@ def test_parameter_values_are_sent_as_sagemaker_expects_them():
         {"Name": "Flag", "Value": "true"},
         {"Name": "T", "Value": "0.85"},
     ]
+
+
+# ---- what the build starts: only what changed, and on the sample while no data has arrived
+
+
+def executions(sm) -> list[dict]:
+    summaries = sm.list_pipeline_executions(PipelineName="ChurnPipeline")["PipelineExecutionSummaries"]
+    return sorted(summaries, key=lambda s: s["StartTime"])
+
+
+def execution_input(sm, execution: dict) -> str:
+    parameters = sm.list_pipeline_parameters_for_execution(
+        PipelineExecutionArn=execution["PipelineExecutionArn"]
+    )["PipelineParameters"]
+    return {p["Name"]: p["Value"] for p in parameters}.get("InputDataUrl", "<default>")
+
+
+def test_with_start_if_changed_an_unchanged_definition_starts_nothing_and_says_so(
+    aws, capsys, monkeypatch, tmp_path
+):
+    sm, _ = aws
+    code, out, err = run(capsys, "--start-if-changed")
+    assert (code, err) == (0, ""), err
+    assert "created" in out and "execution started" in out
+    assert len(executions(sm)) == 1
+
+    code, out, err = run(capsys, "--start-if-changed")
+    assert (code, err) == (0, ""), err
+    assert "definition unchanged: no execution started" in out
+    assert "execution started:" not in out
+    assert len(executions(sm)) == 1
+
+    steps_copy = tmp_path / "steps"
+    shutil.copytree(REPO / "steps", steps_copy)
+    (steps_copy / "evaluate.py").write_text((REPO / "steps" / "evaluate.py").read_text() + "\n# changed\n")
+    monkeypatch.setattr(churn, "STEPS_DIR", steps_copy)
+    code, out, _ = run(capsys, "--start-if-changed")
+    assert code == 0 and "updated" in out and "execution started" in out
+    assert len(executions(sm)) == 2
+
+    # Asked for (no --start-if-changed), an unchanged definition starts as before.
+    code, out, _ = run(capsys)
+    assert code == 0 and "definition unchanged" in out and "execution started" in out
+    assert len(executions(sm)) == 3
+
+
+@pytest.mark.parametrize(
+    ("no_start", "if_changed", "changed", "expected"),
+    [
+        (False, False, False, True),
+        (False, True, True, True),
+        (False, True, False, False),
+        (True, False, True, False),
+        (True, True, True, False),
+    ],
+)
+def test_the_start_decision(no_start, if_changed, changed, expected):
+    result = run_pipeline.UpsertResult(
+        "updated" if changed else "unchanged", "arn", definition_changed=changed
+    )
+    start, why_not = run_pipeline.should_start(no_start, if_changed, result)
+    assert start is expected
+    assert bool(why_not) is not expected
+
+
+def test_a_role_or_description_change_alone_is_not_a_changed_definition(aws, capsys):
+    sm, _ = aws
+    assert run(capsys, "--no-start")[0] == 0
+    code, out, _ = run(capsys, "--start-if-changed", "--description", "another description")
+    assert code == 0 and "updated" in out and "no execution started" in out
+    assert executions(sm) == []
+
+
+def test_an_empty_input_location_runs_on_the_staged_sample_and_says_so(aws, capsys):
+    sm, s3 = aws
+    code, out, err = run(capsys, "--sample-if-empty")
+    assert (code, err) == (0, ""), err
+    input_url = f"s3://{BUCKET}/churn/input/"
+    sample_url = f"s3://{BUCKET}/ChurnPipeline/sample/churn.csv"
+    assert f"input {input_url} is empty" in out and sample_url in out
+    staged = s3.get_object(Bucket=BUCKET, Key="ChurnPipeline/sample/churn.csv")["Body"].read()
+    assert staged == churn.SAMPLE_DATA.read_bytes()
+    # Staged beside the code, not in the input location: real data is never mixed with it.
+    assert s3.list_objects_v2(Bucket=BUCKET, Prefix="churn/input/")["KeyCount"] == 0
+    (first,) = executions(sm)
+    assert execution_input(sm, first) == sample_url
+
+    # Data arrives: the next execution reads the input location, and nothing is said about a sample.
+    s3.put_object(Bucket=BUCKET, Key="churn/input/2026-11.csv", Body=churn.SAMPLE_DATA.read_bytes())
+    code, out, _ = run(capsys, "--sample-if-empty")
+    assert code == 0 and "is empty" not in out
+    assert execution_input(sm, executions(sm)[-1]) == "<default>"
+
+
+def test_an_input_given_as_a_parameter_is_the_location_checked(aws, capsys):
+    sm, s3 = aws
+    s3.put_object(Bucket=BUCKET, Key="elsewhere/data.csv", Body=b"1,2\n")
+    given = f"s3://{BUCKET}/elsewhere/"
+    code, out, _ = run(capsys, "--sample-if-empty", "--parameters", json.dumps({"InputDataUrl": given}))
+    assert code == 0 and "is empty" not in out
+    assert execution_input(sm, executions(sm)[-1]) == given
+    empty = f"s3://{BUCKET}/nothing-here/"
+    code, out, _ = run(capsys, "--sample-if-empty", "--parameters", json.dumps({"InputDataUrl": empty}))
+    assert code == 0 and f"input {empty} is empty" in out
+    assert execution_input(sm, executions(sm)[-1]) == f"s3://{BUCKET}/ChurnPipeline/sample/churn.csv"
+
+
+def test_the_aws_only_start_options_are_refused_with_local(capsys):
+    code, _, err = invoke(
+        run_pipeline.main, ["--local", "--module-name", MODULE, "--start-if-changed"], capsys
+    )
+    assert code == 2 and "apply to SageMaker runs only" in err

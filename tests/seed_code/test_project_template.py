@@ -113,44 +113,219 @@ def test_what_a_deploy_records_on_the_version_does_not_start_another_deploy(proj
     assert matches(rule, package_state_change(GROUP, "Approved", note="reviewed"))
 
 
-def test_retraining_runs_the_sagemaker_pipeline_on_the_data_prefix_weekly_and_on_new_data(project):
-    input_url = f"s3://{BUCKET}/{NAME}/input/"
-    schedule = project["RetrainingScheduleTrigger"]["Properties"]
-    assert schedule["ScheduleExpression"] == "cron(0 3 ? * MON *)"
+# ---- retraining: each trigger names its data, so new data is a new input and retrains
+
+
+def transformed_input(target: dict, event: dict) -> dict:
+    """What EventBridge passes a target with an InputTransformer: each <name> in the template
+    replaced by the value at its JSON path (a string inside quotes as is)."""
+    transformer = target["InputTransformer"]
+    text = transformer["InputTemplate"]
+    for name, path in transformer["InputPathsMap"].items():
+        value = event
+        for part in path.removeprefix("$.").split("."):
+            value = value[part]
+        text = text.replace(f"<{name}>", value)
+    return json.loads(text)
+
+
+def scheduler_input(target: dict, scheduled_time: str) -> dict:
+    """What EventBridge Scheduler passes its target: the Input with its context attributes replaced."""
+    return json.loads(target["Input"].replace("<aws.scheduler.scheduled-time>", scheduled_time))
+
+
+def _path(document: dict, path: str):
+    value = document
+    for part in path.removeprefix("$").strip(".").split("."):
+        if part:
+            value = value[part]
+    return value
+
+
+def _intrinsic(expression: str, document: dict):
+    """The few Step Functions intrinsic functions the state machine uses, nested as it uses them."""
+    expression = expression.strip()
+    if expression.startswith("$"):
+        return _path(document, expression)
+    if expression.startswith("'"):
+        return expression[1:-1]
+    if expression.isdigit():
+        return int(expression)
+    name, _, rest = expression.partition("(")
+    assert name.startswith("States.") and rest.endswith(")"), expression
+    args, depth, current = [], 0, ""
+    for char in rest[:-1]:
+        if char == "," and depth == 0:
+            args.append(current)
+            current = ""
+            continue
+        depth += char == "("
+        depth -= char == ")"
+        current += char
+    args.append(current)
+    values = [_intrinsic(arg, document) for arg in args]
+    if name == "States.Format":
+        template, *fields = values
+        return template.replace("{}", "%s") % tuple(fields)
+    if name == "States.StringSplit":
+        return values[0].split(values[1])
+    if name == "States.ArrayGetItem":
+        return values[0][int(values[1])]
+    raise AssertionError(f"unexpected intrinsic {name}")
+
+
+def _parameters(parameters, document: dict):
+    if isinstance(parameters, list):
+        return [_parameters(item, document) for item in parameters]
+    if not isinstance(parameters, dict):
+        return parameters
+    out = {}
+    for key, value in parameters.items():
+        if key.endswith(".$"):
+            out[key[:-2]] = _intrinsic(value, document)
+        else:
+            out[key] = _parameters(value, document)
+    return out
+
+
+def run_state_machine(machine: dict, document: dict, keys_in_bucket: list[str]) -> list[dict]:
+    """Walk the retraining state machine over one input; the S3 listing answers from
+    ``keys_in_bucket``. Returns the StartPipelineExecution requests it would make."""
+    properties = machine["Properties"]
+    definition = json.loads(
+        json.dumps(properties["Definition"]).replace(
+            "${PipelineName}", properties["DefinitionSubstitutions"]["PipelineName"]
+        )
+    )
+    started, name = [], definition["StartAt"]
+    while True:
+        state = definition["States"][name]
+        if state["Type"] == "Choice":
+            name = state["Default"]
+            for choice in state["Choices"]:
+                try:
+                    value = _path(document, choice["Variable"])
+                except KeyError:
+                    present = False
+                else:
+                    present = True
+                if ("IsPresent" in choice and present == choice["IsPresent"]) or (
+                    "NumericGreaterThan" in choice and present and value > choice["NumericGreaterThan"]
+                ):
+                    name = choice["Next"]
+                    break
+            continue
+        if state["Type"] == "Succeed":
+            return started
+        result = _parameters(state.get("Parameters", {}), document)
+        if state["Type"] == "Task":
+            action = state["Resource"].rsplit(":", 1)[1]
+            if action == "listObjectsV2":
+                count = sum(key.startswith(result["Prefix"]) for key in keys_in_bucket)
+                result = {"KeyCount": min(count, result["MaxKeys"])}
+            else:
+                assert action == "startPipelineExecution", action
+                started.append(result)
+        if state.get("ResultPath"):
+            document = {**document, state["ResultPath"].removeprefix("$."): result}
+        elif state["Type"] == "Pass":
+            document = result
+        if state.get("End"):
+            return started
+        name = state["Next"]
+
+
+def test_new_data_starts_the_pipeline_on_the_new_object_itself(project):
     rule = project["DataArrivedRule"]
-    assert matches(rule, s3_object_created(BUCKET, f"{NAME}/input/churn-2026-11.csv"))
-    assert not matches(
-        rule, s3_object_created(BUCKET, f"{GROUP}/tuning/model.tar.gz")
-    )  # the pipeline's own output
+    key = f"{NAME}/input/churn-2026-11.csv"
+    event = s3_object_created(BUCKET, key)
+    assert matches(rule, event)
+    assert not matches(rule, s3_object_created(BUCKET, f"{GROUP}/tuning/model.tar.gz"))  # its own output
+    assert not matches(rule, s3_object_created(BUCKET, f"{GROUP}/sample/churn.csv"))  # the build's sample
     assert not matches(rule, s3_object_created("another-bucket", f"{NAME}/input/churn.csv"))
     assert project["ArtifactBucket"]["Properties"]["NotificationConfiguration"] == {
         "EventBridgeConfiguration": {"EventBridgeEnabled": True}
     }
-    for target, role in (
-        (schedule["Target"], "scheduler"),
-        (only_target(rule), "events"),
-    ):
-        assert target["Arn"] == PIPELINE_ARN
-        assert target["RoleArn"] == f"arn:aws:iam::{ACCOUNT}:role/sagemaker-mlops-{PROJECT_ID}-{role}"
-        assert target["SageMakerPipelineParameters"]["PipelineParameterList"] == [
-            {"Name": "InputDataUrl", "Value": input_url}
-        ]
+    target = only_target(rule)
+    machine = project["RetrainingStarter"]
+    assert (
+        target["Arn"]
+        == f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:sagemaker-mlops-{PROJECT_ID}-retraining"
+    )
+    assert target["RoleArn"] == f"arn:aws:iam::{ACCOUNT}:role/sagemaker-mlops-{PROJECT_ID}-events"
+    (start,) = run_state_machine(machine, transformed_input(target, event), keys_in_bucket=[key])
+    assert start["PipelineName"] == GROUP
+    assert start["PipelineParameters"] == [{"Name": "InputDataUrl", "Value": f"s3://{BUCKET}/{key}"}]
+    # Another object is another input string: SageMaker's cache cannot hand back the last model.
+    other = s3_object_created(BUCKET, f"{NAME}/input/churn-2026-12.csv")
+    (again,) = run_state_machine(machine, transformed_input(target, other), keys_in_bucket=[])
+    assert again["PipelineParameters"][0]["Value"] != start["PipelineParameters"][0]["Value"]
 
 
-def test_the_retraining_parameter_is_one_the_pipeline_declares():
+def test_the_schedule_retrains_on_its_days_snapshot_and_skips_a_day_without_one(project):
+    schedule = project["RetrainingScheduleTrigger"]["Properties"]
+    assert schedule["ScheduleExpression"] == "cron(0 3 ? * MON *)"
+    target, machine = schedule["Target"], project["RetrainingStarter"]
+    assert target["Arn"] == only_target(project["DataArrivedRule"])["Arn"]
+    assert target["RoleArn"] == f"arn:aws:iam::{ACCOUNT}:role/sagemaker-mlops-{PROJECT_ID}-scheduler"
+    document = scheduler_input(target, "2026-11-30T03:00:00Z")
+    snapshot = [f"{NAME}/input/2026-11-30/churn.csv", f"{NAME}/input/2026-11-23/churn.csv"]
+    (start,) = run_state_machine(machine, document, keys_in_bucket=snapshot)
+    assert start["PipelineParameters"] == [
+        {"Name": "InputDataUrl", "Value": f"s3://{BUCKET}/{NAME}/input/2026-11-30/"}
+    ]
+    # The snapshot prefix is under the data prefix, so its objects also fit the data-arrival rule.
+    assert matches(project["DataArrivedRule"], s3_object_created(BUCKET, snapshot[0]))
+    # No snapshot for the day: nothing starts (the same data would register the same model again).
+    assert run_state_machine(machine, scheduler_input(target, "2026-12-07T03:00:00Z"), snapshot) == []
+
+
+def test_the_retraining_parameter_is_one_the_pipeline_declares(project):
     declared = {p["Name"] for p in json.loads(GOLDEN_DEFINITION.read_text())["Parameters"]}
-    assert "InputDataUrl" in declared
+    steps = project["RetrainingStarter"]["Properties"]["Definition"]["States"]
+    (parameter,) = steps["StartPipeline"]["Parameters"]["PipelineParameters"]
+    assert parameter["Name"] in declared
+
+
+def test_the_build_and_the_triggers_read_the_same_data_location(project, render_project):
+    variables = project_variables(project["BuildProject"])
+    assert variables["INPUT_DATA_URL"] == f"s3://{BUCKET}/{NAME}/input/"
+    resources = render_project(DataPrefix="landing/churn/")["Resources"]
+    assert project_variables(resources["BuildProject"])["INPUT_DATA_URL"] == f"s3://{BUCKET}/landing/churn/"
+    assert matches(resources["DataArrivedRule"], s3_object_created(BUCKET, "landing/churn/2026-11.csv"))
 
 
 def test_a_data_prefix_and_no_schedule_are_honoured(render_project):
     resources = render_project(DataPrefix="landing/churn/", RetrainingSchedule="")["Resources"]
     assert "RetrainingScheduleTrigger" not in resources and "SchedulerRole" not in resources
     rule = resources["DataArrivedRule"]
-    assert matches(rule, s3_object_created(BUCKET, "landing/churn/2026-11.csv"))
+    event = s3_object_created(BUCKET, "landing/churn/2026-11.csv")
+    assert matches(rule, event)
     assert not matches(rule, s3_object_created(BUCKET, f"{NAME}/input/churn.csv"))
-    assert only_target(rule)["SageMakerPipelineParameters"]["PipelineParameterList"] == [
-        {"Name": "InputDataUrl", "Value": f"s3://{BUCKET}/landing/churn/"}
-    ]
+    (start,) = run_state_machine(
+        resources["RetrainingStarter"], transformed_input(only_target(rule), event), []
+    )
+    assert start["PipelineParameters"][0]["Value"] == f"s3://{BUCKET}/landing/churn/2026-11.csv"
+    with_schedule = render_project(DataPrefix="landing/churn/")["Resources"]
+    document = scheduler_input(
+        with_schedule["RetrainingScheduleTrigger"]["Properties"]["Target"], "2026-11-30T03:00:00Z"
+    )
+    (start,) = run_state_machine(
+        with_schedule["RetrainingStarter"], document, ["landing/churn/2026-11-30/a.csv"]
+    )
+    assert start["PipelineParameters"][0]["Value"] == f"s3://{BUCKET}/landing/churn/2026-11-30/"
+
+
+def test_the_state_machine_may_start_only_this_pipeline_and_list_only_the_data_prefix(project):
+    statements_ = {s["Sid"]: s for s in role_statements(project["RetrainingStarterRole"])}
+    assert statements_["StartTheSageMakerPipeline"]["Resource"] == PIPELINE_ARN
+    listing = statements_["LookForTheSnapshot"]
+    assert listing["Action"] == "s3:ListBucket"
+    assert listing["Condition"]["StringLike"]["s3:prefix"] == f"{NAME}/input/*"
+    for role in ("EventsRole", "SchedulerRole"):
+        starts = [s for s in role_statements(project[role]) if s["Action"] == "states:StartExecution"]
+        assert [s["Resource"] for s in starts] == [only_target(project["DataArrivedRule"])["Arn"]]
+        assert not [s for s in role_statements(project[role]) if "sagemaker:" in json.dumps(s["Action"])]
 
 
 def test_every_trigger_retries_and_keeps_what_it_could_not_deliver(project):
@@ -363,11 +538,12 @@ def test_the_build_gets_the_projects_names_roles_bucket_and_key(project):
         "ARTIFACT_BUCKET": BUCKET,
         "ARTIFACT_KMS_KEY_ARN": key_arn(),
         "MODEL_PACKAGE_GROUP_NAME": GROUP,
+        "INPUT_DATA_URL": f"s3://{BUCKET}/{NAME}/input/",
     }
     assert set(variables) <= set(documented_variables())
 
 
-def test_the_deploy_gets_the_three_accounts_and_the_target_region(project, render_project):
+def test_the_deploy_gets_the_three_accounts_and_the_projects_region(project):
     assert project_variables(project["DeployProject"]) == {
         "MODEL_PACKAGE_GROUP_NAME": GROUP,
         "SAGEMAKER_PROJECT_NAME": NAME,
@@ -379,8 +555,17 @@ def test_the_deploy_gets_the_three_accounts_and_the_target_region(project, rende
         "ARTIFACT_BUCKET": BUCKET,
         "ARTIFACT_KMS_KEY_ARN": key_arn(),
     }
-    elsewhere = render_project(TargetRegion="us-west-2")["Resources"]["DeployProject"]
-    assert project_variables(elsewhere)["TARGET_REGION"] == "us-west-2"
+
+
+def test_no_parameter_offers_a_region_that_promotion_would_refuse(project_source):
+    # SageMaker reads a model's artifact only in the endpoint's region, and promotion refuses a stage
+    # in another region than the model package: staging and prod serve in the project's region.
+    assert not [name for name in project_source["Parameters"] if "region" in name.lower()]
+    variables = project_source["Resources"]["DeployProject"]["Properties"]["Environment"][
+        "EnvironmentVariables"
+    ]
+    (target,) = [v["Value"] for v in variables if v["Name"] == "TARGET_REGION"]
+    assert target == {"Ref": "AWS::Region"}
 
 
 def test_the_names_are_those_the_build_derives(project):
@@ -667,7 +852,6 @@ def test_studio_shows_every_parameter_with_a_description_and_a_label(project_sou
         ("StagingAccountId", ["222222222222"], ["2222", "22222222222a"]),
         ("DataPrefix", ["", "churn/input/", "a/b/"], ["churn/input", "/churn/", "a//b/", "a b/"]),
         ("RetrainingSchedule", ["", "cron(0 3 ? * MON *)", "rate(7 days)"], ["weekly"]),
-        ("TargetRegion", ["", "eu-west-1", "us-gov-west-1"], ["Europe"]),
     ],
 )
 def test_parameters_refuse_what_would_break_the_project(project_source, parameter, good, bad):

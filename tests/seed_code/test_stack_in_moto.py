@@ -34,9 +34,9 @@ def reduced(template: dict) -> dict:
     sub_reference = re.compile(r"\$\{(" + "|".join(map(re.escape, sorted(dropped))) + r")(\.[A-Za-z.]+)?\}")
 
     def placeholder(name: str, attribute: str | None = None) -> str:
-        return (
-            f"arn:aws:placeholder:{REGION}:{ACCOUNT}:{name}" if attribute else f"placeholder-{name.lower()}"
-        )
+        # A state machine's Ref is its ARN, which an EventBridge target must be.
+        arn = attribute or template["Resources"][name]["Type"] == "AWS::StepFunctions::StateMachine"
+        return f"arn:aws:placeholder:{REGION}:{ACCOUNT}:{name}" if arn else f"placeholder-{name.lower()}"
 
     def visit(node):
         if isinstance(node, list):
@@ -114,7 +114,16 @@ def test_the_project_stack_creates_its_key_bucket_roles_queue_and_rules(aws, pro
     roles = {r["RoleName"] for r in iam.list_roles()["Roles"] if r["RoleName"].startswith("sagemaker-mlops-")}
     assert roles == {
         f"sagemaker-mlops-{PROJECT_ID}-{suffix}"
-        for suffix in ("pipeline", "build", "deploy", "test", "codepipeline", "events", "scheduler")
+        for suffix in (
+            "pipeline",
+            "build",
+            "deploy",
+            "test",
+            "codepipeline",
+            "events",
+            "scheduler",
+            "retraining",
+        )
     }
     for role in roles:
         assert not iam.list_attached_role_policies(RoleName=role)["AttachedPolicies"]
@@ -138,9 +147,10 @@ def test_the_project_stack_creates_its_key_bucket_roles_queue_and_rules(aws, pro
         assert target["DeadLetterConfig"] == {"Arn": queue_arn}
         assert target["RetryPolicy"]["MaximumRetryAttempts"] == 10
     (data,) = events.list_targets_by_rule(Rule=f"sagemaker-mlops-{PROJECT_ID}-data-arrived")["Targets"]
-    assert data["SageMakerPipelineParameters"]["PipelineParameterList"] == [
-        {"Name": "InputDataUrl", "Value": f"s3://{BUCKET}/churn/input/"}
-    ]
+    assert data["InputTransformer"] == {
+        "InputPathsMap": {"bucket": "$.detail.bucket.name", "key": "$.detail.object.key"},
+        "InputTemplate": '{"InputDataUrl": "s3://<bucket>/<key>"}',
+    }
 
     logs = aws.client("logs")
     (group,) = logs.describe_log_groups(logGroupNamePrefix=f"/aws/codebuild/sagemaker-mlops-{PROJECT_ID}")[

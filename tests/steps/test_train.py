@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import xgboost as xgb
+from support import container_metric
 
 from steps import train
 from steps.train import TrainingError
@@ -45,31 +46,49 @@ def raw(text: str) -> pd.DataFrame:
 # ------------------------------------------------------------------------------- log and metric regexes
 
 
-def test_metric_regexes_take_the_best_round_as_their_last_match(channels, run_main):
+def test_every_round_and_last_the_kept_round_match_the_containers_regex(channels, run_main):
     run = run_main(train.main, argv(channels, "--num_round", "60", "--early_stopping_rounds", "5"))
     assert run.code == 0, run.err
     lines = run.out.splitlines()
-    assert re.fullmatch(r"\[0\]\ttrain-auc:\d\.\d{5}\tvalidation-auc:\d\.\d{5}", lines[1])
-    best = re.fullmatch(r"\[best\]\ttrain-auc:(\S+)\tvalidation-auc:(\S+)", lines[-1])
-    assert best, lines[-1]
-    definitions = train.metric_definitions("auc")
-    assert [d["Name"] for d in definitions] == ["train:auc", "validation:auc"]
-    # CloudWatch shows the tab as #011; SageMaker's regex must read both.
-    for log in (run.out, run.out.replace("\t", "#011")):
-        found = {d["Name"]: re.findall(d["Regex"], log) for d in definitions}
-        assert found["train:auc"][-1] == best.group(1)
-        assert found["validation:auc"][-1] == best.group(2)
-        assert len(found["validation:auc"]) == len(lines) - 2  # every round, plus [best]
-    rounds = [float(v) for v in re.findall(definitions[1]["Regex"], run.out)[:-1]]
-    assert float(best.group(2)) == pytest.approx(max(rounds), abs=1e-5)
+    best = int(re.search(r"best iteration (\d+) of (\d+) rounds", run.out).group(1))
+    rounds = int(re.search(r"best iteration (\d+) of (\d+) rounds", run.out).group(2))
+    assert best < rounds - 1  # early stopping: the kept round is not the last one trained
+    found = container_metric(run.out, "auc")
+    assert len(found) == rounds + 1  # every round, then the kept one again, last
+    assert lines[-1] == lines[1 + best]  # the last line repeats the kept round verbatim
+    assert float(found[-1]) == pytest.approx(max(float(v) for v in found[:-1]), abs=1e-5)
+    # The last matched value is the kept model's validation AUC, recomputed from the saved booster.
+    booster = xgb.Booster(model_file=str(channels / "model" / train.MODEL_FILENAME))
+    booster.set_param("eval_metric", "auc")
+    frame = pd.read_csv(channels / "validation" / "validation.csv", header=None)
+    dvalidation = xgb.DMatrix(frame.iloc[:, 1:].to_numpy(), label=frame.iloc[:, 0].to_numpy())
+    kept = float(booster.eval(dvalidation, "validation").split("validation-auc:")[1])
+    assert float(found[-1]) == pytest.approx(kept, abs=1e-5)
 
 
-def test_metric_regex_does_not_confuse_similar_metric_names():
-    log = (
-        "[3]\ttrain-aucpr:0.50000\tvalidation-aucpr:0.40000\n[3]\ttrain-auc:0.90000\tvalidation-auc:0.80000\n"
+def test_the_last_line_is_the_best_round_for_a_metric_that_is_minimised(tmp_path, write, run_main):
+    write(tmp_path / "train" / "train.csv", channel_csv(300, seed=1, binary=False))
+    write(tmp_path / "validation" / "validation.csv", channel_csv(100, seed=2, binary=False))
+    hyperparameters = ["--objective", "reg:squarederror", "--eval_metric", "rmse", "--num_round", "300"]
+    run = run_main(
+        train.main, argv(tmp_path, *hyperparameters, "--early_stopping_rounds", "3", "--eta", "0.5")
     )
-    auc = train.metric_definitions("auc")[1]["Regex"]
-    assert re.findall(auc, log) == ["0.80000"]
+    assert run.code == 0, run.err
+    found = [float(v) for v in container_metric(run.out, "rmse")]
+    assert found[-1] == pytest.approx(min(found[:-1]), abs=1e-5)
+    assert container_metric(run.out, "auc") == []
+
+
+def test_the_containers_regex_does_not_confuse_similar_metric_names():
+    log = "\n".join(
+        [
+            train.format_round(3, "aucpr", 0.5, 0.4),
+            train.format_round(3, "auc", 0.9, 0.8),
+            "best iteration 3 of 4 rounds",
+        ]
+    )
+    assert container_metric(log, "auc") == ["0.80000"]
+    assert container_metric(log, "aucpr") == ["0.40000"]
 
 
 def test_format_round_is_the_built_in_algorithms_shape():
@@ -246,4 +265,4 @@ def test_regression_objective_trains_on_numeric_labels(tmp_path, write, run_main
     write(tmp_path / "validation" / "v.csv", channel_csv(100, seed=2, binary=False))
     run = run_main(train.main, argv(tmp_path, "--objective", "reg:squarederror", "--eval_metric", "rmse"))
     assert run.code == 0, run.err
-    assert re.search(r"^\[best\]\ttrain-rmse:[0-9.]+\tvalidation-rmse:[0-9.]+$", run.out, re.MULTILINE)
+    assert re.fullmatch(r"\[\d+\]\ttrain-rmse:[0-9.]+\tvalidation-rmse:[0-9.]+", run.out.splitlines()[-1])

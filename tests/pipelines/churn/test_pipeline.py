@@ -6,7 +6,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from support import BUCKET, REGION, ROLE, all_steps
+from support import BUCKET, REGION, ROLE, all_steps, container_metric
 
 from pipelines.churn import pipeline as churn
 from pipelines.errors import ConfigError
@@ -102,12 +102,23 @@ def test_tuning_searches_at_least_three_hyperparameters_on_the_validation_metric
     }
 
 
-def test_metric_definitions_come_from_the_training_script(churn_definition):
+def test_training_and_tuning_send_no_metric_definitions_for_the_built_in_algorithm_image(churn_definition):
+    # SageMaker refuses custom MetricDefinitions on the sagemaker-xgboost images ("You can't
+    # override the metric definitions for Amazon SageMaker algorithms"), script mode included.
     steps = all_steps(churn_definition)
-    expected = train.metric_definitions("auc")
-    assert steps["Train"]["Arguments"]["AlgorithmSpecification"]["MetricDefinitions"] == expected
-    tuning = steps["Tune"]["Arguments"]["TrainingJobDefinition"]["AlgorithmSpecification"]
-    assert tuning["MetricDefinitions"] == expected
+    train_job = steps["Train"]["Arguments"]
+    tuning_job = steps["Tune"]["Arguments"]["TrainingJobDefinition"]
+    for job in (train_job, tuning_job):
+        assert "/sagemaker-xgboost:" in job["AlgorithmSpecification"]["TrainingImage"]
+        assert "MetricDefinitions" not in job["AlgorithmSpecification"]
+    assert "MetricDefinitions" not in json.dumps(churn_definition)
+    # The objective is one of the container's own metrics, the one the training script optimises.
+    objective = steps["Tune"]["Arguments"]["HyperParameterTuningJobConfig"][
+        "HyperParameterTuningJobObjective"
+    ]
+    assert objective["MetricName"] == f"validation:{tuning_job['StaticHyperParameters']['eval_metric']}"
+    log = train.format_round(4, "auc", 0.91, 0.87)
+    assert container_metric(log, "auc") == ["0.87000"]
 
 
 def test_training_runs_the_project_script_in_script_mode_from_the_code_channel(churn_definition):

@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import boto3
+import botocore.session
 import pytest
 import requests
 from botocore.exceptions import ClientError
@@ -135,10 +136,16 @@ def test_instances_get_the_stages_key_data_capture_and_autoscaling_per_variant(c
     assert target["ResourceId"]["Fn::Join"][1][-1] == "/variant/AllTraffic"
     policy = resources["ScalingPolicyAlltraffic"]["Properties"]
     assert policy["ScalingTargetId"] == {"Ref": "ScalableTargetAlltraffic"}
-    # Deploys keep the autoscaler's instance counts and take the weights from the config.
+    # Deploys keep the autoscaler's instance counts and take the weights and the data capture
+    # (so a changed capture percentage is applied) from the config.
     endpoint = resources["Endpoint"]["Properties"]
     assert endpoint["RetainAllVariantProperties"] is True
-    assert endpoint["ExcludeRetainedVariantProperties"] == [{"VariantPropertyType": "DesiredWeight"}]
+    excluded = [p["VariantPropertyType"] for p in endpoint["ExcludeRetainedVariantProperties"]]
+    assert sorted(excluded) == ["DataCaptureConfig", "DesiredWeight"]
+    assert "DesiredInstanceCount" not in excluded
+    # Each is a value the SageMaker API model accepts.
+    model = botocore.session.get_session().get_service_model("sagemaker")
+    assert set(excluded) <= set(model.shape_for("VariantPropertyType").enum)
     tracking = policy["TargetTrackingScalingPolicyConfiguration"]
     assert tracking["TargetValue"] == 700.0
     assert tracking["PredefinedMetricSpecification"]["PredefinedMetricType"] == (
