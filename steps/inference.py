@@ -1,20 +1,25 @@
-"""Serving handlers (``model_fn``, ``input_fn``, ``predict_fn``, ``output_fn``) that the SageMaker XGBoost
-container loads in script mode: CSV or JSON rows of encoded features in, one prediction per row out.
+"""Serving handler for the SageMaker XGBoost container in script mode (``SAGEMAKER_PROGRAM``):
+``model_fn`` loads the booster once, ``transform_fn`` answers one request.
 
 Requests: ``text/csv`` (rows of numbers, no label, no header; an empty cell is a missing value) or
 ``application/json`` (``{"instances": [[...], ...]}``, a list of rows, or one flat row; null is missing).
 Responses: ``text/csv`` (one value per line) or ``application/json`` (``{"predictions": [...]}``).
-
-Three habits of the container's ``sagemaker_inference`` toolkit shape this module:
-
-- it sends the raw Accept header as the response Content-Type unless ``output_fn`` returns
-  ``(body, content_type)``, so ``output_fn`` returns the type it actually chose;
-- it replaces a missing or ``*/*`` Accept with ``application/json`` before ``output_fn`` sees it unless
-  ``SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT`` is set, which is why the pipeline sets that variable to
-  :data:`DEFAULT_ACCEPT` in the registered container;
-- it keeps the HTTP status only of its own ``BaseInferenceToolkitError`` (anything else is a 500), so in
-  the container :class:`InferenceError` derives from its ``GenericInferenceToolkitError``.
 """
+
+# How the container calls this module (aws/sagemaker-xgboost-container src/sagemaker_xgboost_container/
+# serving.py on aws/sagemaker-containers' Flask worker, sagemaker-containers 2.8.6 in that image):
+# - every function of this module it calls is wrapped so that any exception becomes its ClientError, which
+#   Flask answers with a 500 (_transformer.py Transformer.__init__, _functions.py error_wrapper); a request
+#   the model cannot answer is therefore *returned* as a response carrying its 4xx status, never raised;
+# - it refuses to start a module that defines transform_fn beside input_fn, predict_fn or output_fn
+#   (serving.py _user_module_transformer), hence the other names of the three steps below;
+# - a (body, content_type) tuple from transform_fn is sent as a 200 of that type; any other return value,
+#   such as its worker Response, is sent as it is (_transformer.py Transformer.transform);
+# - a missing or exactly ``*/*`` Accept is replaced by $SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT, else by
+#   application/json, and a missing Content-Type by application/json (_worker.py Request, _env.py
+#   ServingEnv): the pipeline sets that variable to DEFAULT_ACCEPT in the registered container;
+# - a body whose Content-Type is exactly text/csv or application/json arrives as text decoded from UTF-8,
+#   any other as bytes (_worker.py Request.content).
 
 from __future__ import annotations
 
@@ -29,46 +34,50 @@ import os
 import numpy as np
 import xgboost as xgb
 
-try:
-    from sagemaker_inference import errors as _toolkit_errors
-except ImportError:  # outside the serving container: tests and the local endpoint
-    _toolkit_errors = None
+try:  # in the serving container
+    from sagemaker_containers.beta.framework.worker import Response as _WorkerResponse
+except ImportError:  # tests and the local endpoint
+    _WorkerResponse = None
 
 MODEL_FILENAME = "xgboost-model.json"  # steps/train.py writes it; a test ties the two names together
 MAX_PAYLOAD_BYTES = 6 * 1024 * 1024  # SageMaker's real-time invocation limit
 CSV = "text/csv"
 JSON = "application/json"
+TEXT = "text/plain"
 CONTENT_TYPES = (CSV, JSON)
 ACCEPT_TYPES = (CSV, JSON)
 DEFAULT_ACCEPT = CSV  # the pipeline sets SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT to this
 _ACCEPT_RANGES = {"*/*": DEFAULT_ACCEPT, "text/*": CSV, "application/*": JSON}
 
 
-class _LocalToolkitError(Exception):
-    """Outside the container: the attributes of the toolkit's GenericInferenceToolkitError, nothing more."""
-
-    def __init__(self, status_code: int, message: str | None = None, phrase: str | None = None):
-        self.status_code = status_code
-        self.message = message or "Invalid Request"
-        self.phrase = phrase or self.message
-        super().__init__(status_code, self.message, self.phrase)
-
-
-# A toolkit too old to have GenericInferenceToolkitError keeps no status codes at all; the local base
-# then at least lets the module import.
-_ErrorBase = getattr(_toolkit_errors, "GenericInferenceToolkitError", None) or _LocalToolkitError
-
-
-class InferenceError(_ErrorBase, ValueError):
+class InferenceError(ValueError):
     """A request the model cannot answer: ``status_code`` is the HTTP status, ``message`` one line for
-    the response body; the HTTP reason phrase is the standard one for the status."""
+    the response body."""
 
     def __init__(self, status_code: int, message: str):
-        super().__init__(status_code, message, http.HTTPStatus(status_code).phrase)
+        super().__init__(message)
+        self.status_code = status_code
+        self.message = message
+        self.phrase = http.HTTPStatus(status_code).phrase
 
-    def __str__(self) -> str:
-        # The toolkit's base passes (status_code, message, phrase) as args; logs want the message.
-        return self.message
+
+class LocalResponse:
+    """Outside the container, what :func:`transform_fn` returns for a refused request: the part of the
+    worker's (werkzeug) Response that a server reads, ``status_code``, ``headers`` and ``get_data()``."""
+
+    __slots__ = ("status_code", "mimetype", "_data")
+
+    def __init__(self, response: str, status: int, mimetype: str):
+        self.status_code = status
+        self.mimetype = mimetype
+        self._data = response.encode("utf-8")
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Content-Type": f"{self.mimetype}; charset=utf-8"}  # werkzeug's rule for text/* types
+
+    def get_data(self) -> bytes:
+        return self._data
 
 
 def model_fn(model_dir: str) -> xgb.Booster:
@@ -80,18 +89,35 @@ def model_fn(model_dir: str) -> xgb.Booster:
     return booster
 
 
-def input_fn(request_body: str | bytes, request_content_type: str | None) -> np.ndarray:
+def transform_fn(model: xgb.Booster, request_body: str | bytes, content_type: str, accept: str):
+    """One request -> ``(body, media_type)``, or, for a request the model cannot answer, a response with
+    its 4xx status and a one-line message. Any exception raised here is a 500 in the container."""
+    try:
+        rows = parse_request(request_body, content_type)
+        media_type = choose_accept(accept)
+        return format_predictions(predict(model, rows), media_type), media_type
+    except InferenceError as err:
+        return error_response(err.status_code, err.message)
+
+
+def error_response(status: int, message: str):
+    """A plain-text response with ``status``: the container's worker Response there, else a LocalResponse."""
+    if _WorkerResponse is not None:
+        return _WorkerResponse(response=message, status=status, mimetype=TEXT)
+    return LocalResponse(message, status, TEXT)
+
+
+def parse_request(request_body: str | bytes, request_content_type: str | None) -> np.ndarray:
     """Request body -> 2-D float64 array of feature rows (NaN = missing)."""
     media_type, params = _media_type(request_content_type)
     if media_type not in CONTENT_TYPES:
         raise InferenceError(
             415, f"unsupported content type {request_content_type!r} (supported: {', '.join(CONTENT_TYPES)})"
         )
-    size = (
-        len(request_body)
-        if isinstance(request_body, (bytes, bytearray))
-        else len(request_body.encode("utf-8"))
-    )
+    if isinstance(request_body, (bytes, bytearray)) or request_body.isascii():
+        size = len(request_body)  # isascii() is a flag check: most bodies are not encoded again here
+    else:
+        size = len(request_body.encode("utf-8"))
     if size > MAX_PAYLOAD_BYTES:
         raise InferenceError(413, f"payload of {size} bytes is over the {MAX_PAYLOAD_BYTES}-byte limit")
     text = _decode(request_body, params.get("charset", "utf-8"))
@@ -99,7 +125,7 @@ def input_fn(request_body: str | bytes, request_content_type: str | None) -> np.
     return _to_array(rows)
 
 
-def predict_fn(input_data: np.ndarray, model: xgb.Booster) -> np.ndarray:
+def predict(model: xgb.Booster, input_data: np.ndarray) -> np.ndarray:
     expected = model.num_features()
     if input_data.ndim != 2 or input_data.shape[1] != expected:
         got = input_data.shape[1] if input_data.ndim == 2 else f"an array of shape {input_data.shape}"
@@ -109,13 +135,12 @@ def predict_fn(input_data: np.ndarray, model: xgb.Booster) -> np.ndarray:
     return np.asarray(model.inplace_predict(input_data)).reshape(-1)
 
 
-def output_fn(prediction: np.ndarray, accept: str | None) -> tuple[str, str]:
-    """Predictions -> ``(body, media_type)``; the toolkit sends ``media_type`` as the Content-Type."""
-    media_type = _choose_accept(accept)
+def format_predictions(prediction: np.ndarray, media_type: str) -> str:
+    """Predictions -> the response body in ``media_type`` (one of :data:`ACCEPT_TYPES`)."""
     values = [_number(v) for v in np.asarray(prediction).reshape(-1)]
     if media_type == JSON:
-        return json.dumps({"predictions": values}), JSON
-    return "".join(f"{'' if v is None else v}\n" for v in values), CSV
+        return json.dumps({"predictions": values})
+    return "".join(f"{'' if v is None else v}\n" for v in values)
 
 
 # ---------------------------------------------------------------------------------------------- parsing
@@ -176,6 +201,9 @@ def _json_rows(text: str) -> list[list[float]]:
         document = json.loads(text)
     except ValueError as err:
         raise InferenceError(400, f"malformed JSON: {err}") from None
+    except RecursionError:
+        # json.loads recurses once per nesting level: '[' * 100_000 would otherwise be a 500.
+        raise InferenceError(400, "malformed JSON: nested too deeply") from None
     rows = document.get("instances") if isinstance(document, dict) else document
     if not isinstance(rows, list):
         raise InferenceError(400, 'JSON body must be {"instances": [[...], ...]}, a list of rows, or one row')
@@ -212,7 +240,7 @@ def _to_array(rows: list[list[float]]) -> np.ndarray:
     return np.asarray(rows, dtype="float64")
 
 
-def _choose_accept(accept: str | None) -> str:
+def choose_accept(accept: str | None) -> str:
     """The type for the first media range in the Accept header that we can answer, in header order.
 
     Parameters do not rank the ranges (the first one we support wins), except that ``q=0`` means

@@ -492,7 +492,13 @@ def _model_quality_inputs(chunks: Iterator[pd.DataFrame], environment: Mapping[s
     truth_name = environment["ground_truth_attribute"]
     inference = environment.get("inference_attribute")
     probability = environment.get("probability_attribute")
-    threshold = float(environment.get("probability_threshold_attribute", 0.5))
+    try:
+        threshold = float(environment.get("probability_threshold_attribute", 0.5))
+    except (TypeError, ValueError):
+        raise BaselineError(
+            f"Environment probability_threshold_attribute "
+            f"{environment.get('probability_threshold_attribute')!r} is not a number"
+        ) from None
     truth, predicted, scores = [], [], []
     for chunk in chunks:
         truth.append(pd.to_numeric(_column(chunk, truth_name, "ground_truth_attribute"), errors="coerce"))
@@ -669,6 +675,26 @@ def _analysis_config(store: ObjectStore, uri: str, method: str) -> dict:
     headers = config.get("headers")
     if headers is not None and not (isinstance(headers, list) and all(isinstance(h, str) for h in headers)):
         problems.append("headers must be a list of column names")
+    facets = config.get("facet", [])
+    if not (
+        isinstance(facets, list)
+        and all(
+            isinstance(f, dict)
+            and isinstance(f.get("name_or_index"), str | int)
+            and isinstance(f.get("value_or_threshold", []), list)
+            for f in facets
+        )
+    ):
+        problems.append("facet must be a list of {name_or_index, value_or_threshold (a list)}")
+    for key in ("group_variable",):
+        if config.get(key) is not None and not isinstance(config[key], str):
+            problems.append(f"{key} must be a column name")
+    excluded = config.get("excluded_columns", [])
+    if not (isinstance(excluded, list) and all(isinstance(c, str) for c in excluded)):
+        problems.append("excluded_columns must be a list of column names")
+    threshold = config.get("probability_threshold", 0.5)
+    if isinstance(threshold, bool) or not isinstance(threshold, int | float):
+        problems.append("probability_threshold must be a number")
     if problems:
         raise StepFailure(f"analysis config {uri}: {'; '.join(problems)}")
     return config

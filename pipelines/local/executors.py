@@ -349,6 +349,8 @@ class CreateModelExecutor(Executor):
         )
 
 
+from pipelines.local.transform import TransformExecutor  # noqa: E402 - it builds on the classes above
+
 #: The step types the local runner executes; a definition with another type fails validation.
 EXECUTORS: dict[str, Executor] = {
     executor.type: executor
@@ -360,6 +362,7 @@ EXECUTORS: dict[str, Executor] = {
         FailExecutor(),
         RegisterModelExecutor(),
         CreateModelExecutor(),
+        TransformExecutor(),
         *CHECK_EXECUTORS,
     )
 }

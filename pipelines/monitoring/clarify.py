@@ -196,11 +196,28 @@ def parse_analysis(document: Any, source: str, section: str) -> dict:
     if section == "explanations":
         labels = (body or {}).get("kernel_shap") if isinstance(body, dict) else None
         if not isinstance(labels, dict) or not all(
-            isinstance(v, dict) and isinstance(v.get("global_shap_values"), dict) for v in labels.values()
+            isinstance(v, dict)
+            and isinstance(v.get("global_shap_values"), dict)
+            and all(_number(x) for x in v["global_shap_values"].values())
+            for v in labels.values()
         ):
             raise BaselineError(f"{source}: explanations.kernel_shap.<label>.global_shap_values is missing")
     elif not isinstance(body, dict) or not isinstance(body.get("facets"), dict):
         raise BaselineError(f"{source}: {section}.facets must be an object")
+    else:
+        for facet, entries in body["facets"].items():
+            if not (
+                isinstance(entries, list)
+                and all(
+                    isinstance(e, dict)
+                    and isinstance(e.get("metrics"), list)
+                    and all(isinstance(m, dict) and isinstance(m.get("name"), str) for m in e["metrics"])
+                    for e in entries
+                )
+            ):
+                raise BaselineError(
+                    f"{source}: {section}.facets.{facet} must be a list of {{value_or_threshold, metrics}}"
+                )
     return document
 
 

@@ -316,7 +316,8 @@ def parse_constraints(document: Any, source: str) -> dict:
         completeness = feature.get("completeness", 1.0)
         if not (is_number(completeness) and 0 <= completeness <= 1):
             problems.append(f"{where}.completeness must be a number from 0 to 1, got {completeness!r}")
-        domains = feature.get("string_constraints", {}).get("domains", [])
+        string_constraints = feature.get("string_constraints", {})
+        domains = string_constraints.get("domains", []) if isinstance(string_constraints, dict) else None
         if not (isinstance(domains, list) and all(isinstance(d, str) for d in domains)):
             problems.append(f"{where}.string_constraints.domains must be a list of strings")
         overrides = feature.get("monitoringConfigOverrides", {})
@@ -347,7 +348,7 @@ def _config_problems(config: Any) -> list[str]:
         if key in distribution and not is_number(distribution[key]):
             problems.append(f"distribution_constraints.{key} must be a number, got {distribution[key]!r}")
     method = distribution.get("comparison_method", "Robust")
-    if method not in COMPARISON_METHODS:
+    if not isinstance(method, str) or method not in COMPARISON_METHODS:
         problems.append(
             f"distribution_constraints.comparison_method {method!r} is not one of "
             f"{', '.join(COMPARISON_METHODS)}"
@@ -388,14 +389,44 @@ def parse_statistics(document: Any, source: str) -> dict:
         if not isinstance(block, dict) or not isinstance(block.get("common"), dict):
             problems.append(f"{where} needs numerical_statistics or string_statistics with common counts")
             continue
-        sketch = block.get("distribution", {}).get("kll", {}).get("sketch")
-        if sketch is not None and not (
-            isinstance(sketch.get("data"), list) and isinstance(sketch.get("parameters"), dict)
-        ):
-            problems.append(f"{where}: distribution.kll.sketch needs data and parameters")
+        problems += [f"{where}.{p}" for p in _distribution_problems(block.get("distribution", {}))]
     if problems:
         raise BaselineError(f"{source}: not a Model Monitor statistics file: {'; '.join(problems)}")
     return document
+
+
+def _distribution_problems(distribution: Any) -> list[str]:
+    if not isinstance(distribution, dict):
+        return [f"distribution must be an object, got {kind(distribution)}"]
+    problems = []
+    kll = distribution.get("kll", {})
+    sketch = kll.get("sketch") if isinstance(kll, dict) else None
+    if not isinstance(kll, dict):
+        problems.append("distribution.kll must be an object")
+    elif sketch is not None:
+        parameters = sketch.get("parameters") if isinstance(sketch, dict) else None
+        data = sketch.get("data") if isinstance(sketch, dict) else None
+        if not (
+            isinstance(parameters, dict)
+            and is_number(parameters.get("k"))
+            and parameters["k"] >= 2
+            and is_number(parameters.get("c"))
+            and 0 < parameters["c"] <= 1
+        ):
+            problems.append("distribution.kll.sketch.parameters needs k >= 2 and c in (0, 1]")
+        if not (
+            isinstance(data, list)
+            and all(isinstance(level, list) and all(is_number(v) for v in level) for level in data)
+        ):
+            problems.append("distribution.kll.sketch.data must be a list of lists of numbers")
+    categorical = distribution.get("categorical", {})
+    buckets = categorical.get("buckets", []) if isinstance(categorical, dict) else None
+    if not (
+        isinstance(buckets, list)
+        and all(isinstance(b, dict) and "value" in b and is_number(b.get("count")) for b in buckets)
+    ):
+        problems.append("distribution.categorical.buckets must be a list of {value, count}")
+    return problems
 
 
 # ------------------------------------------------------------------------------------------- checks

@@ -244,13 +244,16 @@ def parse_model_quality_constraints(document: Any, source: str) -> dict:
     except BaselineError as err:
         raise BaselineError(f"{source}: {err}") from None
     problems = []
+    if not isinstance(document[section], dict):
+        raise BaselineError(f"{source}: {section} must be an object, got {kind(document[section])}")
     for key, constraint in document[section].items():
         if not isinstance(constraint, dict):
             problems.append(f"{section}.{key} must be an object")
             continue
         if not is_number(constraint.get("threshold")):
             problems.append(f"{section}.{key}.threshold must be a number")
-        if constraint.get("comparison_operator") not in COMPARISON_OPERATORS:
+        operator = constraint.get("comparison_operator")
+        if not isinstance(operator, str) or operator not in COMPARISON_OPERATORS:
             problems.append(
                 f"{section}.{key}.comparison_operator {constraint.get('comparison_operator')!r} "
                 f"is not one of "

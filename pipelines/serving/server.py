@@ -1,8 +1,9 @@
 """Run a local endpoint in the foreground:
 
     python -m pipelines.serving.server --model-dir DIR --port N [--host 127.0.0.1] [--handler-module M]
+        [--header-timeout S]
 
-One uvicorn worker (httptools and uvloop when importable, no access log) serving :mod:`pipelines.serving.app`.
+One uvicorn worker (httptools, uvloop when importable, no access log) serving :mod:`pipelines.serving.app`.
 It listens on a loopback address only: the endpoint has no authentication, so by design nothing outside
 this machine can reach it.
 """
@@ -13,6 +14,7 @@ import errno
 import importlib.util
 import ipaddress
 import logging
+import math
 import os
 import socket
 import sys
@@ -30,6 +32,10 @@ GRACEFUL_SHUTDOWN_S = 5  # in-flight requests get this long after SIGTERM
 # hundreds of milliseconds (measured with wrk); with one thread it stays under 10 ms. Read by the OpenMP
 # runtime when the handler first imports xgboost, so it is set before that import.
 OMP_THREADS_DEFAULT = "1"
+# A connection must finish a request's line and headers within this many seconds of opening (or of the
+# request's first byte); uvicorn arms no timer before a first response, so a client that never finishes
+# its headers would otherwise hold a connection for ever.
+HEADER_TIMEOUT_S = 10.0
 
 
 class PortInUseError(ConfigError):
@@ -92,15 +98,73 @@ def build_parser() -> ArgumentParser:
     parser.add_argument(
         "--handler-module",
         default="steps.inference",
-        help="module with model_fn/input_fn/predict_fn/output_fn (default steps.inference)",
+        help="module with model_fn and transform_fn (or input_fn, predict_fn, output_fn); "
+        "default steps.inference",
+    )
+    parser.add_argument(
+        "--header-timeout",
+        default=HEADER_TIMEOUT_S,
+        type=float,
+        help=f"seconds a request's line and headers may take to arrive (default {HEADER_TIMEOUT_S:g})",
     )
     return parser
+
+
+def header_timeout_protocol(seconds: float) -> type:
+    """uvicorn's httptools protocol with a deadline for each request's line and headers: on expiry the
+    client gets a 408 and the connection is closed."""
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    message = b"request headers not received in time"
+    answer = (
+        b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain; charset=utf-8\r\n"
+        b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(message), message)
+    )
+
+    class HeaderTimeoutProtocol(HttpToolsProtocol):
+        _header_timer = None
+
+        def connection_made(self, transport) -> None:
+            super().connection_made(transport)
+            self._arm_header_timer()
+
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            if self._header_timer is None:
+                self._arm_header_timer()
+
+        def on_headers_complete(self) -> None:
+            self._disarm_header_timer()
+            super().on_headers_complete()
+
+        def connection_lost(self, exc) -> None:
+            self._disarm_header_timer()
+            super().connection_lost(exc)
+
+        def _arm_header_timer(self) -> None:
+            self._header_timer = self.loop.call_later(seconds, self._headers_too_slow)
+
+        def _disarm_header_timer(self) -> None:
+            if self._header_timer is not None:
+                self._header_timer.cancel()
+                self._header_timer = None
+
+        def _headers_too_slow(self) -> None:
+            self._header_timer = None
+            if not self.transport.is_closing():
+                log.info("closed a connection whose request headers took over %g s", seconds)
+                self.transport.write(answer)
+                self.transport.close()
+
+    return HeaderTimeoutProtocol
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     host = loopback_host(args.host)
     port = _port(args.port)
+    if not 0 < args.header_timeout < math.inf:
+        raise UsageError(f"--header-timeout {args.header_timeout:g} must be a number of seconds above 0")
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
@@ -115,7 +179,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         app = create_app(args.model_dir, args.handler_module)
         config = uvicorn.Config(
             app,
-            http="httptools" if importlib.util.find_spec("httptools") else "auto",
+            http=header_timeout_protocol(args.header_timeout),
             loop="uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
             access_log=False,
             log_config=None,  # our basicConfig above; uvicorn's records propagate to it

@@ -279,9 +279,7 @@ def test_the_sample_requests_replay_through_the_serving_handler_to_the_recorded_
         evaluate.extract_archive(binary_case / "model" / evaluate.MODEL_ARCHIVE, Path(model_dir))
         model = inference.model_fn(model_dir)
     for body, expected in zip(sample["rows"], sample["predictions"], strict=True):
-        served, _ = inference.output_fn(
-            inference.predict_fn(inference.input_fn(body, inference.CSV), model), inference.CSV
-        )
+        served, _ = inference.transform_fn(model, body, inference.CSV, inference.CSV)
         assert float(served) == pytest.approx(expected, abs=1e-6)
 
 

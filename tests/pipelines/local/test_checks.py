@@ -252,3 +252,93 @@ def test_model_quality_baseline_then_a_worse_model_violates_it(runner):
         "description": "Metric accuracy with 0.8 was LessThanThreshold 1.0",
         "metric_name": "accuracy",
     }
+
+
+class _Package:
+    def __init__(self, baselines):
+        self.baselines = baselines
+
+    def to_describe(self):
+        return {"ModelApprovalStatus": "Approved", "DriftCheckBaselines": self.baselines}
+
+
+class _Registry:
+    """A registry whose latest approved version carries DriftCheckBaselines (CreateModelPackage's
+    shape); the local registry does not record them."""
+
+    def __init__(self, baselines):
+        self.baselines = baselines
+        self.asked = []
+
+    def latest_approved(self, group):
+        self.asked.append(group)
+        return _Package(self.baselines)
+
+
+def test_without_a_supplied_baseline_the_latest_approved_versions_is_used(runner):
+    baseline = first_baseline(runner)
+    registry = _Registry(
+        {
+            "ModelDataQuality": {
+                "Statistics": {
+                    "ContentType": "application/json",
+                    "S3Uri": baseline["CalculatedBaselineStatistics"],
+                },
+                "Constraints": {
+                    "ContentType": "application/json",
+                    "S3Uri": baseline["CalculatedBaselineConstraints"],
+                },
+            }
+        }
+    )
+    runner._registry = registry
+    put_csv(runner, f"{DATA}/today/today.csv", churn_like(seed=2, shift=30.0))
+    outcome = start(
+        runner,
+        "quality_check_data.json",
+        BaselineDataset=f"{DATA}/today/",
+        SkipCheck=False,
+        RegisterNewBaseline=False,
+        ModelPackageGroup="Churn",
+    )
+    assert registry.asked == ["Churn"]
+    reason = step(runner, outcome, "DataQualityCheck")["FailureReason"]
+    assert "baseline_drift_check: charges" in reason
+    # With SkipCheck the same baseline is only passed on.
+    outcome = start(runner, "quality_check_data.json", RegisterNewBaseline=False, ModelPackageGroup="Churn")
+    assert outcome.status == "Succeeded", outcome.failure_reason
+    properties = outcome.properties["DataQualityCheck"]
+    assert properties["BaselineUsedForDriftCheckStatistics"] == baseline["CalculatedBaselineStatistics"]
+    assert properties["BaselineUsedForDriftCheckConstraints"] == baseline["CalculatedBaselineConstraints"]
+
+
+def test_datasets_are_read_as_model_monitor_reads_them(runner):
+    from pipelines.local.checks import dataset_chunks
+
+    runner.store.put_bytes(f"{DATA}/h/a.csv", b"1,x\n2,\n")
+    (chunk,) = dataset_chunks(runner.store, f"{DATA}/h/", {"csv": {"header": False}})
+    assert list(chunk.columns) == ["_c0", "_c1"]  # headerless CSV columns as Model Monitor names them
+    assert chunk["_c1"].isna().tolist() == [False, True]  # only an empty cell is missing
+    runner.store.put_bytes(f"{DATA}/j/a.jsonl", b'{"a": 1, "b": "NA"}\n{"a": 2.5, "b": "x"}\n')
+    (chunk,) = dataset_chunks(runner.store, f"{DATA}/j/", {"json": {"lines": True}})
+    assert chunk.to_dict("list") == {"a": [1.0, 2.5], "b": ["NA", "x"]}
+
+
+def test_model_quality_attributes_that_name_nothing_fail_the_step(runner):
+    put_csv(runner, f"{DATA}/train/scored.csv", scored(0, rows=20))
+    definition = json.loads((FIXTURES / "quality_check_model.json").read_text())
+    environment = definition["Steps"][0]["Arguments"]["Environment"]
+    environment["probability_threshold_attribute"] = "half"
+    outcome = runner.start(json.dumps(definition), pipeline_name="checks")
+    assert step(runner, outcome, "ModelQualityCheck")["FailureReason"] == (
+        f"MODEL_QUALITY analysis of {DATA}/train/: "
+        "Environment probability_threshold_attribute 'half' is not a number"
+    )
+    environment["probability_threshold_attribute"] = "0.5"
+    environment["ground_truth_attribute"] = "churned"
+    outcome = runner.start(json.dumps(definition), pipeline_name="checks")
+    assert step(runner, outcome, "ModelQualityCheck")["FailureReason"] == (
+        f"MODEL_QUALITY analysis of {DATA}/train/: "
+        "Environment ground_truth_attribute 'churned' names no column "
+        "(columns: label, prediction, probability)"
+    )

@@ -217,3 +217,27 @@ def test_invalid_clarify_steps_are_refused_before_anything_runs(runner):
         "step 'UnknownCheck': unknown CheckType 'DATA_QUALITY' for a ClarifyCheck step; "
         "supported: DATA_BIAS, MODEL_BIAS, MODEL_EXPLAINABILITY" in problems
     )
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"facet": ["gender"]}, "facet must be a list of {name_or_index, value_or_threshold (a list)}"),
+        ({"facet": [{"name_or_index": "gender", "value_or_threshold": 1}]}, "facet must be a list of"),
+        ({"excluded_columns": "tenure"}, "excluded_columns must be a list of column names"),
+        ({"probability_threshold": "high"}, "probability_threshold must be a number"),
+        ({"group_variable": ["tenure"]}, "group_variable must be a column name"),
+        (
+            {"dataset_type": "application/x-parquet"},
+            "dataset_type 'application/x-parquet' is not supported locally",
+        ),
+    ],
+)
+def test_a_malformed_analysis_config_fails_the_step_naming_the_field(runner, change, message):
+    stage(runner, table(rows=60), methods={"pre_training_bias": {"methods": "all"}})
+    config_uri = f"{ROOT}/config/analysis_config.json"
+    config = {**read(runner, config_uri), **change}
+    runner.store.put_bytes(config_uri, json.dumps(config).encode())
+    outcome = start(runner, "clarify_check_data_bias.json")
+    assert reason(runner, outcome, "DataBiasCheck").startswith(f"analysis config {config_uri}: ")
+    assert message in reason(runner, outcome, "DataBiasCheck")

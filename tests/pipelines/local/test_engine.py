@@ -963,7 +963,7 @@ def test_every_problem_of_a_definition_is_reported_at_once_before_anything_runs(
     counter = work / "counter"
     steps = [
         counting("Prep", f"{BUCKET}/data", f"{BUCKET}/out", counter),
-        {"Name": "Score", "Type": "Transform", "Arguments": {}},
+        {"Name": "Score", "Type": "EMR", "Arguments": {}},
         processing("Custom", "count.py", image="123456789012.dkr.ecr.us-east-1.amazonaws.com/my-own:1"),
         {"Name": "A", "Type": "Fail", "Arguments": {"ErrorMessage": "a"}, "DependsOn": ["B"]},
         {"Name": "B", "Type": "Fail", "Arguments": {"ErrorMessage": "b"}, "DependsOn": ["A"]},
@@ -975,7 +975,7 @@ def test_every_problem_of_a_definition_is_reported_at_once_before_anything_runs(
 
     problems = caught.value.problems
     assert len(problems) == 4, problems
-    assert any(p.startswith("step 'Score': unsupported step type 'Transform'") for p in problems)
+    assert any(p.startswith("step 'Score': unsupported step type 'EMR'") for p in problems)
     assert any(
         p.startswith("step 'Custom': image '123456789012.dkr.ecr.us-east-1.amazonaws.com/my-own:1'")
         and "has no local runtime" in p

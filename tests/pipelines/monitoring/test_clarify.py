@@ -98,3 +98,44 @@ def test_a_model_archive_is_read_in_memory_and_refused_when_hostile():
         load_xgboost(archive("xgboost-model", b"not a model"), "m.tar.gz")
     with pytest.raises(BaselineError, match="not a readable model.tar.gz"):
         load_xgboost(b"garbage", "m.tar.gz")
+
+
+def test_an_analysis_baseline_of_the_wrong_shape_is_refused_never_a_crash():
+    from pipelines.monitoring.clarify import parse_analysis
+
+    section = "pre_training_bias_metrics"
+    good = analysis(section, [{"name": "CI", "description": "", "value": 0.1}])
+    for wrong in (None, "x", -1, [], {}, [["x"]]):
+        for document in (
+            {"version": "1.0", section: wrong},
+            {"version": "1.0", section: {**good[section], "facets": wrong}},
+            {"version": "1.0", section: {**good[section], "facets": {"Age": wrong}}},
+            {
+                "version": "1.0",
+                section: {
+                    **good[section],
+                    "facets": {"Age": [{"value_or_threshold": "40", "metrics": wrong}]},
+                },
+            },
+            {
+                "version": "1.0",
+                section: {
+                    **good[section],
+                    "facets": {"Age": [{"metrics": [{"name": "CI", "value": wrong}]}]},
+                },
+            },
+        ):
+            try:
+                parsed = parse_analysis(document, "a.json", section)
+            except BaselineError as err:
+                assert str(err).startswith("a.json: ")
+                continue
+            check_bias(good, parsed, section)
+    bad_labels = (None, "x", [], {"label0": "x"}, {"label0": {"global_shap_values": {"a": "x"}}})
+    for labels in bad_labels:
+        try:
+            parsed = parse_analysis({"explanations": {"kernel_shap": labels}}, "a.json", "explanations")
+        except BaselineError as err:
+            assert str(err).startswith("a.json: ")
+            continue
+        check_explainability(shap({"a": 1.0}), parsed)

@@ -246,3 +246,49 @@ def test_the_preprocess_baseline_is_what_the_analyzer_computes():
     ours_c = suggest_constraints(ours)
     assert theirs_c["features"] == ours_c["features"]
     assert theirs_c["monitoring_config"] == ours_c["monitoring_config"]
+
+
+def _mutations(value, path=()):
+    """Every document made by replacing one value of ``value`` with something of the wrong kind."""
+    for wrong in (None, "x", -1, [], {}, [["x"]]):
+        yield path, wrong
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from _mutations(item, (*path, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value[:2]):
+            yield from _mutations(item, (*path, index))
+
+
+def _replace(document, path, wrong):
+    if not path:
+        return wrong
+    copy = json.loads(json.dumps(document))
+    target = copy
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = wrong
+    return copy
+
+
+def test_a_baseline_with_any_one_value_of_the_wrong_kind_is_refused_or_used_never_a_crash(table):
+    small = table.iloc[:50]
+    stats = profile(small).statistics()
+    for feature in stats["features"]:  # keep the document small enough to mutate exhaustively
+        sketch = feature.get("numerical_statistics", {}).get("distribution", {}).get("kll", {}).get("sketch")
+        if sketch:
+            sketch["data"] = [level[:2] for level in sketch["data"]]
+    constraints = suggest_constraints(stats)
+    current = profile(small)
+    for document, parse in ((stats, parse_statistics), (constraints, parse_constraints)):
+        for path, wrong in _mutations(document):
+            mutated = _replace(document, path, wrong)
+            try:
+                parsed = parse(mutated, "b.json")
+            except BaselineError as err:
+                assert str(err).startswith("b.json: "), (path, wrong)
+                continue
+            if parse is parse_statistics:
+                check_data_quality(current, constraints, parsed)
+            else:
+                check_data_quality(current, parsed, stats)

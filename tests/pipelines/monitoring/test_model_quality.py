@@ -110,3 +110,29 @@ def test_bad_model_quality_input_is_refused():
         parse_model_quality_constraints(
             {"regression_constraints": {"mae": {"threshold": 1, "comparison_operator": "Below"}}}, "c.json"
         )
+
+
+def test_model_quality_constraints_of_the_wrong_shape_are_refused_never_a_crash():
+    good = {
+        "version": 0.0,
+        "regression_constraints": {"mae": {"threshold": 1.0, "comparison_operator": "GreaterThanThreshold"}},
+    }
+    stats = model_quality_statistics("Regression", [1.0, 2.0, 3.0], [1.0, 2.5, 2.0])
+    for wrong in (None, "x", -1, [], {}, [["x"]]):
+        for document in (
+            {**good, "regression_constraints": wrong},
+            {**good, "regression_constraints": {"mae": wrong}},
+            {
+                **good,
+                "regression_constraints": {
+                    "mae": {"threshold": wrong, "comparison_operator": "LessThanThreshold"}
+                },
+            },
+            {**good, "regression_constraints": {"mae": {"threshold": 1.0, "comparison_operator": wrong}}},
+        ):
+            try:
+                parsed = parse_model_quality_constraints(document, "c.json")
+            except BaselineError as err:
+                assert str(err).startswith("c.json: ")
+                continue
+            check_model_quality(stats, parsed)

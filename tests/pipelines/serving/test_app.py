@@ -1,5 +1,5 @@
-"""The ASGI application in-process: SageMaker's inference contract over steps/inference.py, and every
-refusal a one-line 4xx after which the application keeps answering."""
+"""The ASGI application in-process: SageMaker's inference contract over steps/inference.py called as the
+XGBoost container calls it, and every refusal a one-line 4xx after which the application keeps answering."""
 
 import json
 import logging
@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from pipelines.serving import app as app_module
-from pipelines.serving.app import INTERNAL_ERROR, ModelLoadError, create_app
+from pipelines.serving.app import create_app
+from pipelines.serving.handler import INTERNAL_ERROR, ModelLoadError
 
 SIX_MB = 6 * 1024 * 1024
 ROW = [0.5, -1.2, 3.3]
@@ -19,7 +20,7 @@ CSV_ROW = b"0.5,-1.2,3.3"
 
 @pytest.fixture(scope="module")
 def app(model_dir):
-    return create_app(model_dir, default_accept="")  # "": the handler's own default, whatever the env says
+    return create_app(model_dir, default_accept="text/csv")  # what the pipeline sets in the container
 
 
 def csv_post(call, app, body=CSV_ROW, **headers):
@@ -51,7 +52,7 @@ def test_ping_answers_200_with_an_empty_body(call, app):
 def test_a_csv_row_gets_its_prediction_as_csv(call, app, expected):
     answer = csv_post(call, app)
     assert answer.status == 200
-    assert answer.headers["content-type"] == "text/csv"
+    assert answer.headers["content-type"] == "text/csv; charset=utf-8"
     assert answer.text == f"{expected([ROW])[0]}\n"
 
 
@@ -84,12 +85,12 @@ def test_several_rows_get_one_prediction_each_in_order(call, app, expected):
     assert [float(line) for line in answer.text.splitlines()] == expected(rows)
 
 
-@pytest.mark.parametrize("accept", [None, "*/*"])
-def test_a_missing_or_wildcard_accept_gets_the_handlers_default_csv(call, app, accept):
+@pytest.mark.parametrize("accept", [None, "", "*/*"])
+def test_a_missing_or_wildcard_accept_gets_the_default_accept(call, app, accept):
     headers = {} if accept is None else {"Accept": accept}
     answer = csv_post(call, app, **headers)
     assert answer.status == 200
-    assert answer.headers["content-type"] == "text/csv"
+    assert answer.headers["content-type"] == "text/csv; charset=utf-8"
 
 
 def test_the_containers_default_accept_variable_replaces_a_missing_or_wildcard_accept(
@@ -99,7 +100,15 @@ def test_the_containers_default_accept_variable_replaces_a_missing_or_wildcard_a
     app = create_app(model_dir)
     assert csv_post(call, app).headers["content-type"] == "application/json"
     assert csv_post(call, app, Accept="*/*").headers["content-type"] == "application/json"
-    assert csv_post(call, app, Accept="text/csv").headers["content-type"] == "text/csv"
+    assert csv_post(call, app, Accept="text/csv").headers["content-type"] == "text/csv; charset=utf-8"
+
+
+def test_without_the_variable_a_missing_accept_is_json_as_in_the_container(call, model_dir, monkeypatch):
+    # sagemaker_containers/_env.py ServingEnv: default_accept falls back to application/json.
+    monkeypatch.delenv("SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT", raising=False)
+    answer = csv_post(call, create_app(model_dir))
+    assert answer.status == 200
+    assert answer.headers["content-type"] == "application/json"
 
 
 def test_a_body_above_the_inline_size_is_answered_in_a_worker_thread_just_as_well(call, app, expected):
@@ -130,7 +139,7 @@ def test_a_body_above_the_inline_size_is_answered_in_a_worker_thread_just_as_wel
             415,
             "unsupported content type",
         ),
-        ("POST", "/invocations", {}, CSV_ROW, 415, "unsupported content type None"),
+        ("POST", "/invocations", {}, CSV_ROW, 400, "malformed JSON"),  # no type: JSON, as in the container
         (
             "POST",
             "/invocations",
@@ -210,7 +219,9 @@ def handler(monkeypatch):
     """A stand-in handler module, steps.inference's shape without its checks; tests replace its functions."""
     module = types.ModuleType("fake_handler")
     module.model_fn = lambda model_dir: types.SimpleNamespace(num_features=lambda: 3)
-    module.input_fn = lambda body, content_type: np.array([[float(v) for v in body.split(b",")]])
+    module.input_fn = lambda body, content_type: np.array(
+        [[float(v) for v in body.split(",")]]
+    )  # text/csv arrives as str
     module.predict_fn = lambda data, model: data.sum(axis=1)
     module.output_fn = lambda prediction, accept: (",".join(map(str, prediction)), "text/csv")
     monkeypatch.setitem(sys.modules, "fake_handler", module)
@@ -225,7 +236,7 @@ def test_an_unexpected_error_is_a_generic_500_with_its_traceback_in_the_log_only
 
     handler.predict_fn = predict_fn
     app = create_app(tmp_path, "fake_handler")
-    with caplog.at_level(logging.ERROR, logger="pipelines.serving.app"):
+    with caplog.at_level(logging.ERROR, logger="pipelines.serving.handler"):
         answer = call(app, "POST", "/invocations", body=b"1,2,3", headers={"Content-Type": "text/csv"})
     assert_one_line_refusal(answer, 500, INTERNAL_ERROR)
     assert "secret" not in answer.text
@@ -233,21 +244,48 @@ def test_an_unexpected_error_is_a_generic_500_with_its_traceback_in_the_log_only
     assert "Traceback" in caplog.text
 
 
-def test_the_feature_count_is_checked_even_when_the_handler_does_not(call, tmp_path, handler):
+def test_an_exception_carrying_a_4xx_status_is_still_a_500_as_in_the_container(call, tmp_path, handler):
+    # sagemaker_containers/_functions.py error_wrapper re-raises every exception as ClientError: a 500.
+    class Refusal(ValueError):
+        status_code = 400
+        message = "bad row"
+
+    def input_fn(body, content_type):
+        raise Refusal("bad row")
+
+    handler.input_fn = input_fn
+    answer = call(create_app(tmp_path, "fake_handler"), "POST", "/invocations", body=b"1", headers={})
+    assert_one_line_refusal(answer, 500, INTERNAL_ERROR)
+
+
+def test_the_endpoint_adds_no_check_of_its_own_to_the_handlers(call, tmp_path, handler):
+    # The fake handler takes any number of features; so does the container, so two features are a 200.
     app = create_app(tmp_path, "fake_handler")
     answer = call(app, "POST", "/invocations", body=b"1,2", headers={"Content-Type": "text/csv"})
-    assert_one_line_refusal(answer, 400, "each row must have 3 features, got 2")
-    assert (
-        call(app, "POST", "/invocations", body=b"1,2,3", headers={"Content-Type": "text/csv"}).text == "6.0"
-    )
+    assert (answer.status, answer.text) == (200, "3.0")
 
 
-def test_a_bare_body_from_output_fn_is_sent_as_the_accept_type(call, tmp_path, handler):
+def test_a_bare_string_from_output_fn_is_sent_as_flask_sends_it(call, tmp_path, handler):
     handler.output_fn = lambda prediction, accept: "42"
     app = create_app(tmp_path, "fake_handler")
     headers = {"Content-Type": "text/csv", "Accept": "text/plain"}
     answer = call(app, "POST", "/invocations", body=b"1,2,3", headers=headers)
-    assert answer.headers["content-type"] == "text/plain"
+    assert (answer.status, answer.text) == (200, "42")
+    assert answer.headers["content-type"] == "text/html; charset=utf-8"
+
+
+def test_a_response_returned_by_transform_fn_is_sent_with_its_status(call, tmp_path, handler):
+    for name in ("input_fn", "predict_fn", "output_fn"):
+        delattr(handler, name)
+    handler.transform_fn = lambda model, body, content_type, accept: types.SimpleNamespace(
+        status_code=422, headers={"Content-Type": "application/json"}, get_data=lambda: b'{"e": 1}'
+    )
+    answer = call(create_app(tmp_path, "fake_handler"), "POST", "/invocations", body=b"1", headers={})
+    assert (answer.status, answer.body, answer.headers["content-type"]) == (
+        422,
+        b'{"e": 1}',
+        "application/json",
+    )
 
 
 def test_a_model_that_cannot_load_is_one_line_naming_the_model_directory(tmp_path):
@@ -259,9 +297,17 @@ def test_a_model_that_cannot_load_is_one_line_naming_the_model_directory(tmp_pat
     )
 
 
-def test_a_handler_module_without_the_four_functions_is_refused(tmp_path, handler):
+def test_a_handler_module_without_transform_fn_or_the_three_functions_is_refused(tmp_path, handler):
     del handler.output_fn
-    with pytest.raises(ModelLoadError, match="'fake_handler' does not define output_fn"):
+    with pytest.raises(ModelLoadError, match="'fake_handler' defines neither transform_fn nor output_fn"):
+        create_app(tmp_path, "fake_handler")
+
+
+def test_a_handler_module_with_transform_fn_beside_input_fn_is_refused_as_the_container_does(
+    tmp_path, handler
+):
+    handler.transform_fn = lambda model, body, content_type, accept: ("", "text/csv")
+    with pytest.raises(ModelLoadError, match="Cannot use transform_fn implementation with input_fn"):
         create_app(tmp_path, "fake_handler")
 
 
@@ -276,9 +322,7 @@ def test_the_lifespan_protocol_is_answered():
         async def send(message):
             sent.append(message["type"])
 
-        await app_module.InferenceApp(types.SimpleNamespace(**dict.fromkeys(app_module.HANDLERS)), None)(
-            {"type": "lifespan"}, receive, send
-        )
+        await app_module.InferenceApp(types.SimpleNamespace(module=None))({"type": "lifespan"}, receive, send)
         return sent
 
     import asyncio

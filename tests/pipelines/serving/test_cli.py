@@ -49,7 +49,9 @@ def test_an_endpoint_outlives_the_command_that_started_it(started, expected):
     port, out = started
     assert out.startswith(f"churn-dev: InService at http://127.0.0.1:{port} (pid ")
     request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/invocations", data=b"1,2,3", headers={"Content-Type": "text/csv"}
+        f"http://127.0.0.1:{port}/invocations",
+        data=b"1,2,3",
+        headers={"Content-Type": "text/csv", "Accept": "text/csv"},
     )
     with urllib.request.urlopen(request, timeout=10) as response:
         assert float(response.read()) == expected([[1, 2, 3]])[0]

@@ -32,8 +32,10 @@ def endpoints(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def serving(endpoints, model_archive):
-    """One endpoint shared by the tests that only send it requests."""
-    return endpoints.start("reader", str(model_archive), free_port())
+    """One endpoint shared by the tests that only send it requests, with the default Accept the pipeline
+    registers (without it the container answers JSON to a request without Accept)."""
+    environment = {"SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT": "text/csv"}
+    return endpoints.start("reader", str(model_archive), free_port(), environment)
 
 
 def post(url: str, body: bytes, content_type: str = "text/csv", accept: str | None = None):

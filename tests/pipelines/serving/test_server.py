@@ -60,3 +60,14 @@ def test_a_taken_port_is_an_error_naming_it(port):
         with pytest.raises(PortInUseError) as caught:
             bind("127.0.0.1", port)
     assert str(caught.value) == f"port {port} on 127.0.0.1 is already in use by another process"
+
+
+@pytest.mark.parametrize("seconds", ["0", "-1", "nan", "inf"])
+def test_a_header_timeout_that_is_not_a_positive_number_of_seconds_is_refused(model_dir, capsys, seconds):
+    code, _, err = serve(
+        ["--model-dir", str(model_dir), "--port", "8080", "--header-timeout", seconds], capsys
+    )
+    assert code == 2
+    assert err.startswith("Error: --header-timeout ") and err.endswith(
+        " must be a number of seconds above 0\n"
+    )
