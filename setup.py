@@ -71,6 +71,7 @@ setup(
             "promote=pipelines.promotion.cli:main",
             "local-endpoint=pipelines.serving.cli:main",
             "execution-report=pipelines.report.cli:main",
+            "monitor=pipelines.stage_monitor.cli:main",
         ]
         + (["package-template=seed_code.package:main"] if SEED_CODE else []),
     },
