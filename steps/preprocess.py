@@ -17,6 +17,9 @@ Outputs, one folder each under ``--output-dir`` (one ProcessingOutput per folder
         Model Monitor data-quality baseline over the encoded training features (label excluded). Feature
         ``_c<i>`` is ``csv_columns[i + 1]``, the i-th value of an inference request row: Model Monitor names
         the columns of headerless CSV that way, so a data-quality monitor can use these files as they are.
+    baseline/features.csv
+        The encoded training features alone, as a request carries them (no label, no header): what the
+        pipeline's QualityCheck step baselines with Model Monitor itself, sketches included.
 
 The input is read in chunks, in two passes (``--stage all``). Sharded over N instances it runs as two
 jobs: ``--stage profile`` writes ``profile/profile-<host>.json`` per instance, and ``--stage encode``
@@ -51,6 +54,7 @@ OUTPUT_DIRS = (*SPLITS, SCHEMA_DIR, BASELINE_DIR)
 SCHEMA_FILENAME = "schema.json"
 STATISTICS_FILENAME = "statistics.json"
 CONSTRAINTS_FILENAME = "constraints.json"
+BASELINE_DATASET_FILENAME = "features.csv"
 
 # Cells that mean "missing" in the raw table. Fixed here rather than pandas' default list, which
 # differs between pandas versions and would make the container and a laptop disagree.
@@ -549,6 +553,9 @@ def preprocess(
     outputs[f"{SCHEMA_DIR}/{SCHEMA_FILENAME}"] = _json(schema)
     outputs[f"{BASELINE_DIR}/{STATISTICS_FILENAME}"] = _json(baseline_statistics(encoded["train"]))
     outputs[f"{BASELINE_DIR}/{CONSTRAINTS_FILENAME}"] = _json(baseline_constraints(encoded["train"]))
+    outputs[f"{BASELINE_DIR}/{BASELINE_DATASET_FILENAME}"] = encoded["train"].to_csv(
+        header=False, index=False, na_rep="", lineterminator="\n"
+    )
     return outputs
 
 
@@ -674,13 +681,17 @@ class Profile:
 
 
 def encode_chunk(table: pd.DataFrame, codes: np.ndarray, encoding: Encoding) -> list[str]:
-    """The CSV text each split gets from one checked chunk, in SPLITS order."""
+    """The CSV text each split gets from one checked chunk, in SPLITS order, then the train rows'
+    features alone (the baseline dataset)."""
     label = encoding.spec.label
-    texts = []
+    texts, features = [], ""
     for i in range(3):
         part = table[codes == i]
-        texts.append(to_csv(part[label], encode_features(part, encoding)) if len(part) else "")
-    return texts
+        encoded = encode_features(part, encoding)
+        texts.append(to_csv(part[label], encoded) if len(part) else "")
+        if i == 0 and len(part):
+            features = encoded.to_csv(header=False, index=False, na_rep="", lineterminator="\n")
+    return [*texts, features]
 
 
 def _check_splits(rows: dict[str, int], train_fraction: float, validation_fraction: float) -> None:
@@ -913,7 +924,9 @@ def _write_splits(
     """Stream every chunk's encoded rows into the split files; return rows per split. The files
     appear only once complete, each renamed into place from a temporary file beside it, and not at
     all when the rows per split differ from ``expected`` (what the profile stage counted)."""
-    targets = [output_dir / split / name for split, name in zip(SPLITS, names, strict=True)]
+    targets = [
+        output_dir / folder / name for folder, name in zip((*SPLITS, BASELINE_DIR), names, strict=True)
+    ]
     temporaries = []
     try:
         for target in targets:
@@ -924,7 +937,8 @@ def _write_splits(
         for table, codes in reader.chunks():
             for i, text in enumerate(encode_chunk(table, codes, encoding)):
                 temporaries[i][0].write(text)
-                rows[i] += int(np.count_nonzero(codes == i))
+                if i < 3:
+                    rows[i] += int(np.count_nonzero(codes == i))
         if expected is not None and rows != expected:
             reader.source = ""
             raise DataError(
@@ -1008,7 +1022,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"profiled {sum(profile.rows)} rows of {host}'s shard to {args.output_dir / PROFILE_DIR}")
             return 0
         profile.check()
-        names = [f"{split}.csv" if host is None else f"{split}-{host}.csv" for split in SPLITS]
+        stems = [*SPLITS, BASELINE_DATASET_FILENAME.removesuffix(".csv")]
+        names = [f"{stem}.csv" if host is None else f"{stem}-{host}.csv" for stem in stems]
         expected = own[host].rows if args.stage == "encode" else None
         rows = _write_splits(args.output_dir, names, reader, profile.encoding, expected)
         if host is None or host == hosts[0]:  # one instance writes what every instance shares

@@ -332,6 +332,7 @@ def test_main_writes_every_output_label_first_without_header(layout, write, run_
     written = sorted(p.relative_to(layout["out"]).as_posix() for p in layout["out"].rglob("*") if p.is_file())
     assert written == [
         "baseline/constraints.json",
+        "baseline/features.csv",
         "baseline/statistics.json",
         "schema/schema.json",
         "test/test.csv",
@@ -342,6 +343,10 @@ def test_main_writes_every_output_label_first_without_header(layout, write, run_
     schema = json.loads((layout["out"] / "schema" / "schema.json").read_text())
     assert schema["csv_columns"] == ["y", "color=blue", "color=green", "color=red", "size"]
     assert schema["num_features"] == 4
+    # The QualityCheck baseline dataset: the train split's rows without their label, as requests send them.
+    train_rows = (layout["out"] / "train" / "train.csv").read_text().splitlines()
+    features = (layout["out"] / "baseline" / "features.csv").read_text().splitlines()
+    assert features == [row.split(",", 1)[1] for row in train_rows]
     assert schema["rows"] == {"train": 32, "validation": 3, "test": 5}
     assert schema["label"] == {"name": "y", "classes": ["no", "yes"], "encoding": {"no": 0, "yes": 1}}
     train = pd.read_csv(layout["out"] / "train" / "train.csv", header=None)
@@ -545,23 +550,25 @@ def test_three_sharded_instances_write_what_one_writes_up_to_row_order(tmp_path,
     hosts = ["algo-1", "algo-2", "algo-3"]
     outs = sharded_run(tmp_path, write, run_main, files, hosts)
     assert isinstance(outs, dict), outs.err
-    for split in preprocess.SPLITS:
+    parts = [(split, split) for split in preprocess.SPLITS] + [("baseline", "features")]
+    for folder, stem in parts:
         lines = [
             line
             for host in hosts
-            for line in (outs[host] / split / f"{split}-{host}.csv").read_text().splitlines()
+            for line in (outs[host] / folder / f"{stem}-{host}.csv").read_text().splitlines()
         ]
-        assert sorted(lines) == sorted(whole[f"{split}/{split}.csv"].splitlines())
-        assert all(len((outs[h] / split / f"{split}-{h}.csv").read_text()) for h in hosts)
+        assert sorted(lines) == sorted(whole[f"{folder}/{stem}.csv"].splitlines())
+        assert all(len((outs[h] / folder / f"{stem}-{h}.csv").read_text()) for h in hosts)
     shared = {key: text for key, text in whole.items() if not key.endswith(".csv")}
     assert written(outs["algo-1"]) == {
         **shared,
         **{
-            f"{s}/{s}-algo-1.csv": (outs["algo-1"] / s / f"{s}-algo-1.csv").read_text()
-            for s in preprocess.SPLITS
+            f"{folder}/{stem}-algo-1.csv": (outs["algo-1"] / folder / f"{stem}-algo-1.csv").read_text()
+            for folder, stem in parts
         },
     }
     assert not (outs["algo-2"] / "schema").exists()  # one instance writes what all of them share
+    assert not (outs["algo-2"] / "baseline" / "statistics.json").exists()
 
 
 def test_a_shard_without_rows_is_an_error_naming_the_instance(tmp_path, write, run_main):
