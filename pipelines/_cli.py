@@ -4,9 +4,11 @@ pipeline module, checking ``--kwargs`` against its factory, and turning errors i
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import importlib.util
 import inspect
+import io
 import json
 import logging
 import os
@@ -20,6 +22,7 @@ from typing import NoReturn
 
 import pipelines
 from pipelines.errors import TemplateError, UsageError, did_you_mean, unknown_names
+from pipelines.local_home import STORAGE_ERRNOS, storage_error
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -74,6 +77,14 @@ def known_pipeline_modules() -> list[str]:
 
 def load_pipeline_module(name: str) -> ModuleType:
     """Import the module named by --module-name; it must define ``get_pipeline``."""
+    if not all(part.isidentifier() for part in name.split(".")):
+        # import_module raises ValueError for '' and TypeError for a relative name such as '.churn'.
+        known = known_pipeline_modules()
+        raise UsageError(
+            f"--module-name {name!r} is not an absolute module name (dotted, e.g. "
+            f"pipelines.churn.pipeline).{did_you_mean(name, known)} Known pipeline modules: "
+            f"{', '.join(known) or 'none'}"
+        )
     try:
         module = importlib.import_module(name)
     except ModuleNotFoundError as err:
@@ -153,13 +164,49 @@ def _quiet_sdk(record: logging.LogRecord) -> bool:
     return not from_sdk or record.levelno >= logging.ERROR
 
 
+#: What a CLI exits with when its reader went away: the status of a process killed by SIGPIPE.
+BROKEN_PIPE_EXIT = 128 + 13
+
+
 def run(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None) -> int:
-    """Run a CLI body: a ``TemplateError`` becomes ``Error: ...`` on stderr and its exit code."""
+    """Run a CLI body: a ``TemplateError`` becomes ``Error: ...`` on stderr and its exit code.
+
+    Output piped into a reader that stops early (``| head``) ends the command quietly, as
+    SIGPIPE ends ``cat``: no traceback, exit status 141.
+    """
     try:
-        return main(argv)
+        try:
+            status = main(argv)
+        except SystemExit as stop:  # argparse after --help or a usage error
+            if not isinstance(stop.code, int | None):
+                raise
+            status = stop.code or 0
+        # Flushed here, not at interpreter exit, where a closed pipe can no longer be caught.
+        sys.stdout.flush()
+        return status
+    except BrokenPipeError:
+        silence_stdout()
+        return BROKEN_PIPE_EXIT
     except TemplateError as err:
         sys.stderr.write(f"Error: {err}\n")
         return err.exit_code
     except KeyboardInterrupt:
         sys.stderr.write("Error: interrupted\n")
         return 130
+    except OSError as err:
+        # A read-only file system or a full disk is the machine's state, not a bug: one line.
+        problem = storage_error(err.filename, err) if err.errno in STORAGE_ERRNOS else None
+        if problem is None:
+            raise
+        sys.stderr.write(f"Error: {problem}\n")
+        return problem.exit_code
+
+
+def silence_stdout() -> None:
+    """Point standard output at the null device once its reader has gone, so that nothing
+    written afterwards (and Python's own flush at exit) raises BrokenPipeError again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    # A stdout with no file descriptor (a test's capture) has nothing left to flush at exit.
+    with contextlib.suppress(OSError, ValueError, io.UnsupportedOperation):
+        os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)

@@ -8,6 +8,7 @@ Building the definition only computes keys; ``upload_bundles`` is the separate, 
 
 from __future__ import annotations
 
+import ast
 import gzip
 import hashlib
 import io
@@ -42,6 +43,7 @@ class CodeBundle:
     name: str
     files: Mapping[str, Path]
     archive: str | None = None
+    entry_point: str | None = None
     _sources: dict[str, bytes] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -61,7 +63,9 @@ class CodeBundle:
 
     @property
     def entry(self) -> str:
-        """The name of the bundle's one file: the script a container runs, or the file it reads."""
+        """The script a container runs, or the file it reads: ``entry_point``, or the one file."""
+        if self.entry_point is not None:
+            return self.entry_point
         if len(self.files) != 1:
             raise ValueError(f"code bundle {self.name!r} has {len(self.files)} files, not one entry")
         return next(iter(self.files))
@@ -90,6 +94,41 @@ class CodeBundle:
         if self.archive is None:
             return dict(self._sources)
         return {self.archive: deterministic_targz(self._sources)}
+
+
+def script_bundle(name: str, script: Path) -> CodeBundle:
+    """A step script with the ``steps`` modules it imports (and theirs) from its own folder, each at
+    ``steps/<module>.py`` beside it: in the container the script's folder is on ``sys.path``, so
+    ``from steps.x import`` finds them there as it finds them in this package."""
+    folder = Path(script).parent
+    files = {Path(script).name: Path(script)}
+    pending = [Path(script)]
+    while pending:
+        for module in _steps_imports(pending.pop()):
+            arcname = f"steps/{module}.py"
+            if arcname not in files:
+                files[arcname] = folder / f"{module}.py"
+                pending.append(files[arcname])
+    return CodeBundle(name, files, entry_point=Path(script).name)
+
+
+def _steps_imports(path: Path) -> set[str]:
+    """The modules of ``steps`` a source file imports (``from steps.x import``, ``import steps.x``,
+    ``from steps import x``)."""
+    try:
+        tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+    except FileNotFoundError:
+        raise ConfigError(f"code bundle: source file not found: {path}") from None
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            if node.module.startswith("steps."):
+                found.add(node.module.split(".")[1])
+            elif node.module == "steps":
+                found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.Import):
+            found.update(a.name.split(".")[1] for a in node.names if a.name.startswith("steps."))
+    return found
 
 
 def deterministic_targz(files: Mapping[str, bytes]) -> bytes:

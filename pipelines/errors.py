@@ -42,6 +42,13 @@ class AwsError(TemplateError):
     exit_code = 3
 
 
+class StorageError(TemplateError):
+    """Local storage refused a write (a read-only file system, a full disk); nothing was half-done
+    that a rerun does not redo."""
+
+    exit_code = 1
+
+
 class NotFoundError(TemplateError):
     """A named resource does not exist (a model package group, a model package version)."""
 

@@ -28,6 +28,7 @@ from pipelines.local.cli import (
     parse_uploads,
     run_locally,
     stage,
+    stage_samples,
 )
 from pipelines.local.definition import typed_value
 
@@ -475,7 +476,11 @@ def _run_local(args, kwargs: dict) -> int:
     runner.check(definition, source, parameters)  # nothing is staged for a run that cannot start
     staged = []
     if hasattr(module, "get_local_inputs"):
-        staged = [(path, uri) for uri, path in module.get_local_inputs(**kwargs).items()]
+        try:
+            staged = [(path, uri) for uri, path in module.get_local_inputs(**kwargs).items()]
+        except ConfigError:
+            if not uploads:  # with --upload, the user stages the inputs
+                raise
     if hasattr(module, "get_code_upload"):
         code = module.get_code_upload(**kwargs)
         for bundle in code.bundles:
@@ -484,18 +489,24 @@ def _run_local(args, kwargs: dict) -> int:
                     f"s3://{code.bucket}/{bundle.key_prefix(code.key_prefix)}/{name}", body
                 )
     if args.no_start:
-        # Staged as a run would stage them, so that a later run of the definition finds its inputs.
-        stage(runner.store, staged + uploads)
+        # Where the definition reads by default, alone there, so that a later run of it finds them.
+        stage_samples(runner.store, staged, definition, parameters, per_content=False)
+        stage(runner.store, uploads)
         print(
             f"pipeline {pipeline.name}: definition checked, its code and inputs staged locally; not started"
         )
         return 0
+    # Each table at a location of its own, which this run reads: never another run's table.
+    parameters = {
+        **parameters,
+        **stage_samples(runner.store, staged, definition, parameters, per_content=True),
+    }
     run_locally(
         runner,
         definition,
         pipeline_name=pipeline.name,
         parameters=parameters,
-        uploads=staged + uploads,
+        uploads=uploads,
         use_cache=not args.no_cache,
         source=source,
     )

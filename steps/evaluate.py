@@ -11,16 +11,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import sys
-import tarfile
 import tempfile
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import xgboost as xgb
 from sklearn.metrics import roc_auc_score, roc_curve
+
+from steps.tar_guard import UnsafeArchiveError, extract_tar
 
 EVALUATION_FILENAME = "evaluation.json"
 #: Test rows without their labels and the model's predictions for them, written beside the
@@ -204,40 +204,12 @@ def parse_label_first(raw: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
 # ------------------------------------------------------------------------------------------- model
 
 
-def safe_members(archive: tarfile.TarFile) -> list[tarfile.TarInfo]:
-    """Every member, after refusing any that could write outside the target directory or is not a plain
-    file or directory. Checked before anything is extracted."""
-    members = archive.getmembers()
-    for member in members:
-        path = PurePosixPath(member.name)
-        if member.name.startswith(("/", "\\")) or re.match(r"[A-Za-z]:", member.name):
-            raise EvaluationError(f"refusing member {member.name!r}: absolute path")
-        if ".." in path.parts or "\\" in member.name:
-            raise EvaluationError(f"refusing member {member.name!r}: path leaves the archive")
-        if member.issym() or member.islnk():
-            raise EvaluationError(f"refusing member {member.name!r}: links are not allowed")
-        if not (member.isfile() or member.isdir()):
-            raise EvaluationError(f"refusing member {member.name!r}: not a regular file or directory")
-    return members
-
-
 def extract_archive(archive_path: Path, target: Path) -> None:
-    """Extract a model.tar.gz into ``target`` after checking every member with safe_members."""
+    """Extract a model.tar.gz into ``target`` under the shared archive rules (steps/tar_guard.py)."""
     try:
-        with tarfile.open(archive_path, "r:gz") as archive:
-            members = safe_members(archive)
-            for member in members:
-                destination = target.joinpath(*PurePosixPath(member.name).parts)
-                if member.isdir():
-                    destination.mkdir(parents=True, exist_ok=True)
-                    continue
-                destination.parent.mkdir(parents=True, exist_ok=True)
-                source = archive.extractfile(member)
-                with source, open(destination, "wb") as handle:
-                    while chunk := source.read(1 << 20):
-                        handle.write(chunk)
-    except (tarfile.TarError, EOFError, OSError) as err:
-        raise EvaluationError(f"cannot read the archive: {str(err).strip().splitlines()[0]}") from None
+        extract_tar(archive_path, target, "model archive")
+    except UnsafeArchiveError as err:
+        raise EvaluationError(str(err)) from None
 
 
 def load_model(model_dir: Path) -> xgb.Booster:

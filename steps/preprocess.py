@@ -22,11 +22,13 @@ Outputs, one folder each under ``--output-dir`` (one ProcessingOutput per folder
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import math
 import os
 import sys
 import tempfile
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -184,6 +186,13 @@ def _parse_classes(value: object) -> tuple[tuple[str, str] | None, str | None]:
 # ------------------------------------------------------------------------------------- raw table
 
 
+def check_header(names: list[str]) -> None:
+    """Refuse a header row that names a column more than once, naming each repeated name."""
+    duplicates = [name for name, count in Counter(names).items() if count > 1]
+    if duplicates:
+        raise DataError(f"duplicate column(s) {_names(duplicates)} in the header row: name each column once")
+
+
 def check_table(raw: pd.DataFrame, spec: DatasetSpec) -> pd.DataFrame:
     """Check one raw table (all cells text, missing = NaN) against the spec and return it typed.
 
@@ -202,7 +211,10 @@ def check_table(raw: pd.DataFrame, spec: DatasetSpec) -> pd.DataFrame:
             f"unexpected column(s) {_names(extra)}: every column must be the label or a spec feature"
         )
     if missing and len(missing) == len(expected):
-        problems.append("no expected column name in the first row: is the header row missing?")
+        if len(columns) == 1 and ";" in columns[0]:
+            problems.append("the header row is one column holding ';': save the file comma-separated")
+        else:
+            problems.append("no expected column name in the first row: is the header row missing?")
     if problems:
         raise DataError("; ".join(problems))
     if len(raw) == 0:
@@ -538,7 +550,12 @@ def _values(values: list[str]) -> str:
 
 def _read_raw_csv(path: Path) -> pd.DataFrame:
     try:
+        # pandas renames a repeated header name ('x', 'x.1'), so duplicates are looked for first.
+        with open(path, encoding="utf-8-sig", newline="") as handle:
+            check_header(next(csv.reader(handle), []))
         return pd.read_csv(path, dtype=str, keep_default_na=False, na_values=list(MISSING_TOKENS))
+    except csv.Error as err:
+        raise DataError(f"cannot parse CSV: {err}") from None
     except pd.errors.EmptyDataError:
         raise DataError("file is empty") from None
     except pd.errors.ParserError as err:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipelines import aws_names as names
-from pipelines.code_bundles import SOURCEDIR_ARCHIVE, STEPS_DIR, CodeBundle, CodeUpload
+from pipelines.code_bundles import SOURCEDIR_ARCHIVE, STEPS_DIR, CodeBundle, CodeUpload, script_bundle
 from pipelines.errors import ConfigError, join_problems
 from steps import preprocess as preprocess_step
 
@@ -154,21 +154,31 @@ INPUT_PARAMETER = "InputDataUrl"
 def get_sample_input(**kwargs) -> Path | None:
     """The sample table of the dataset spec: for the default spec the bundled churn table, for
     another spec the one CSV file beside it (None when there is not exactly one)."""
-    settings = _validate(**kwargs)
-    if settings.dataset_spec == DEFAULT_DATASET_SPEC:
-        samples = [SAMPLE_DATA] if SAMPLE_DATA.is_file() else []
-    else:
-        samples = sorted(settings.dataset_spec.parent.glob("*.csv"))
+    samples = _samples(_validate(**kwargs))
     return samples[0] if len(samples) == 1 else None
 
 
 def get_local_inputs(**kwargs) -> dict[str, Path]:
     """What ``run-pipeline --local`` puts in the local object store before it runs: the sample
-    table (``get_sample_input``) at the input URL."""
-    sample = get_sample_input(**kwargs)
-    if sample is None:
-        return {}
-    return {f"{_validate(**kwargs).input_data_url.rstrip('/')}/{sample.name}": sample}
+    table (``get_sample_input``) at the input URL. ConfigError when there is none, or more than
+    one to choose from."""
+    settings = _validate(**kwargs)
+    samples = _samples(settings)
+    target = f"{settings.input_data_url.rstrip('/')}/"
+    if len(samples) != 1:
+        found = f"{len(samples)} ({', '.join(p.name for p in samples)})" if samples else "no"
+        raise ConfigError(
+            f"dataset spec {settings.dataset_spec}: {found} CSV file(s) beside it, so no sample table "
+            f"to stage at {target}; keep exactly one CSV in {settings.dataset_spec.parent}, or stage "
+            f"the table with --upload PATH={target}"
+        )
+    return {f"{target}{samples[0].name}": samples[0]}
+
+
+def _samples(settings: Settings) -> list[Path]:
+    if settings.dataset_spec == DEFAULT_DATASET_SPEC:
+        return [SAMPLE_DATA] if SAMPLE_DATA.is_file() else []
+    return sorted(settings.dataset_spec.parent.glob("*.csv"))
 
 
 # --------------------------------------------------------------------------------------------
@@ -284,7 +294,7 @@ def _bundles(settings: Settings) -> dict[str, CodeBundle]:
         "preprocess": CodeBundle("preprocess", {"preprocess.py": STEPS_DIR / "preprocess.py"}),
         "dataset-spec": CodeBundle("dataset-spec", {"dataset.json": spec_path}),
         "train": CodeBundle("train", {"train.py": STEPS_DIR / "train.py"}),
-        "evaluate": CodeBundle("evaluate", {"evaluate.py": STEPS_DIR / "evaluate.py"}),
+        "evaluate": script_bundle("evaluate", STEPS_DIR / "evaluate.py"),
         "inference": CodeBundle(
             "inference", {"inference.py": STEPS_DIR / "inference.py"}, archive=SOURCEDIR_ARCHIVE
         ),

@@ -13,6 +13,7 @@ SageMaker's; ``run`` and ``retry`` exit 1 when the execution fails.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
 from collections.abc import Mapping, Sequence
@@ -71,6 +72,62 @@ def stage(store: ObjectStore, uploads: Sequence[tuple[Path, str]]) -> None:
         print(f"staged {path} at {uri} ({count} object{'s' if count != 1 else ''})")
 
 
+#: Where a run's sample tables go, beside (never under) the prefix the definition reads by default.
+STAGED_INPUTS = "local-inputs"
+
+
+def stage_samples(
+    store: ObjectStore,
+    samples: Sequence[tuple[Path, str]],
+    definition: str,
+    given: Mapping[str, Any],
+    *,
+    per_content: bool,
+) -> dict[str, str]:
+    """Stage a pipeline's sample tables so that a run reads exactly them, never an earlier table.
+
+    ``samples`` are (file, URI) with the URI under the prefix the definition reads by default.
+    With ``per_content``, and a String parameter defaulting to that prefix (or object) that the
+    user did not set, the file goes to ``<parent>/local-inputs/<digest>/`` instead, and the
+    parameter values to run with are returned: a new table is a new location, as a trigger
+    passes one on SageMaker, so the step cache retrains on it. Otherwise the objects already under
+    the prefix are removed first, so the prefix holds this table alone.
+    """
+    declared = {
+        p["Name"]: p.get("DefaultValue")
+        for p in json.loads(definition).get("Parameters", [])
+        if p.get("Type") == "String"
+    }
+    values: dict[str, str] = {}
+    for path, uri in samples:
+        prefix, _, name = uri.rpartition("/")
+        parent = prefix.rpartition("/")[0]
+        readers = [
+            key
+            for key, default in declared.items()
+            if default in (prefix, prefix + "/", uri) and key not in given
+        ]
+        if per_content and readers and parent.count("/") >= 3:
+            digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+            location = f"{parent}/{STAGED_INPUTS}/{digest}/"
+            count = upload(store, path, location + name)
+            for key in readers:
+                values[key] = location + name if declared[key] == uri else location
+            reading = ", ".join(f"{key}={values[key]}" for key in readers)
+            print(f"staged {path} at {location}{name} ({_objects(count)}); this run reads {reading}")
+            continue
+        removed = [key for key, _ in store.list(prefix + "/") if key != parse_uri(uri).key]
+        store.delete(prefix + "/")
+        count = upload(store, path, uri)
+        note = f"; removed {_objects(len(removed))} an earlier run staged there" if removed else ""
+        print(f"staged {path} at {uri} ({_objects(count)}){note}")
+    return values
+
+
+def _objects(count: int) -> str:
+    return f"{count} object{'s' if count != 1 else ''}"
+
+
 def run_locally(
     runner: LocalRunner,
     definition: str,
@@ -90,7 +147,15 @@ def run_locally(
     return _ended(outcome)
 
 
+class ExecutionStopped(TemplateError):
+    """The execution was interrupted (Ctrl-C) and recorded as Stopped; ``retry`` resumes it."""
+
+    exit_code = 130
+
+
 def _ended(outcome: ExecutionOutcome) -> ExecutionOutcome:
+    if outcome.status == "Stopped":
+        raise ExecutionStopped(f"execution {outcome.execution_id} {outcome.status}: {outcome.failure_reason}")
     if outcome.status != "Succeeded":
         raise ExecutionFailed(f"execution {outcome.execution_id} {outcome.status}: {outcome.failure_reason}")
     return outcome

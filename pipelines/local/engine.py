@@ -9,11 +9,15 @@ point leaves an execution that ``retry`` completes.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
 import json
 import os
 import re
 import secrets
+import signal
+import threading
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -26,11 +30,12 @@ from pipelines.errors import UsageError
 from pipelines.local.definition import Definition, StepSpec, dependencies, parse_definition, validate
 from pipelines.local.executors import EXECUTORS, StepResult, StepRun
 from pipelines.local.expressions import EXECUTION_VARIABLES, Context, ExpressionError, evaluate
-from pipelines.local.jobs import JobEnvironment, StepFailure
+from pipelines.local.jobs import JobEnvironment, StepFailure, end_jobs
 from pipelines.local.progress import Reporter, SilentReporter
 from pipelines.local.records import (
     EXECUTING,
     FAILED,
+    STOPPED,
     SUCCEEDED,
     Execution,
     ExecutionRecords,
@@ -81,7 +86,8 @@ class LocalRunner:
     """Runs pipeline definitions with everything under one local home (records, store, jobs).
 
     ``max_workers`` bounds how many steps run at once (default: the CPU count); ``cpus`` is what
-    one job may use (``SM_NUM_CPUS``). ``sleep`` is how retries wait (tests pass a recorder).
+    one job may use (``SM_NUM_CPUS``). ``sleep`` is how retries wait (tests pass a recorder; by
+    default the wait ends early when the execution is interrupted).
     """
 
     def __init__(
@@ -91,7 +97,7 @@ class LocalRunner:
         reporter: Reporter | None = None,
         max_workers: int | None = None,
         cpus: int | None = None,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] | None = None,
     ):
         # Absolute: jobs run with their sandbox as working directory.
         self.home = (Path(home) if home is not None else local_home()).resolve()
@@ -164,10 +170,10 @@ class LocalRunner:
         """Run again the steps of a failed or interrupted execution that did not succeed."""
         execution = self.records.get_execution(reference)
         status = self.records.effective_status(execution)
-        if status != FAILED:
+        if status not in (FAILED, STOPPED):
             raise UsageError(
-                f"execution {execution.execution_id} is {status}; only a Failed or interrupted "
-                "execution can be retried"
+                f"execution {execution.execution_id} is {status}; only a Failed, Stopped or "
+                "interrupted execution can be retried"
             )
         definition, values, order = self.check(
             execution.definition, f"execution {execution.execution_id}", execution.parameters
@@ -206,10 +212,10 @@ class LocalRunner:
         failures: dict[str, str] = {}
         excluded: set[str] = set()
         running: dict[Future, str] = {}
-        with ThreadPoolExecutor(max_workers=self.max_workers) as pool:
+        with _stop_on_interrupt(state.stopping), ThreadPoolExecutor(max_workers=self.max_workers) as pool:
             while True:
                 excluded = _excluded(order, steps, needs, branches)
-                if not failures:
+                if not failures and not state.stopping.is_set():
                     for name in order:
                         # Submit no more than can run: a step still queued when another fails
                         # would start after the failure.
@@ -238,7 +244,10 @@ class LocalRunner:
                         branches[name] = result.branch
         status = FAILED if failures else SUCCEEDED
         reason = None
-        if failures:
+        if state.stopping.is_set():
+            status = STOPPED
+            reason = f"stopped by an interrupt; resume it with local-pipeline retry {execution.execution_id}"
+        elif failures:
             first = next(name for name in order if name in failures)
             reason = f"step {first!r} failed: {failures[first]}"
         self.records.set_execution_status(execution.arn, status, reason)
@@ -254,6 +263,28 @@ class LocalRunner:
         )
         self.reporter.finished(outcome, definition)
         return outcome
+
+
+@contextlib.contextmanager
+def _stop_on_interrupt(stopping: threading.Event):
+    """While the block runs, Ctrl-C stops the execution as StopPipelineExecution does: no new step
+    or attempt starts and the running jobs are ended; a second Ctrl-C interrupts at once."""
+
+    def stop(signum, frame):
+        if stopping.is_set():
+            raise KeyboardInterrupt
+        stopping.set()
+        end_jobs()
+
+    try:
+        previous = signal.signal(signal.SIGINT, stop)
+    except ValueError:  # not the main thread: interrupts are not delivered here anyway
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _excluded(order, steps, needs, branches) -> set[str]:
@@ -282,6 +313,7 @@ class _RunState:
         self.runner = runner
         self.start_time = datetime.now(timezone.utc).isoformat()
         self._property_files: dict[tuple[str, str], Any] = {}
+        self.stopping = threading.Event()
 
     def variables(self, job_name: str | None, variable: str | None) -> dict[str, Any]:
         execution = self.execution
@@ -349,6 +381,14 @@ class _RunState:
             if hit is not None and self._outputs_present(executor, hit[1].properties):
                 source, record = hit
                 now = _now()
+                # The data the reused result was computed from, carried along a chain of hits.
+                computed_from = record.input_digests or {}
+                current = self._input_digests(executor, arguments)
+                changed = sorted(
+                    uri
+                    for uri, digest in current.items()
+                    if uri in computed_from and computed_from[uri] != digest
+                )
                 records.put_step(
                     arn,
                     step.name,
@@ -362,12 +402,17 @@ class _RunState:
                     cache_key=cache_key,
                     cache_source=source,
                     log_path=record.log_path,
+                    input_digests=computed_from,
+                    changed_inputs=changed,
                 )
                 runner.reporter.step(step.name, "Cached", f"from {source.rsplit('/', 1)[-1]}")
                 return StepResult(record.properties, record.metadata or {}, None, _branch(record.properties))
 
+        digests = self._input_digests(executor, arguments) if cache_key is not None else None
         attempt = 0
         while True:
+            if self.stopping.is_set():
+                return self._fail(step, attempt, None, "stopped by an interrupt", status=STOPPED)
             attempt += 1
             job_name = base_name if attempt == 1 else f"{base_name[:58]}-r{attempt}"
             if job_name != base_name:
@@ -391,20 +436,31 @@ class _RunState:
                 step=step,
                 arguments=arguments,
                 job_name=job_name,
-                env=JobEnvironment(runner.store, runner.jobs_dir, runner.cpus),
+                env=JobEnvironment(runner.store, runner.jobs_dir, runner.cpus, self.stopping),
                 context=self.context(self.variables(job_name, executor.job_variable)),
                 registry=runner.registry,
+                warn=functools.partial(runner.reporter.warning, step.name) if attempt == 1 else _quiet,
             )
             try:
                 result = executor.run(run)
             except StepFailure as failure:
+                if self.stopping.is_set():  # the job was ended by the interrupt: not a failure to retry
+                    return self._fail(
+                        step,
+                        attempt,
+                        failure.log_path or log_path,
+                        "stopped by an interrupt",
+                        started,
+                        cache_key,
+                        status=STOPPED,
+                    )
                 wait_seconds = _retry_wait(step, failure.exception_type, attempt)
                 if wait_seconds is None:
                     return self._fail(
                         step, attempt, failure.log_path or log_path, failure.reason, started, cache_key
                     )
                 runner.reporter.step(step.name, "Retrying", f"{failure.exception_type} in {wait_seconds:g} s")
-                runner.sleep(wait_seconds)
+                (runner.sleep or self.stopping.wait)(wait_seconds)
                 continue
             records.put_step(
                 arn,
@@ -418,16 +474,17 @@ class _RunState:
                 metadata=result.metadata,
                 cache_key=cache_key,
                 log_path=str(result.log_path) if result.log_path else None,
+                input_digests=digests,
             )
             runner.reporter.step(step.name, "Succeeded", _detail(step, result))
             return result
 
-    def _fail(self, step, attempts, log_path, reason, started=None, cache_key=None):
+    def _fail(self, step, attempts, log_path, reason, started=None, cache_key=None, status=FAILED):
         self.runner.records.put_step(
             self.execution.arn,
             step.name,
             step.type,
-            FAILED,
+            status,
             attempts=attempts,
             started=started or _now(),
             ended=_now(),
@@ -435,28 +492,40 @@ class _RunState:
             cache_key=cache_key,
             log_path=str(log_path) if log_path else None,
         )
-        self.runner.reporter.step(step.name, "Failed", reason, log_path)
+        self.runner.reporter.step(step.name, status, reason, log_path)
         raise StepFailure(reason)
 
     def _cache_key(self, step: StepSpec, executor, arguments: dict) -> str:
-        # Execution variables are left symbolic: output paths that hold the execution id do not
-        # defeat the cache, while the content of every input does take part.
-        symbolic = {name: f"${{Execution.{name}}}" for name in EXECUTION_VARIABLES}
-        stable = evaluate(step.arguments, self.context(symbolic))
+        # SageMaker's key: the step's arguments, input URIs as strings, not the data behind them
+        # (AWS doc "Default cache key attributes by pipeline step type"). A type that names no
+        # attributes is keyed on all its arguments with execution variables left symbolic, so that
+        # output paths holding the execution id do not defeat the cache.
+        keyed = executor.cache_key_arguments(arguments)
+        if keyed is None:
+            symbolic = {name: f"${{Execution.{name}}}" for name in EXECUTION_VARIABLES}
+            keyed = evaluate(step.arguments, self.context(symbolic))
+        document = {"Type": step.type, "Arguments": keyed}
+        return hashlib.sha256(json.dumps(document, sort_keys=True, default=str).encode()).hexdigest()
+
+    def _input_digests(self, executor, arguments: dict) -> dict[str, str | None]:
+        """The content behind each input URI now: what a cache hit is compared on, not keyed on."""
         digests = {}
         for uri in executor.cache_inputs(arguments):
             try:
                 digests[uri] = self.runner.store.digest(uri)
             except (StoreError, OSError):
                 digests[uri] = None
-        document = {"Type": step.type, "Arguments": stable, "Inputs": digests}
-        return hashlib.sha256(json.dumps(document, sort_keys=True, default=str).encode()).hexdigest()
+        return digests
 
     def _outputs_present(self, executor, properties) -> bool:
         try:
             return all(self.runner.store.exists(uri) for uri in executor.outputs(properties or {}))
         except (KeyError, TypeError, StoreError):
             return False
+
+
+def _quiet(text: str) -> None:
+    pass
 
 
 def _branch(properties: Mapping[str, Any] | None) -> str | None:

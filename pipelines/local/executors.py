@@ -25,7 +25,9 @@ from pipelines.local.jobs import (
     processing_job,
     training_job,
 )
-from pipelines.local.runtimes import runtime_for, unknown_image
+from pipelines.local.metrics import override_refused
+from pipelines.local.runtimes import Runtime, runtime_for, unknown_image
+from pipelines.local.sandbox import support
 from pipelines.local.tuning import run_tuning, tuning_problems
 
 
@@ -40,6 +42,7 @@ class StepRun:
     context: Context
     registry: Callable[[], Any]  # opens the local ModelRegistry on first use
     parallelism: int = 1  # how many processes this step may run at once
+    warn: Callable[[str], None] = lambda text: None  # a warning about this step, shown once
 
 
 @dataclass
@@ -64,8 +67,19 @@ class Executor(abc.ABC):
         """What cannot run locally in this step, found from the definition alone."""
         return []
 
+    #: The arguments SageMaker's step cache key is made of, for this step type (AWS doc "Default
+    #: cache key attributes by pipeline step type"); None: all of them, execution variables aside.
+    cache_key_attributes: ClassVar[tuple[str, ...] | None] = None
+
+    def cache_key_arguments(self, arguments: Mapping[str, Any]) -> dict[str, Any] | None:
+        """What of the resolved arguments the cache key covers; None for all of them."""
+        if self.cache_key_attributes is None:
+            return None
+        return {key: arguments[key] for key in self.cache_key_attributes if key in arguments}
+
     def cache_inputs(self, arguments: Mapping[str, Any]) -> list[str]:
-        """The S3 URIs whose contents the cache key covers (resolved arguments)."""
+        """The S3 URIs a step reads (resolved arguments). Not part of the cache key, which holds
+        the URIs as strings, not the data behind them; a cache hit on changed data is reported."""
         return []
 
     def outputs(self, properties: Mapping[str, Any]) -> list[str]:
@@ -83,9 +97,29 @@ def _image_problem(image: Any) -> list[str]:
     return []
 
 
+def _builtin_runtime(algorithm: Mapping[str, Any]) -> Runtime | None:
+    """The runtime of a built-in algorithm's image named in the definition, else None."""
+    image = algorithm.get("TrainingImage")
+    runtime = runtime_for(image) if isinstance(image, str) else None
+    return runtime if runtime is not None and runtime.is_builtin_algorithm else None
+
+
+def warn_if_paths_are_rewritten(run: StepRun) -> None:
+    """Once per step: without a mount namespace, a job finds its files only through the paths in
+    its entry point, arguments and environment."""
+    isolation = support()
+    if not isolation.namespaced:
+        run.warn(
+            f"no private mount namespace for its jobs ({isolation.reason}): code that hard-codes "
+            "/opt/ml will not see its files; only /opt/ml paths in the entry point, arguments and "
+            "environment point into the job's sandbox"
+        )
+
+
 class ProcessingExecutor(Executor):
     type = "Processing"
     cacheable = True
+    cache_key_attributes = ("AppSpecification", "Environment", "ProcessingInputs")
     job_variable = "ProcessingJobName"
 
     def problems(self, step: StepSpec) -> list[str]:
@@ -97,6 +131,8 @@ class ProcessingExecutor(Executor):
             if source is None:
                 problems.append(f"{where}: only S3Input inputs run locally (DatasetDefinition does not)")
                 continue
+            if "LocalPath" not in source:
+                problems.append(f"{where}.S3Input.LocalPath is missing: the local runner needs it")
             if source.get("S3DataType", "S3Prefix") != "S3Prefix":
                 problems.append(
                     f"{where}: S3DataType {source.get('S3DataType')!r} is not supported locally; use S3Prefix"
@@ -110,6 +146,11 @@ class ProcessingExecutor(Executor):
         for index, output in enumerate(args.get("ProcessingOutputConfig", {}).get("Outputs", [])):
             if "S3Output" not in output:
                 problems.append(f"ProcessingOutputConfig.Outputs[{index}]: only S3Output outputs run locally")
+            elif "LocalPath" not in output["S3Output"]:
+                problems.append(
+                    f"ProcessingOutputConfig.Outputs[{index}].S3Output.LocalPath is missing: "
+                    "the local runner needs it"
+                )
         return problems
 
     def cache_inputs(self, arguments):
@@ -121,6 +162,7 @@ class ProcessingExecutor(Executor):
         ]
 
     def run(self, run: StepRun) -> StepResult:
+        warn_if_paths_are_rewritten(run)
         description = processing_job(run.job_name, run.arguments, run.env)
         return StepResult(
             description,
@@ -132,10 +174,15 @@ class ProcessingExecutor(Executor):
 def _training_problems(args: Mapping[str, Any]) -> list[str]:
     algorithm = args.get("AlgorithmSpecification", {})
     problems = _image_problem(algorithm.get("TrainingImage"))
+    if "TrainingImage" not in algorithm and not algorithm.get("AlgorithmName"):
+        # The API takes a request without it; the runner needs the image to know what to run.
+        problems.append("AlgorithmSpecification.TrainingImage is missing: the local runner runs an image")
     if algorithm.get("AlgorithmName"):
         problems.append(
             "AlgorithmName (a marketplace or custom algorithm) cannot run locally; give TrainingImage"
         )
+    if _builtin_runtime(algorithm) is not None and algorithm.get("MetricDefinitions"):
+        problems.append(override_refused(algorithm["TrainingImage"]))
     if algorithm.get("TrainingInputMode", "File") == "Pipe":
         problems.append("TrainingInputMode Pipe is not supported locally; use File")
     for index, channel in enumerate(args.get("InputDataConfig", [])):
@@ -161,6 +208,15 @@ def _training_inputs(arguments: Mapping[str, Any]) -> list[str]:
 class TrainingExecutor(Executor):
     type = "Training"
     cacheable = True
+    cache_key_attributes = (
+        "AlgorithmSpecification",
+        "CheckpointConfig",
+        "DebugHookConfig",
+        "DebugRuleConfigurations",
+        "Environment",
+        "HyperParameters",
+        "InputDataConfig",
+    )
     job_variable = "TrainingJobName"
 
     def problems(self, step):
@@ -173,6 +229,7 @@ class TrainingExecutor(Executor):
         return [properties["ModelArtifacts"]["S3ModelArtifacts"]]
 
     def run(self, run: StepRun) -> StepResult:
+        warn_if_paths_are_rewritten(run)
         description = training_job(run.job_name, run.arguments, run.env)
         return StepResult(
             description,
@@ -191,6 +248,28 @@ def objective_value(description: Mapping[str, Any], metric: str) -> float | None
 class TuningExecutor(Executor):
     type = "Tuning"
     cacheable = True
+    cache_key_attributes = (
+        "HyperParameterTuningJobConfig",
+        "TrainingJobDefinition",
+        "TrainingJobDefinitions",
+    )
+    #: The parts of TrainingJobDefinition that count (the same AWS doc).
+    definition_attributes = (
+        "AlgorithmSpecification",
+        "HyperParameterRanges",
+        "InputDataConfig",
+        "StaticHyperParameters",
+        "TuningObjective",
+    )
+
+    def cache_key_arguments(self, arguments):
+        keyed = super().cache_key_arguments(arguments)
+        definition = keyed.get("TrainingJobDefinition")
+        if isinstance(definition, dict):
+            keyed["TrainingJobDefinition"] = {
+                key: definition[key] for key in self.definition_attributes if key in definition
+            }
+        return keyed
 
     def problems(self, step):
         args = step.arguments
@@ -204,6 +283,15 @@ class TuningExecutor(Executor):
         config = args.get("HyperParameterTuningJobConfig") or {}
         metric = (config.get("HyperParameterTuningJobObjective") or {}).get("MetricName")
         algorithm = definition.get("AlgorithmSpecification", {})
+        builtin = _builtin_runtime(algorithm)
+        if builtin is not None:
+            names = [pattern.name for pattern in builtin.algorithm_metrics]
+            if isinstance(metric, str) and metric not in names:
+                problems.append(
+                    f"objective metric {metric!r} is not a metric of the built-in algorithm's image "
+                    f"{algorithm['TrainingImage']}; use one of {', '.join(names)}"
+                )
+            return problems
         defined = [m.get("Name") for m in algorithm.get("MetricDefinitions", [])]
         static = definition.get("StaticHyperParameters", {})
         script_mode = "sagemaker_program" in static
@@ -222,13 +310,14 @@ class TuningExecutor(Executor):
         return [f"{output}/{properties['BestTrainingJob']['TrainingJobName']}/output/model.tar.gz"]
 
     def run(self, run: StepRun) -> StepResult:
+        warn_if_paths_are_rewritten(run)
         name = run.job_name[:32].rstrip("-")
         trials_dir = run.env.jobs_dir / name
         # Trials share the CPUs: each gets its part, so parallel trials do not oversubscribe.
         limits = run.arguments["HyperParameterTuningJobConfig"].get("ResourceLimits", {})
         parallel = max(1, int(limits.get("MaxParallelTrainingJobs", 1)))
         cpus = max(1, run.env.cpus // parallel)
-        trial_env = JobEnvironment(run.env.store, trials_dir, cpus)
+        trial_env = JobEnvironment(run.env.store, trials_dir, cpus, run.env.stop)
 
         def train(job_name: str, arguments: dict) -> dict:
             return training_job(job_name, arguments, trial_env)
@@ -299,9 +388,14 @@ class RegisterModelExecutor(Executor):
             raise StepFailure(f"ModelDataUrl {model_url} is not in the local object store")
         registry = run.registry()
         group = args["ModelPackageGroupName"]
+        registrant = (
+            f"pipeline execution {run.context.execution.get('PipelineExecutionId')} step {run.step.name}"
+        )
         try:
             registry.ensure_group(group, args.get("ModelPackageGroupDescription", ""))
-            package = registry.register(
+            # A runner killed after registering but before recording the step registers again on
+            # retry; one version per execution and step, as SageMaker keeps for a retried step.
+            package = _registered_by(registry, group, registrant) or registry.register(
                 group,
                 model_data_url=model_url,
                 image_uri=container.get("Image"),
@@ -312,12 +406,21 @@ class RegisterModelExecutor(Executor):
                 model_metrics=_metrics(args.get("ModelMetrics")),
                 customer_metadata=args.get("CustomerMetadataProperties"),
                 description=args.get("ModelPackageDescription", ""),
-                by=f"pipeline execution {run.context.execution.get('PipelineExecutionId')}",
+                by=registrant,
             )
         except (ConfigError, NotFoundError) as err:
             raise StepFailure(f"cannot register the model: {err}") from None
         described = package.to_describe()
         return StepResult(described, {"RegisterModel": {"Arn": described["ModelPackageArn"]}})
+
+
+def _registered_by(registry, group: str, registrant: str):
+    """The version of ``group`` that ``registrant`` registered, or None (newest versions first)."""
+    for package in reversed(registry.list_versions(group)):
+        history = registry.approval_history(group, package.version)
+        if history and history[0].by == registrant:
+            return package
+    return None
 
 
 def _metrics(metrics: Any) -> Any:

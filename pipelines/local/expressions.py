@@ -6,6 +6,7 @@ the AWS Describe* answers, so an expression reads the same locally as it does on
 
 from __future__ import annotations
 
+import functools
 import operator
 import re
 from collections.abc import Callable, Mapping
@@ -106,10 +107,15 @@ class Reference:
     name: str
     path: str = ""
 
+    @functools.cached_property
+    def tokens(self) -> list[_Token]:
+        # Tokenized once: a reference is read several times by the checks of a long definition.
+        return _tokens(self.path)
+
     @property
     def property_file(self) -> str | None:
         """The property file's name for ``Steps.<step>.PropertyFiles.<name>``, else None."""
-        tokens = _tokens(self.path)
+        tokens = self.tokens
         if self.reads_property_files and len(tokens) == 2 and tokens[1].kind != "index":
             return str(tokens[1].value)
         return None
@@ -117,7 +123,7 @@ class Reference:
     @property
     def reads_property_files(self) -> bool:
         """Whether the path starts at ``PropertyFiles`` (only Std:JsonGet may read those)."""
-        tokens = _tokens(self.path)
+        tokens = self.tokens
         return bool(tokens) and tokens[0].kind == "attr" and tokens[0].value == "PropertyFiles"
 
 
@@ -293,6 +299,11 @@ def _condition_type(condition: Any, where: str) -> str:
                 f"{where} ({kind}): {key} must be {wanted}, got {_describe(condition[key])}"
             )
     return kind
+
+
+def function_of(expr: dict) -> str | None:
+    """The function a one-key object calls (``Get`` or ``Std:...``); None for a plain object."""
+    return _function(expr)
 
 
 def _function(expr: dict) -> str | None:

@@ -1,9 +1,8 @@
 """SageMaker processing and training jobs run as local processes, keeping the container contracts.
 
-Each job gets a sandbox directory that mirrors the container's ``/opt/ml`` tree; every
-``/opt/ml/...`` path in its entry point, arguments and environment is rewritten into the sandbox.
-Inputs come from the local object store, outputs go back to it, and the job's answer is shaped
-like DescribeProcessingJob / DescribeTrainingJob so that step properties read as on SageMaker.
+Each job instance runs against its own sandbox, which it sees at ``/opt/ml`` (``sandbox``); inputs
+come from the local object store, outputs go back to it, and the job's answer is shaped like
+DescribeProcessingJob / DescribeTrainingJob so that step properties read as on SageMaker.
 """
 
 from __future__ import annotations
@@ -13,25 +12,27 @@ import ctypes
 import io
 import json
 import os
-import re
 import shutil
 import signal
 import subprocess
 import sys
 import tarfile
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from pipelines.errors import NotFoundError, TemplateError
+from pipelines.local.metrics import MetricPattern, custom_metrics, final_metrics, override_refused
 from pipelines.local.runtimes import Runtime, runtime_for, unknown_image
+from pipelines.local.sandbox import CONTAINER_ROOT, Sandbox, support
+from pipelines.local.sandbox import rewrite as rewrite  # still importable from here
 from pipelines.local.store import ObjectStore, StoreError
+from steps.tar_guard import UnsafeArchiveError, extract_tar
 
-CONTAINER_ROOT = "/opt/ml"
 LOCAL_ACCOUNT = "000000000000"
 LOCAL_REGION = "local"
 
@@ -39,8 +40,6 @@ LOCAL_REGION = "local"
 JOB_INTERNAL_ERROR = "SageMaker.JOB_INTERNAL_ERROR"
 RESOURCE_LIMIT = "SageMaker.RESOURCE_LIMIT"
 SERVICE_FAULT = "Step.SERVICE_FAULT"
-
-_NUMBER = r"[-+]?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?"
 
 
 class StepFailure(TemplateError):
@@ -61,6 +60,7 @@ class JobEnvironment:
     store: ObjectStore
     jobs_dir: Path
     cpus: int = 1
+    stop: threading.Event | None = None  # set when the execution is interrupted: start no process
 
 
 def now() -> datetime:
@@ -69,17 +69,6 @@ def now() -> datetime:
 
 def arn(kind: str, name: str) -> str:
     return f"arn:aws:sagemaker:{LOCAL_REGION}:{LOCAL_ACCOUNT}:{kind}/{name.lower()}"
-
-
-def rewrite(value: Any, sandbox: Path) -> Any:
-    """Every string starting with ``/opt/ml`` pointed into the sandbox instead."""
-    if isinstance(value, str) and (value == CONTAINER_ROOT or value.startswith(CONTAINER_ROOT + "/")):
-        return str(sandbox) + value
-    if isinstance(value, list):
-        return [rewrite(item, sandbox) for item in value]
-    if isinstance(value, dict):
-        return {key: rewrite(item, sandbox) for key, item in value.items()}
-    return value
 
 
 def container_path(path: str, where: str) -> str:
@@ -100,7 +89,13 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child between 
 
 
 def run_process(
-    command: list[str], *, cwd: Path, env: Mapping[str, str], log_path: Path, timeout: float | None
+    command: list[str],
+    *,
+    cwd: Path,
+    env: Mapping[str, str],
+    log_path: Path,
+    timeout: float | None,
+    stop: threading.Event | None = None,
 ) -> int:
     """Run a job's process with its output in ``log_path``; its exit status (negative: a signal).
 
@@ -108,7 +103,10 @@ def run_process(
     as MaxRuntimeExceeded, which SageMaker does not retry.
     """
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "ab") as log:
+    with open(log_path, "ab") as log, _live_lock:
+        # Started under the lock that end_jobs takes: a process is either refused or ended by it.
+        if stop is not None and stop.is_set():
+            raise StepFailure("stopped by an interrupt", None, log_path)
         try:
             process = subprocess.Popen(
                 command,
@@ -123,20 +121,36 @@ def run_process(
             raise StepFailure(
                 f"could not start {command[0]!r}: {err.strerror}", RESOURCE_LIMIT, log_path
             ) from None
-        try:
-            return process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-            raise StepFailure(
-                f"MaxRuntimeExceeded: the job ran longer than its {timeout:.0f} s limit (StoppingCondition)",
-                None,
-                log_path,
-            ) from None
-        except BaseException:
-            process.kill()
-            process.wait()
-            raise
+        _live.add(process)
+    try:
+        return process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+        raise StepFailure(
+            f"MaxRuntimeExceeded: the job ran longer than its {timeout:.0f} s limit (StoppingCondition)",
+            None,
+            log_path,
+        ) from None
+    except BaseException:
+        process.kill()
+        process.wait()
+        raise
+    finally:
+        with _live_lock:
+            _live.discard(process)
+
+
+_live: set[subprocess.Popen] = set()
+_live_lock = threading.Lock()
+
+
+def end_jobs() -> None:
+    """Kill every job process still running (the runner was interrupted); their steps then fail."""
+    with _live_lock:
+        for process in _live:
+            with contextlib.suppress(OSError):
+                process.kill()
 
 
 def exit_failure(status: int, what: str, log_path: Path, failure_file: Path | None = None) -> StepFailure:
@@ -201,14 +215,11 @@ def upload_output(store: ObjectStore, source: Path, uri: str, what: str) -> None
 
 
 def extract_archive(data: bytes, destination: Path, what: str) -> None:
-    """Unpack a tar(.gz) refusing absolute names, ``..`` and links leaving ``destination``."""
+    """Unpack a tar(.gz) under the shared archive rules (steps/tar_guard.py)."""
     try:
-        with tarfile.open(fileobj=io.BytesIO(data), mode="r:*") as archive:
-            archive.extractall(destination, filter="data")
-    except tarfile.FilterError as err:
-        raise StepFailure(f"{what}: refused a hostile archive member: {err}") from None
-    except (tarfile.TarError, EOFError, OSError) as err:
-        raise StepFailure(f"{what}: not a readable tar archive: {err}") from None
+        extract_tar(data, destination, what)
+    except UnsafeArchiveError as err:
+        raise StepFailure(str(err)) from None
 
 
 def fresh_directory(path: Path) -> None:
@@ -218,94 +229,52 @@ def fresh_directory(path: Path) -> None:
     path.mkdir(parents=True, exist_ok=True)
 
 
-# ---- processing
+# ---- running an entry point in a sandbox
 
 
-def processing_job(name: str, arguments: Mapping[str, Any], env: JobEnvironment) -> dict:
-    """Run a processing job (CreateProcessingJob arguments, resolved); DescribeProcessingJob answer."""
-    started = now()
-    app = arguments["AppSpecification"]
-    runtime = _runtime(app["ImageUri"])
-    entrypoint = app.get("ContainerEntrypoint")
-    if not entrypoint:
-        raise StepFailure(
-            f"image {app['ImageUri']} has no local default entry point; set ContainerEntrypoint"
-        )
-    cluster = arguments["ProcessingResources"]["ClusterConfig"]
-    count = int(cluster.get("InstanceCount", 1))
-    hosts = [f"algo-{index + 1}" for index in range(count)]
-    job_dir = env.jobs_dir / name
-    log_path = job_dir / "log.txt"
-    timeout = arguments.get("StoppingCondition", {}).get("MaxRuntimeInSeconds")
-    outputs = arguments.get("ProcessingOutputConfig", {}).get("Outputs", [])
+@dataclass(frozen=True)
+class EntryPoint:
+    """What one job instance runs: the command as the container would run it, its working
+    directory (a container path; None for the sandbox itself), and the variables it adds."""
 
-    def worker(index: int) -> None:
-        sandbox = job_dir / hosts[index]
-        for item in arguments.get("ProcessingInputs", []):
-            source = item.get("S3Input")
-            what = f"input {item.get('InputName')!r}"
-            local = sandbox / container_path(source["LocalPath"], f"{what} LocalPath").lstrip("/")
-            shard = (index, count) if source.get("S3DataDistributionType") == "ShardedByS3Key" else None
-            fetch_input(env.store, source["S3Uri"], local, what, shard)
-        for output in outputs:
-            where = f"output {output.get('OutputName')!r} LocalPath"
-            local = container_path(output["S3Output"]["LocalPath"], where)
-            (sandbox / local.lstrip("/")).mkdir(parents=True, exist_ok=True)
-        config_dir = sandbox / "opt/ml/config"
-        config_dir.mkdir(parents=True, exist_ok=True)
-        (config_dir / "resourceconfig.json").write_text(
-            json.dumps({"current_host": hosts[index], "hosts": hosts})
-        )
-        (config_dir / "processingjobconfig.json").write_text(json.dumps(arguments, default=str))
-        process_env = _base_environment()
-        process_env.update(rewrite(dict(arguments.get("Environment", {})), sandbox))
-        command = runtime.command(
-            rewrite(list(entrypoint) + list(app.get("ContainerArguments", [])), sandbox)
-        )
-        with _log_lock:
-            with open(log_path, "a") as log:
-                log.write(f"---- {hosts[index]}: {' '.join(command)}\n")
-        status = run_process(command, cwd=sandbox, env=process_env, log_path=log_path, timeout=timeout)
-        if status != 0:
-            raise exit_failure(
-                status, f"processing job {name} ({hosts[index]})", log_path, sandbox / "opt/ml/output/message"
-            )
+    command: list[str]
+    workdir: str | None = None
+    environment: dict[str, str] = field(default_factory=dict)
 
-    fresh_directory(job_dir)
-    _run_all(worker, count)
-    for index in range(count):
-        for output in outputs:
-            s3 = output["S3Output"]
-            local = job_dir / hosts[index] / s3["LocalPath"].lstrip("/")
-            upload_output(env.store, local, s3["S3Uri"], f"output {output.get('OutputName')!r}")
-    ended = now()
-    return {
-        "ProcessingJobName": name,
-        "ProcessingJobArn": arn("processing-job", name),
-        "ProcessingJobStatus": "Completed",
-        "ProcessingInputs": arguments.get("ProcessingInputs", []),
-        "ProcessingOutputConfig": arguments.get("ProcessingOutputConfig", {"Outputs": []}),
-        "ProcessingResources": arguments["ProcessingResources"],
-        "AppSpecification": app,
-        "Environment": arguments.get("Environment", {}),
-        "RoleArn": arguments.get("RoleArn"),
-        "StoppingCondition": arguments.get("StoppingCondition", {}),
-        "NetworkConfig": arguments.get("NetworkConfig", {}),
-        "ProcessingStartTime": started.isoformat(),
-        "ProcessingEndTime": ended.isoformat(),
-        "ExitMessage": "",
-    }
+
+def run_entry_point(
+    sandbox: Sandbox,
+    entry: EntryPoint,
+    log_path: Path,
+    timeout: float | None,
+    stop: threading.Event | None = None,
+) -> int:
+    """Start the entry point with the sandbox as its /opt/ml; its exit status (none is started once
+    ``stop`` is set)."""
+    workdir = entry.workdir if entry.workdir is not None else str(sandbox.root)
+    command, cwd = sandbox.command(sandbox.seen(entry.command), workdir)
+    process_env = _base_environment()
+    process_env.update(sandbox.seen(entry.environment))
+    return run_process(command, cwd=cwd, env=process_env, log_path=log_path, timeout=timeout, stop=stop)
 
 
 _log_lock = threading.Lock()
 
 
-def _run_all(worker: Callable[[int], None], count: int) -> None:
-    """Run ``worker(i)`` for every instance at once; the first failure is raised after all end."""
+def _log_command(log_path: Path, host: str, command: Sequence[str]) -> None:
+    with _log_lock:
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(log_path, "a") as log:
+            log.write(f"---- {host}: {' '.join(command)}\n")
+
+
+def _run_all(worker: Callable[[int], None], count: int, cpus: int) -> None:
+    """Run ``worker(i)`` for every instance, ``cpus`` at a time at most (the others queue); the first
+    failure is raised after all end."""
     if count == 1:
         worker(0)
         return
-    with ThreadPoolExecutor(max_workers=count) as pool:
+    with ThreadPoolExecutor(max_workers=max(1, min(count, cpus))) as pool:
         futures = [pool.submit(worker, index) for index in range(count)]
     for future in futures:
         future.result()
@@ -316,6 +285,103 @@ def _runtime(image: str) -> Runtime:
     if runtime is None:
         raise StepFailure(unknown_image(image))
     return runtime
+
+
+# ---- processing
+
+
+def processing_job(name: str, arguments: Mapping[str, Any], env: JobEnvironment) -> dict:
+    """Run a processing job (CreateProcessingJob arguments, resolved); DescribeProcessingJob answer."""
+    started = now()
+    runtime = _runtime(arguments["AppSpecification"]["ImageUri"])
+    count = int(arguments["ProcessingResources"]["ClusterConfig"].get("InstanceCount", 1))
+    hosts = [f"algo-{index + 1}" for index in range(count)]
+    job_dir = env.jobs_dir / name
+    log_path = job_dir / "log.txt"
+    timeout = arguments.get("StoppingCondition", {}).get("MaxRuntimeInSeconds")
+    isolation = support()
+    sandboxes = [Sandbox(job_dir / host, isolation) for host in hosts]
+    entry = processing_entry_point(arguments, runtime)
+
+    def instance(index: int) -> None:
+        prepare_processing_sandbox(sandboxes[index], arguments, env.store, hosts, index)
+        _log_command(log_path, hosts[index], entry.command)
+        status = run_entry_point(sandboxes[index], entry, log_path, timeout, env.stop)
+        if status != 0:
+            failure = sandboxes[index].local(f"{CONTAINER_ROOT}/output/message")
+            raise exit_failure(status, f"processing job {name} ({hosts[index]})", log_path, failure)
+
+    fresh_directory(job_dir)
+    _run_all(instance, count, env.cpus)
+    for sandbox in sandboxes:
+        collect_processing_outputs(sandbox, arguments, env.store)
+    return describe_processing_job(name, arguments, started, now())
+
+
+def prepare_processing_sandbox(
+    sandbox: Sandbox, arguments: Mapping[str, Any], store: ObjectStore, hosts: list[str], index: int
+) -> None:
+    """Inputs at their LocalPath (this instance's shard of a ShardedByS3Key input), empty output
+    folders, and the container's config files."""
+    for item in arguments.get("ProcessingInputs", []):
+        source = item.get("S3Input")
+        what = f"input {item.get('InputName')!r}"
+        local = sandbox.local(container_path(source["LocalPath"], f"{what} LocalPath"))
+        shard = (index, len(hosts)) if source.get("S3DataDistributionType") == "ShardedByS3Key" else None
+        fetch_input(store, source["S3Uri"], local, what, shard)
+    for output in arguments.get("ProcessingOutputConfig", {}).get("Outputs", []):
+        where = f"output {output.get('OutputName')!r} LocalPath"
+        sandbox.local(container_path(output["S3Output"]["LocalPath"], where)).mkdir(
+            parents=True, exist_ok=True
+        )
+    config_dir = sandbox.local(f"{CONTAINER_ROOT}/config")
+    config_dir.mkdir(parents=True, exist_ok=True)
+    (config_dir / "resourceconfig.json").write_text(
+        json.dumps({"current_host": hosts[index], "hosts": hosts})
+    )
+    (config_dir / "processingjobconfig.json").write_text(json.dumps(arguments, default=str))
+
+
+def processing_entry_point(arguments: Mapping[str, Any], runtime: Runtime) -> EntryPoint:
+    """ContainerEntrypoint + ContainerArguments with the image's interpreter, and Environment."""
+    app = arguments["AppSpecification"]
+    entrypoint = app.get("ContainerEntrypoint")
+    if not entrypoint:
+        raise StepFailure(
+            f"image {app['ImageUri']} has no local default entry point; set ContainerEntrypoint"
+        )
+    command = runtime.command(list(entrypoint) + list(app.get("ContainerArguments", [])))
+    return EntryPoint(command, None, dict(arguments.get("Environment", {})))
+
+
+def collect_processing_outputs(sandbox: Sandbox, arguments: Mapping[str, Any], store: ObjectStore) -> None:
+    """Each output's LocalPath to its S3Uri (EndOfJob upload)."""
+    for output in arguments.get("ProcessingOutputConfig", {}).get("Outputs", []):
+        s3 = output["S3Output"]
+        upload_output(
+            store, sandbox.local(s3["LocalPath"]), s3["S3Uri"], f"output {output.get('OutputName')!r}"
+        )
+
+
+def describe_processing_job(
+    name: str, arguments: Mapping[str, Any], started: datetime, ended: datetime
+) -> dict:
+    return {
+        "ProcessingJobName": name,
+        "ProcessingJobArn": arn("processing-job", name),
+        "ProcessingJobStatus": "Completed",
+        "ProcessingInputs": arguments.get("ProcessingInputs", []),
+        "ProcessingOutputConfig": arguments.get("ProcessingOutputConfig", {"Outputs": []}),
+        "ProcessingResources": arguments["ProcessingResources"],
+        "AppSpecification": arguments["AppSpecification"],
+        "Environment": arguments.get("Environment", {}),
+        "RoleArn": arguments.get("RoleArn"),
+        "StoppingCondition": arguments.get("StoppingCondition", {}),
+        "NetworkConfig": arguments.get("NetworkConfig", {}),
+        "ProcessingStartTime": started.isoformat(),
+        "ProcessingEndTime": ended.isoformat(),
+        "ExitMessage": "",
+    }
 
 
 # ---- training
@@ -336,25 +402,56 @@ def _hyperparameter(value: Any) -> str:
     return str(value)
 
 
+@dataclass(frozen=True)
+class TrainingSetup:
+    """What the sandbox was given: the channels (inputdataconfig.json) and the hyperparameters."""
+
+    channels: dict[str, dict]
+    hyperparameters: dict[str, str]
+
+    @property
+    def user_hyperparameters(self) -> dict[str, str]:
+        return {key: value for key, value in self.hyperparameters.items() if not _is_reserved(key)}
+
+
 def training_job(name: str, arguments: Mapping[str, Any], env: JobEnvironment) -> dict:
     """Run a training job (CreateTrainingJob arguments, resolved); DescribeTrainingJob answer."""
     started = now()
     algorithm = arguments["AlgorithmSpecification"]
-    image = algorithm.get("TrainingImage")
-    runtime = _runtime(image)
+    runtime = _runtime(algorithm.get("TrainingImage"))
+    # Checked again here: an image given by a parameter is only known once the step runs.
+    if runtime.is_builtin_algorithm and algorithm.get("MetricDefinitions"):
+        raise StepFailure(override_refused(algorithm.get("TrainingImage")))
     job_dir = env.jobs_dir / name
-    sandbox = job_dir / "algo-1"
     log_path = job_dir / "log.txt"
-    ml = sandbox / "opt/ml"
     fresh_directory(job_dir)
+    sandbox = Sandbox(job_dir / "algo-1", support())
+    setup = prepare_training_sandbox(sandbox, arguments, env.store)
+    entry = training_entry_point(sandbox, arguments, runtime, setup, env)
+    timeout = arguments.get("StoppingCondition", {}).get("MaxRuntimeInSeconds")
+    _log_command(log_path, "algo-1", entry.command)
+    status = run_entry_point(sandbox, entry, log_path, timeout, env.stop)
+    if status != 0:
+        failure = sandbox.local(f"{CONTAINER_ROOT}/output/failure")
+        raise exit_failure(status, f"training job {name}", log_path, failure)
+    model_uri = collect_training_outputs(sandbox, name, arguments, env.store)
+    metrics = final_metrics(log_path, training_metrics(runtime, algorithm))
+    return describe_training_job(name, arguments, model_uri, metrics, started, now())
+
+
+def prepare_training_sandbox(
+    sandbox: Sandbox, arguments: Mapping[str, Any], store: ObjectStore
+) -> TrainingSetup:
+    """The channels under /opt/ml/input/data and the three files under /opt/ml/input/config."""
+    ml = sandbox.ml
     for directory in ("model", "output/data", "input/config", "code"):
         (ml / directory).mkdir(parents=True, exist_ok=True)
-
+    algorithm = arguments["AlgorithmSpecification"]
     channels = {}
     for channel in arguments.get("InputDataConfig", []):
         channel_name = channel["ChannelName"]
         source = channel["DataSource"]["S3DataSource"]
-        fetch_input(env.store, source["S3Uri"], ml / "input/data" / channel_name, f"channel {channel_name!r}")
+        fetch_input(store, source["S3Uri"], ml / "input/data" / channel_name, f"channel {channel_name!r}")
         channels[channel_name] = {
             "ContentType": channel.get("ContentType", ""),
             "TrainingInputMode": channel.get("InputMode", algorithm.get("TrainingInputMode", "File")),
@@ -369,51 +466,81 @@ def training_job(name: str, arguments: Mapping[str, Any], env: JobEnvironment) -
     (config / "hyperparameters.json").write_text(json.dumps(hyperparameters, indent=1))
     (config / "resourceconfig.json").write_text(json.dumps(resource))
     (config / "inputdataconfig.json").write_text(json.dumps(channels, indent=1))
+    return TrainingSetup(channels, hyperparameters)
 
-    user = {key: value for key, value in hyperparameters.items() if not _is_reserved(key)}
+
+def training_entry_point(
+    sandbox: Sandbox,
+    arguments: Mapping[str, Any],
+    runtime: Runtime,
+    setup: TrainingSetup,
+    env: JobEnvironment,
+) -> EntryPoint:
+    """Script mode (``sagemaker_program`` from the submitted code, run in /opt/ml/code as the
+    training toolkit runs it) or the image's built-in algorithm."""
+    algorithm = arguments["AlgorithmSpecification"]
+    hyperparameters = setup.hyperparameters
+    user = setup.user_hyperparameters
     program = hyperparameters.get("sagemaker_program") or algorithm.get("ContainerEntrypoint")
-    process_env = _base_environment()
-    process_env.update(_training_environment(ml, channels, hyperparameters, user, env.cpus))
-    process_env.update(rewrite(dict(arguments.get("Environment", {})), sandbox))
-    if program is not None and isinstance(program, str):
+    environment = _training_environment(setup.channels, user, env.cpus)
+    environment.update(arguments.get("Environment", {}))
+    if isinstance(program, str):
         code_dir = _submit_directory(hyperparameters, sandbox, env.store)
-        script = code_dir / program
-        if not script.is_file():
-            raise StepFailure(f"sagemaker_program {program!r} is not in the submitted code ({code_dir})")
+        if not sandbox.local(f"{code_dir}/{program}").is_file():
+            raise StepFailure(
+                f"sagemaker_program {program!r} is not in the submitted code ({sandbox.local(code_dir)})"
+            )
         argv = [item for key, value in user.items() for item in (f"--{key}", value)]
-        command = [sys.executable, str(script), *argv]
-        process_env["SM_MODULE_DIR"] = str(code_dir)
-        process_env["SM_USER_ENTRY_POINT"] = program
-        process_env["SM_USER_ARGS"] = json.dumps(argv)
-        process_env["PYTHONPATH"] = str(code_dir)
-        cwd = code_dir
-        metric_definitions = algorithm.get("MetricDefinitions", [])
-    elif runtime.algorithm is not None and program is None:
-        command = [sys.executable, "-m", runtime.algorithm]
-        cwd = sandbox
-        metric_definitions = algorithm.get("MetricDefinitions") or builtin_metric_definitions()
-        process_env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
-    else:
-        raise StepFailure(f"image {image} has no built-in algorithm locally; give sagemaker_program")
+        environment.update(
+            SM_MODULE_DIR=code_dir,
+            SM_USER_ENTRY_POINT=program,
+            SM_USER_ARGS=json.dumps(argv),
+            PYTHONPATH=code_dir,
+        )
+        # The toolkits start the entry point in the code directory (aws/sagemaker-training-toolkit
+        # src/sagemaker_training/process.py: cwd=environment.code_dir, /opt/ml/code).
+        return EntryPoint([sys.executable, f"{code_dir}/{program}", *argv], code_dir, environment)
+    if runtime.algorithm is not None and program is None:
+        environment["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+        return EntryPoint([sys.executable, "-m", runtime.algorithm], None, environment)
+    raise StepFailure(
+        f"image {algorithm.get('TrainingImage')} has no built-in algorithm locally; give sagemaker_program"
+    )
 
-    timeout = arguments.get("StoppingCondition", {}).get("MaxRuntimeInSeconds")
-    job_dir.mkdir(parents=True, exist_ok=True)
-    status = run_process(command, cwd=cwd, env=process_env, log_path=log_path, timeout=timeout)
-    if status != 0:
-        raise exit_failure(status, f"training job {name}", log_path, ml / "output/failure")
 
+def training_metrics(runtime: Runtime, algorithm: Mapping[str, Any]) -> tuple[MetricPattern, ...]:
+    """The patterns SageMaker reads the job's metrics with: a built-in algorithm image's own, or
+    the job's MetricDefinitions."""
+    if runtime.algorithm_metrics is not None:
+        return runtime.algorithm_metrics
+    return custom_metrics(algorithm.get("MetricDefinitions", []))
+
+
+def collect_training_outputs(
+    sandbox: Sandbox, name: str, arguments: Mapping[str, Any], store: ObjectStore
+) -> str:
+    """/opt/ml/model as ``model.tar.gz`` (and /opt/ml/output/data as ``output.tar.gz``) under the
+    output path; the model's URI."""
+    ml = sandbox.ml
     output_path = arguments["OutputDataConfig"]["S3OutputPath"].rstrip("/")
     model_uri = f"{output_path}/{name}/output/model.tar.gz"
     try:
-        env.store.put_bytes(model_uri, tar_directory(ml / "model"))
+        store.put_bytes(model_uri, tar_directory(ml / "model"))
         if any((ml / "output/data").iterdir()):
-            env.store.put_bytes(
-                f"{output_path}/{name}/output/output.tar.gz", tar_directory(ml / "output/data")
-            )
+            store.put_bytes(f"{output_path}/{name}/output/output.tar.gz", tar_directory(ml / "output/data"))
     except OSError as err:
         raise StepFailure(f"writing the model to {model_uri}: {err}", SERVICE_FAULT) from None
-    ended = now()
-    metrics = final_metrics(log_path, metric_definitions)
+    return model_uri
+
+
+def describe_training_job(
+    name: str,
+    arguments: Mapping[str, Any],
+    model_uri: str,
+    metrics: Mapping[str, float],
+    started: datetime,
+    ended: datetime,
+) -> dict:
     seconds = max(1, int((ended - started).total_seconds()))
     return {
         "TrainingJobName": name,
@@ -422,7 +549,7 @@ def training_job(name: str, arguments: Mapping[str, Any], env: JobEnvironment) -
         "SecondaryStatus": "Completed",
         "ModelArtifacts": {"S3ModelArtifacts": model_uri},
         "HyperParameters": arguments.get("HyperParameters", {}),
-        "AlgorithmSpecification": algorithm,
+        "AlgorithmSpecification": arguments["AlgorithmSpecification"],
         "InputDataConfig": arguments.get("InputDataConfig", []),
         "OutputDataConfig": arguments["OutputDataConfig"],
         "ResourceConfig": arguments.get("ResourceConfig", {}),
@@ -440,21 +567,16 @@ def training_job(name: str, arguments: Mapping[str, Any], env: JobEnvironment) -
     }
 
 
-def _training_environment(
-    ml: Path,
-    channels: Mapping[str, dict],
-    hyperparameters: Mapping[str, str],
-    user: Mapping[str, str],
-    cpus: int,
-) -> dict[str, str]:
-    """The SM_* variables of the SageMaker training toolkit, pointing into the sandbox."""
+def _training_environment(channels: Mapping[str, dict], user: Mapping[str, str], cpus: int) -> dict[str, str]:
+    """The SM_* variables of the SageMaker training toolkit, as container paths."""
+    ml = CONTAINER_ROOT
     env = {
-        "SM_MODEL_DIR": str(ml / "model"),
-        "SM_INPUT_DIR": str(ml / "input"),
-        "SM_INPUT_CONFIG_DIR": str(ml / "input/config"),
-        "SM_OUTPUT_DIR": str(ml / "output"),
-        "SM_OUTPUT_DATA_DIR": str(ml / "output/data"),
-        "SM_OUTPUT_INTERMEDIATE_DIR": str(ml / "output/intermediate"),
+        "SM_MODEL_DIR": f"{ml}/model",
+        "SM_INPUT_DIR": f"{ml}/input",
+        "SM_INPUT_CONFIG_DIR": f"{ml}/input/config",
+        "SM_OUTPUT_DIR": f"{ml}/output",
+        "SM_OUTPUT_DATA_DIR": f"{ml}/output/data",
+        "SM_OUTPUT_INTERMEDIATE_DIR": f"{ml}/output/intermediate",
         "SM_CHANNELS": json.dumps(sorted(channels)),
         # The toolkit JSON-decodes each value ("3" -> 3, "true" -> true); the argv stays text.
         "SM_HPS": json.dumps({key: _decoded(value) for key, value in user.items()}),
@@ -468,7 +590,7 @@ def _training_environment(
         "SM_NETWORK_INTERFACE_NAME": "eth0",
     }
     for channel in channels:
-        env[f"SM_CHANNEL_{channel.upper()}"] = str(ml / "input/data" / channel)
+        env[f"SM_CHANNEL_{channel.upper()}"] = f"{ml}/input/data/{channel}"
     for key, value in user.items():
         env[f"SM_HP_{key.upper()}"] = value
     return env
@@ -481,19 +603,19 @@ def _decoded(value: str) -> Any:
         return value
 
 
-def _submit_directory(hyperparameters: Mapping[str, str], sandbox: Path, store: ObjectStore) -> Path:
-    """Where the script-mode code is: a container directory (a channel), or an s3:// tar.gz unpacked
-    into /opt/ml/code as the training toolkit does."""
-    submit = hyperparameters.get("sagemaker_submit_directory", "/opt/ml/code")
+def _submit_directory(hyperparameters: Mapping[str, str], sandbox: Sandbox, store: ObjectStore) -> str:
+    """The container folder holding the script-mode code: a container directory (a channel), or
+    an s3:// tar.gz unpacked into /opt/ml/code as the training toolkit does."""
+    submit = hyperparameters.get("sagemaker_submit_directory", f"{CONTAINER_ROOT}/code")
     if submit.startswith("s3://"):
-        code_dir = sandbox / "opt/ml/code"
+        code_dir = f"{CONTAINER_ROOT}/code"
         try:
             data = store.get_bytes(submit)
         except (StoreError, NotFoundError) as err:
             raise StepFailure(f"sagemaker_submit_directory: {err}") from None
-        extract_archive(data, code_dir, f"sagemaker_submit_directory {submit}")
+        extract_archive(data, sandbox.local(code_dir), f"sagemaker_submit_directory {submit}")
         return code_dir
-    return Path(rewrite(container_path(submit, "sagemaker_submit_directory"), sandbox))
+    return container_path(submit, "sagemaker_submit_directory")
 
 
 def tar_directory(directory: Path) -> bytes:
@@ -504,30 +626,3 @@ def tar_directory(directory: Path) -> bytes:
             if path.is_file() and not path.is_symlink():
                 archive.add(path, arcname=path.relative_to(directory).as_posix())
     return buffer.getvalue()
-
-
-def builtin_metric_definitions() -> list[dict]:
-    """The metrics SageMaker's built-in XGBoost publishes: ``train:<m>`` / ``validation:<m>`` from
-    its ``[i]#011train-<m>:<v>#011validation-<m>:<v>`` log lines."""
-    return [
-        {"Name": "{channel}:{metric}", "Regex": rf"(?:#011|\t)(train|validation)-([\w@.-]+?):({_NUMBER})"}
-    ]
-
-
-def final_metrics(log_path: Path, definitions: list[Mapping[str, str]]) -> dict[str, float]:
-    """Each metric's last value in the log, as SageMaker's FinalMetricDataList reports it."""
-    values: dict[str, float] = {}
-    try:
-        text = log_path.read_text(errors="replace")
-    except OSError:
-        return values
-    for definition in definitions:
-        pattern = re.compile(definition["Regex"])
-        for line in text.splitlines():
-            for match in pattern.finditer(line):
-                if definition["Name"] == "{channel}:{metric}":
-                    values[f"{match.group(1)}:{match.group(2)}"] = float(match.group(3))
-                else:
-                    with contextlib.suppress(ValueError, IndexError):
-                        values[definition["Name"]] = float(match.group(1))
-    return values

@@ -14,6 +14,8 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
+from pipelines._cli import silence_stdout
+
 _SYMBOLS = {
     "Condition": {
         "GreaterThan": ">",
@@ -35,6 +37,9 @@ class Reporter:
     def step(self, name: str, status: str, detail: str = "", log_path: Path | None = None) -> None:
         pass
 
+    def warning(self, name: str, text: str) -> None:
+        pass
+
     def finished(self, outcome: Any, definition: Any) -> None:
         pass
 
@@ -49,11 +54,24 @@ class PlainReporter(Reporter):
     def __init__(self, stream: IO[str]):
         self.stream = stream
         self.lock = threading.Lock()
+        self.reader_gone = False
 
     def write(self, text: str) -> None:
         with self.lock:
-            self.stream.write(text + "\n")
+            self._emit(text + "\n")
+
+    def _emit(self, text: str) -> None:
+        """Write and flush (the lock held); once the reader of a pipe has gone (``| head``), the
+        run goes on to its end without output, as its records must."""
+        if self.reader_gone:
+            return
+        try:
+            self.stream.write(text)
             self.stream.flush()
+        except BrokenPipeError:
+            self.reader_gone = True
+            if self.stream is sys.stdout:
+                silence_stdout()
 
     def started(self, execution_arn, steps, kept):
         self.write(f"execution {execution_arn.rsplit('/', 1)[-1]} started: {len(steps)} steps")
@@ -65,6 +83,9 @@ class PlainReporter(Reporter):
         if status == "Failed" and log_path is not None:
             for line in log_tail(log_path):
                 self.write(f"    | {line}")
+
+    def warning(self, name, text):
+        self.write(f"{_clock()}  {name:<24} Warning  {text}")
 
     def finished(self, outcome, definition):
         for line in summary(outcome, definition):
@@ -80,6 +101,7 @@ class LiveReporter(PlainReporter):
         self.drawn = 0
         self.stop = threading.Event()
         self.ticker: threading.Thread | None = None
+        self.warnings: list[str] = []
 
     def started(self, execution_arn, steps, kept):
         self.write(f"execution {execution_arn.rsplit('/', 1)[-1]}")
@@ -108,12 +130,19 @@ class LiveReporter(PlainReporter):
                 row[1] = "Not run"
         self._draw()
         self.drawn = 0
+        for line in self.warnings:
+            self.write(line)
         tail = getattr(self, "failure_tail", None)
         if tail:
             self.write(f"log of {tail[0]} (last lines):")
             for line in tail[1]:
                 self.write(f"    | {line}")
         super().finished(outcome, definition)
+
+    def warning(self, name, text):
+        # Printed under the table at the end: a line now would break the redraw in place.
+        with self.lock:
+            self.warnings.append(f"warning: step {name}: {text}")
 
     def _tick(self):
         while not self.stop.wait(0.5):
@@ -128,8 +157,7 @@ class LiveReporter(PlainReporter):
                     f"  {_MARK.get(status, ' ')} {name:<24} {kind:<14} {status}{elapsed}  {detail}".rstrip()
                 )
             up = f"\x1b[{self.drawn}F" if self.drawn else ""
-            self.stream.write(up + "".join(f"\x1b[2K{line}\n" for line in lines))
-            self.stream.flush()
+            self._emit(up + "".join(f"\x1b[2K{line}\n" for line in lines))
             self.drawn = len(lines)
 
 
@@ -179,6 +207,14 @@ def summary(outcome: Any, definition: Any) -> list[str]:
     cached = [name for name, record in outcome.steps.items() if record.cache_source]
     if cached:
         lines.append(f"  from cache: {', '.join(cached)}")
+    for name, record in outcome.steps.items():
+        if record.cache_source and record.changed_inputs:
+            lines.append(
+                f"  warning: {name} reused {record.cache_source.rsplit('/', 1)[-1]} although the data at "
+                f"{', '.join(record.changed_inputs)} changed since; SageMaker would reuse it too (its "
+                "cache key holds input URIs, not their content): give new data a new location, "
+                "or run with --no-cache"
+            )
     if outcome.failure_reason:
         lines.append(f"  failure: {outcome.failure_reason}")
     return lines

@@ -21,6 +21,7 @@ from typing import Any
 
 from pipelines.errors import NotFoundError, UsageError
 from pipelines.local.jobs import LOCAL_ACCOUNT, LOCAL_REGION
+from pipelines.local_home import storage_error
 
 EXECUTING, SUCCEEDED, FAILED, STOPPED = "Executing", "Succeeded", "Failed", "Stopped"
 STEP_STARTING, STEP_EXECUTING = "Starting", "Executing"
@@ -53,10 +54,17 @@ CREATE TABLE IF NOT EXISTS steps (
     cache_key TEXT,
     cache_source TEXT,
     log_path TEXT,
+    input_digests TEXT,
+    changed_inputs TEXT,
     PRIMARY KEY (execution_arn, name)
 );
 CREATE INDEX IF NOT EXISTS steps_cache ON steps (type, cache_key, status);
 """
+_INSERT_STEP = (
+    "INSERT OR REPLACE INTO steps (execution_arn, name, type, status, attempts, started, ended, "
+    "failure_reason, properties, metadata, cache_key, cache_source, log_path, input_digests, "
+    "changed_inputs) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+)
 
 
 def pipeline_arn(name: str) -> str:
@@ -100,6 +108,10 @@ class StepRecord:
     cache_key: str | None
     cache_source: str | None
     log_path: str | None
+    #: The content (digest per input URI) the step's result was computed from.
+    input_digests: dict | None = None
+    #: For a cache hit: the inputs whose content differs from that of the reused run.
+    changed_inputs: list | None = None
 
 
 class ExecutionRecords:
@@ -112,15 +124,25 @@ class ExecutionRecords:
         self.locks.mkdir(exist_ok=True)
         with self._connect() as db:
             db.executescript(_SCHEMA)
+            # Records written before these columns existed gain them, empty.
+            present = {row["name"] for row in db.execute("PRAGMA table_info(steps)")}
+            for column in ("input_digests", "changed_inputs"):
+                if column not in present:
+                    db.execute(f"ALTER TABLE steps ADD COLUMN {column} TEXT")
 
     @contextlib.contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
-        db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        try:
+            db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        except sqlite3.OperationalError as err:
+            raise storage_error(self.path, err) or err from None
         try:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA busy_timeout=30000")
             db.row_factory = sqlite3.Row
             yield db
+        except sqlite3.OperationalError as err:
+            raise storage_error(self.path, err) or err from None
         finally:
             db.close()
 
@@ -241,10 +263,12 @@ class ExecutionRecords:
         cache_key: str | None = None,
         cache_source: str | None = None,
         log_path: str | None = None,
+        input_digests: dict | None = None,
+        changed_inputs: list | None = None,
     ) -> None:
         with self._connect() as db:
             db.execute(
-                "INSERT OR REPLACE INTO steps VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                _INSERT_STEP,
                 (
                     execution,
                     name,
@@ -259,6 +283,8 @@ class ExecutionRecords:
                     cache_key,
                     cache_source,
                     log_path,
+                    _json(input_digests),
+                    _json(changed_inputs),
                 ),
             )
             db.execute("UPDATE executions SET modified = ? WHERE arn = ?", (_now(), execution))
@@ -398,4 +424,6 @@ def _step(row: sqlite3.Row) -> StepRecord:
         cache_key=row["cache_key"],
         cache_source=row["cache_source"],
         log_path=row["log_path"],
+        input_digests=json.loads(row["input_digests"]) if row["input_digests"] else None,
+        changed_inputs=json.loads(row["changed_inputs"]) if row["changed_inputs"] else None,
     )

@@ -12,6 +12,8 @@ import re
 import sys
 from dataclasses import dataclass
 
+from pipelines.local.metrics import XGBOOST_METRICS, MetricPattern
+
 #: The emulation of SageMaker's built-in XGBoost algorithm (training without a user entry point).
 BUILTIN_XGBOOST = "pipelines.local.builtin_xgboost"
 
@@ -22,12 +24,20 @@ class Runtime:
 
     ``interpreters`` are the entry-point commands that mean "this image's Python"; ``algorithm`` is
     the module that plays the image's built-in training algorithm, None when the image has none.
+    ``algorithm_metrics`` marks an image SageMaker treats as a built-in algorithm's, script mode
+    included: the metrics it reads from every training job on it, which no MetricDefinitions may
+    override; None for images whose jobs define their own.
     """
 
     name: str
     pattern: re.Pattern
     interpreters: tuple[str, ...] = ("python", "python3")
     algorithm: str | None = None
+    algorithm_metrics: tuple[MetricPattern, ...] | None = None
+
+    @property
+    def is_builtin_algorithm(self) -> bool:
+        return self.algorithm_metrics is not None
 
     def command(self, entrypoint: list[str]) -> list[str]:
         """The entry point with the image's interpreter replaced by this one."""
@@ -44,8 +54,18 @@ def _image(repository: str) -> re.Pattern:
 
 #: Add a row to run another image family locally; the first matching row wins.
 RUNTIMES: list[Runtime] = [
-    Runtime("sagemaker-xgboost", _image("sagemaker-xgboost"), algorithm=BUILTIN_XGBOOST),
-    Runtime("xgboost (first-generation built-in)", _image("xgboost"), algorithm=BUILTIN_XGBOOST),
+    Runtime(
+        "sagemaker-xgboost",
+        _image("sagemaker-xgboost"),
+        algorithm=BUILTIN_XGBOOST,
+        algorithm_metrics=XGBOOST_METRICS,
+    ),
+    Runtime(
+        "xgboost (first-generation built-in)",
+        _image("xgboost"),
+        algorithm=BUILTIN_XGBOOST,
+        algorithm_metrics=XGBOOST_METRICS,
+    ),
     Runtime("sagemaker-scikit-learn", _image("sagemaker-scikit-learn")),
 ]
 

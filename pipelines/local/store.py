@@ -125,6 +125,13 @@ class ObjectStore:
                     found.append((object_key, path))
         return sorted(found)
 
+    def delete(self, uri: str) -> int:
+        """Remove every object under ``uri`` (an object or a prefix); returns how many."""
+        objects = self.list(uri)
+        for _, path in objects:
+            path.unlink()
+        return len(objects)
+
     def fetch(self, uri: str, destination: Path, shard: tuple[int, int] | None = None) -> int:
         """Copy the objects under ``uri`` into ``destination`` as SageMaker's S3Prefix download does:
         each at its key relative to the prefix (an exact object at its own name). ``shard=(i, n)``

@@ -23,18 +23,19 @@ REQUEST_TIMEOUT_S = 60  # SageMaker's limit for one invocation
 
 class LocalDeployer(Deployer):
     def __init__(self, home: Path | None = None):
-        from pipelines.serving.endpoints import LocalEndpoints
+        from pipelines.serving.endpoints import ACCOUNTS, LocalEndpoints
 
         self.home = Path(home) if home is not None else local_home()
         self.store = ObjectStore(self.home / "s3")
         self._endpoints = LocalEndpoints
+        self._accounts = self.home / ACCOUNTS
         self._namespaces: dict[str, object] = {}
 
     def endpoints(self, stage: StageConfig):
         """The endpoints of the stage's account (one namespace per account id and region)."""
         name = f"{stage.account_id}-{stage.region}"
         if name not in self._namespaces:
-            self._namespaces[name] = self._endpoints(self.home / "accounts" / name)
+            self._namespaces[name] = self._endpoints(self._accounts / name)
         return self._namespaces[name]
 
     def deploy(self, stage: StageConfig, package: ModelPackage) -> str:

@@ -15,7 +15,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from pipelines.errors import ConfigError, NotFoundError, TemplateError
-from pipelines.local_home import local_home
+from pipelines.local_home import local_home, storage_error
 from pipelines.registry.base import (
     APPROVED,
     LOCAL_ACCOUNT,
@@ -273,7 +273,7 @@ class LocalModelRegistry(ModelRegistry):
             # isolation_level=None: we issue BEGIN ourselves, so each transaction is explicit.
             db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
         except sqlite3.OperationalError as err:
-            raise ConfigError(
+            raise storage_error(self.path, err) or ConfigError(
                 f"cannot open the local registry {self.path} ({err}); its directory must exist and be "
                 "writable (the default one is $MLOPS_LOCAL_HOME)"
             ) from None
@@ -287,7 +287,7 @@ class LocalModelRegistry(ModelRegistry):
                     f"the local registry {self.path} is locked by another process (waited up to "
                     f"{BUSY_TIMEOUT_S:g} s); retry when it has finished"
                 ) from None
-            raise
+            raise storage_error(self.path, err) or err from None
         except sqlite3.DatabaseError as err:
             if "not a database" in str(err):
                 raise ConfigError(

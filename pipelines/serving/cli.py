@@ -15,7 +15,7 @@ from pathlib import Path
 
 from pipelines import _cli
 from pipelines.errors import UsageError
-from pipelines.serving.endpoints import HOST, IN_SERVICE, EndpointError, LocalEndpoints
+from pipelines.serving.endpoints import ACCOUNTS, HOST, IN_SERVICE, EndpointError, LocalEndpoints
 
 REQUEST_TIMEOUT_S = 60  # SageMaker's limit for one invocation
 
@@ -81,14 +81,22 @@ def _start(endpoints: LocalEndpoints, args) -> int:
 
 
 def _list(endpoints: LocalEndpoints, args) -> int:
-    found = endpoints.list()
+    # This home's endpoints, then those promote started, one namespace per stage account.
+    namespaces = [(None, endpoints)]
+    accounts = endpoints.home / ACCOUNTS
+    if accounts.is_dir():
+        namespaces += [
+            (path.name, LocalEndpoints(path)) for path in sorted(accounts.iterdir()) if path.is_dir()
+        ]
+    found = [(account, endpoint) for account, namespace in namespaces for endpoint in namespace.list()]
     if args.json:
-        print(json.dumps([endpoint.to_dict() for endpoint in found], indent=2))
+        print(json.dumps([{**e.to_dict(), "account": account} for account, e in found], indent=2))
     elif not found:
-        print(f"No local endpoints under {endpoints.root}.")
+        print(f"No local endpoints under {endpoints.root} or {accounts}.")
     else:
         rows = [("NAME", "STATUS", "URL", "STARTED", "MODEL DATA")] + [
-            (e.name, e.status, e.url, e.started_at, e.model_data_url) for e in found
+            (f"{account}/{e.name}" if account else e.name, e.status, e.url, e.started_at, e.model_data_url)
+            for account, e in found
         ]
         widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
         for row in rows:

@@ -40,6 +40,9 @@ START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0
 LOCK_TIMEOUT_S = 120.0  # longer than any one start or stop holds the lock
 RECORD = "endpoint.json"
+#: Under the local home, one folder per stage account (``<account id>-<region>``), each a local home
+#: of its own for the endpoints ``promote`` starts in that stage.
+ACCOUNTS = "accounts"
 LOG = "server.log"
 _NAME = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}")  # SageMaker's EndpointName rule
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")

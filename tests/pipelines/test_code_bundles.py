@@ -1,14 +1,19 @@
 """Content-addressed step code: stable keys, deterministic archives, idempotent upload."""
 
 import io
+import subprocess
+import sys
 import tarfile
+from pathlib import Path
 
 import boto3
 import pytest
 from moto import mock_aws
 
-from pipelines.code_bundles import CodeBundle, CodeUpload, deterministic_targz
+from pipelines.code_bundles import STEPS_DIR, CodeBundle, CodeUpload, deterministic_targz, script_bundle
 from pipelines.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -88,3 +93,26 @@ def test_upload_encrypts_with_the_customer_key_when_one_is_given(script):
     head = s3.head_object(Bucket="bkt", Key=result.uri.removeprefix("s3://bkt/"))
     assert head["ServerSideEncryption"] == "aws:kms"
     assert key_id in head["SSEKMSKeyId"]
+
+
+def test_a_step_script_travels_with_the_steps_modules_it_imports(tmp_path):
+    bundle = script_bundle("evaluate", STEPS_DIR / "evaluate.py")
+    assert bundle.entry == "evaluate.py"
+    assert set(bundle.files) == {"evaluate.py", "steps/tar_guard.py"}
+    # Laid out as the processing input puts it in the container, and imported with nothing of this
+    # project on the path but that folder: the shared guard comes from the bundle.
+    code = tmp_path / "code"
+    for name, body in bundle.objects().items():
+        (code / name).parent.mkdir(parents=True, exist_ok=True)
+        (code / name).write_bytes(body)
+    probe = (
+        "import sys, runpy\n"
+        f"sys.path = [p for p in sys.path if p.rstrip('/') != {str(REPO)!r} and p not in ('', '.')]\n"
+        "sys.meta_path = [f for f in sys.meta_path if 'editable' not in repr(f).lower()]\n"
+        f"sys.path.insert(0, {str(code)!r})\n"
+        f"runpy.run_path({str(code / 'evaluate.py')!r}, run_name='bundle')\n"
+        "print(sys.modules['steps.tar_guard'].__file__)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == str(code / "steps" / "tar_guard.py")

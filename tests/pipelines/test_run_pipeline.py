@@ -11,6 +11,7 @@ from support import BUCKET, MODULE, REGION, ROLE, invoke
 
 from pipelines import run_pipeline
 from pipelines.churn import pipeline as churn
+from pipelines.local.engine import LocalRunner
 
 REPO = Path(__file__).resolve().parents[2]
 KWARGS = json.dumps({"region": REGION, "default_bucket": BUCKET})
@@ -44,7 +45,7 @@ def test_creates_then_skips_unchanged_then_updates_on_a_changed_script(aws, caps
     code, out, err = run(capsys, *common)
     assert (code, err) == (0, ""), err
     assert "pipeline ChurnPipeline: created" in out
-    assert "5 object(s) uploaded, 0 already in place" in out
+    assert "6 object(s) uploaded, 0 already in place" in out
     deployed = sm.describe_pipeline(PipelineName="ChurnPipeline")
     assert deployed["RoleArn"] == ROLE
     assert tags_of(sm, "ChurnPipeline") == {
@@ -53,16 +54,16 @@ def test_creates_then_skips_unchanged_then_updates_on_a_changed_script(aws, caps
         "sagemaker:project-id": "p-abc123",
     }
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix="ChurnPipeline/code/")["Contents"]]
-    assert len(keys) == 5
+    assert len(keys) == 6  # five scripts and the tar guard the evaluation script imports
     for key in keys:  # every uploaded object is referenced by the definition
         assert f"s3://{BUCKET}/{key}" in deployed["PipelineDefinition"] or (
-            f"s3://{BUCKET}/{key.rsplit('/', 1)[0]}/" in deployed["PipelineDefinition"]
+            f"s3://{BUCKET}/{'/'.join(key.split('/')[:3])}/" in deployed["PipelineDefinition"]
         )
 
     code, out, _ = run(capsys, *common)
     assert code == 0
     assert "definition unchanged, not updated (step cache kept)" in out
-    assert "0 object(s) uploaded, 5 already in place" in out
+    assert "0 object(s) uploaded, 6 already in place" in out
     assert (
         sm.describe_pipeline(PipelineName="ChurnPipeline")["PipelineDefinition"]
         == deployed["PipelineDefinition"]
@@ -75,7 +76,7 @@ def test_creates_then_skips_unchanged_then_updates_on_a_changed_script(aws, caps
     code, out, _ = run(capsys, *common)
     assert code == 0
     assert "pipeline ChurnPipeline: updated" in out
-    assert "1 object(s) uploaded, 4 already in place" in out
+    assert "1 object(s) uploaded, 5 already in place" in out
     assert (
         sm.describe_pipeline(PipelineName="ChurnPipeline")["PipelineDefinition"]
         != deployed["PipelineDefinition"]
@@ -330,3 +331,59 @@ def test_the_aws_only_start_options_are_refused_with_local(capsys):
         run_pipeline.main, ["--local", "--module-name", MODULE, "--start-if-changed"], capsys
     )
     assert code == 2 and "apply to SageMaker runs only" in err
+
+
+@pytest.mark.parametrize("module_name", ["", ".churn", "pipelines..churn", "pipelines.churn.pipeline."])
+@pytest.mark.parametrize("cli", ["run-pipeline", "run-pipeline --local", "get-pipeline-definition"])
+def test_a_module_name_that_is_not_an_absolute_dotted_name_is_one_error_line(capsys, cli, module_name):
+    """Reproduction: ``run-pipeline --module-name ''`` (ValueError: Empty module name) and
+    ``get-pipeline-definition --module-name .churn`` (TypeError: the 'package' argument is required
+    to perform a relative import) ended in tracebacks."""
+    from pipelines import get_pipeline_definition
+
+    main, *flags = {
+        "run-pipeline": (run_pipeline.main, "--role-arn", ROLE),
+        "run-pipeline --local": (run_pipeline.main, "--local"),
+        "get-pipeline-definition": (get_pipeline_definition.main,),
+    }[cli]
+    code, out, err = invoke(main, ["--module-name", module_name, *flags], capsys)
+    assert code == 2 and out == ""
+    assert err.startswith(f"Error: --module-name {module_name!r} is not an absolute module name")
+    assert err.count("\n") == 1 and "pipelines.churn.pipeline" in err
+
+
+@pytest.mark.parametrize("tables", [[], ["a.csv", "b.csv"]])
+def test_a_local_run_says_why_it_stages_no_table_beside_a_dataset_spec(tmp_path, monkeypatch, capsys, tables):
+    """Reproduction: ``run-pipeline --local --kwargs '{"dataset_spec": "my/dataset.json"}'`` with no
+    CSV file (or two) beside the spec staged nothing and said nothing; the run then failed at
+    Preprocess on a missing input."""
+    monkeypatch.setenv("MLOPS_LOCAL_HOME", str(tmp_path / "home"))
+    # Only the staging is under test here, not the definition's own checks.
+    monkeypatch.setattr(LocalRunner, "check", lambda self, definition, source, parameters: None)
+    spec = tmp_path / "my" / "dataset.json"
+    spec.parent.mkdir()
+    shutil.copy(REPO / "pipelines" / "churn" / "dataset.json", spec)
+    for name in tables:
+        (spec.parent / name).write_text("x\n")
+    argv = [
+        "--local",
+        "--no-start",
+        "--module-name",
+        MODULE,
+        "--kwargs",
+        json.dumps({"dataset_spec": str(spec)}),
+    ]
+
+    code, out, err = invoke(run_pipeline.main, argv, capsys)
+
+    found = "no" if not tables else "2 (a.csv, b.csv)"
+    assert (code, out) == (2, "")
+    assert err.startswith(f"Error: dataset spec {spec}: {found} CSV file(s) beside it, so no sample table")
+    assert err.rstrip().endswith("or stage the table with --upload PATH=s3://sagemaker-local/churn/input/")
+    assert err.count("\n") == 1
+    # With the table given by --upload, the run goes ahead.
+    upload = f"{spec.parent / 'a.csv'}=s3://sagemaker-local/churn/input/a.csv"
+    (spec.parent / "a.csv").write_text("x\n")
+    code, out, err = invoke(run_pipeline.main, [*argv, "--upload", upload], capsys)
+    assert code == 0, err
+    assert "staged" in out

@@ -164,6 +164,32 @@ def test_a_headerless_file_gets_a_hint():
         preprocess.check_table(raw("red,1.5,no\ngreen,2,yes\n"), spec())
 
 
+@pytest.mark.parametrize(
+    ("header", "named"), [("color,size,y,size", "'size'"), ("color,color,size,y,y", "'color', 'y'")]
+)
+def test_a_duplicated_header_name_is_reported_as_duplicate_before_pandas_renames_it(
+    layout, write, run_main, header, named
+):
+    """Reproduction: a header ``color,size,y,size`` was read by pandas as ``size`` and ``size.1``;
+    with a spec naming ``size.1`` the table was accepted, otherwise it was reported as a missing
+    and an unexpected column, never as a duplicate."""
+    features = {"color": "categorical", "size": "numeric", "size.1": "numeric"}
+    write(layout["spec"], json.dumps({**SPEC, "features": features}))
+    cells = {"color": "red", "size": "1", "y": "no"}
+    row = ",".join(cells[name] for name in header.split(","))
+    write(layout["input"] / "data.csv", header + "\n" + "\n".join([row] * 20) + "\n")
+    result = run_main(preprocess.main, argv(layout))
+    assert result.code == 2
+    assert f"duplicate column(s) [{named}] in the header row" in result.err
+    assert result.err.count("\n") == 1
+
+
+def test_a_semicolon_separated_file_gets_a_hint_about_the_delimiter():
+    """Reproduction: ``color;size;y`` was reported only as a missing header row."""
+    with pytest.raises(DataError, match="one column holding ';': save the file comma-separated"):
+        preprocess.check_table(raw("color;size;y\nred;1;no\n"), spec())
+
+
 def test_non_numeric_text_in_a_numeric_feature_names_column_and_value():
     with pytest.raises(DataError) as caught:
         preprocess.check_table(raw("color,size,y\nred,1,no\nblue,big,yes\nred,inf,no\n"), spec())

@@ -3,11 +3,15 @@
 import json
 from pathlib import Path
 
+import botocore.session
 import pytest
 
-from pipelines.local.definition import parse_definition, validate
+from pipelines.local.definition import DefinitionError, parse_definition, validate
 from pipelines.local.expressions import Context, evaluate, evaluate_conditions
 
+INSTANCE_TYPES = (
+    botocore.session.get_session().get_service_model("sagemaker").shape_for("ProcessingInstanceType").enum
+)
 GOLDEN = Path(__file__).parents[1] / "churn" / "golden" / "definition.json"
 CHURN_TYPES = ("Processing", "Training", "Tuning", "Condition", "RegisterModel", "Fail")
 ORDER = ["Preprocess", "Train", "Tune", "Evaluate", "CheckAuc", "RegisterModel", "MetricBelowThreshold"]
@@ -82,3 +86,26 @@ def test_the_fail_step_message_and_the_register_arguments_evaluate(churn):
     statistics = register["ModelMetrics"]["ModelDataQuality"]["Statistics"]["S3Uri"]
     assert statistics == "s3://b/run/baseline/statistics.json"
     assert json.dumps(register).count('"Get"') == 0
+
+
+def test_parameter_values_the_step_apis_refuse_are_reported_together_before_any_step(churn):
+    """Reproduction: ``local-pipeline run ... --parameters MaxTuningJobs=-1 ModelApprovalStatus=Yes``
+    failed only at Tune (CreateHyperParameterTuningJob: MaxNumberOfTrainingJobs has a minimum of 1),
+    and with a valid MaxTuningJobs, only at RegisterModel after every trial had run."""
+    overrides = {"MaxTuningJobs": "-1", "ModelApprovalStatus": "Yes", "ProcessingInstanceType": "ml.m5.xlage"}
+    with pytest.raises(DefinitionError) as caught:
+        validate(churn, overrides, CHURN_TYPES)
+    assert list(caught.value.problems) == [
+        "step 'Preprocess': Arguments.ProcessingResources.ClusterConfig.InstanceType: parameter "
+        "ProcessingInstanceType='ml.m5.xlage' is not a valid ProcessingInstanceType "
+        f"({len(INSTANCE_TYPES)} values, e.g. {', '.join(INSTANCE_TYPES[:3])}). Did you mean "
+        "'ml.m5.xlarge'? (CreateProcessingJob)",
+        "step 'Tune': Arguments.HyperParameterTuningJobConfig.ResourceLimits.MaxNumberOfTrainingJobs: "
+        "parameter MaxTuningJobs=-1 is below the minimum 1 (CreateHyperParameterTuningJob)",
+        "step 'Evaluate': Arguments.ProcessingResources.ClusterConfig.InstanceType: parameter "
+        "ProcessingInstanceType='ml.m5.xlage' is not a valid ProcessingInstanceType "
+        f"({len(INSTANCE_TYPES)} values, e.g. {', '.join(INSTANCE_TYPES[:3])}). Did you mean "
+        "'ml.m5.xlarge'? (CreateProcessingJob)",
+        "step 'RegisterModel': Arguments.ModelApprovalStatus: parameter ModelApprovalStatus='Yes' is not "
+        "one of Approved, Rejected, PendingManualApproval. (CreateModelPackage)",
+    ]

@@ -434,7 +434,7 @@ def test_run_pipeline_local_no_start_stages_code_and_sample_data_and_runs_nothin
         for name, body in bundle.objects().items()
     }
     assert staged == expected
-    assert len(staged) == 5
+    assert len(staged) == 6  # five scripts and the tar guard the evaluation script imports
     assert store.get_bytes("s3://sagemaker-local/churn/input/churn.csv") == churn.SAMPLE_DATA.read_bytes()
     assert executions(home) == []
     assert not (home / "jobs").exists() or not any((home / "jobs").iterdir())

@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import tarfile
+import threading
 import time
 from pathlib import Path
 
@@ -20,8 +21,10 @@ import pytest
 
 from pipelines.aws_names import ISO_DURATION
 from pipelines.errors import UsageError
-from pipelines.local.definition import DefinitionError
+from pipelines.local.definition import DefinitionError, parse_definition
 from pipelines.local.engine import LocalRunner, parse_duration
+from pipelines.local.jobs import StepFailure, run_process
+from pipelines.local.progress import summary
 from pipelines.registry.local import FILE_NAME, LocalModelRegistry
 
 SCRIPTS = Path(__file__).parent / "fixtures" / "engine"
@@ -96,7 +99,8 @@ def processing(
             "AppSpecification": {
                 "ImageUri": image,
                 "ContainerEntrypoint": ["python3", f"/opt/ml/processing/input/code/{script}"],
-                "ContainerArguments": list(arguments),
+                # CreateProcessingJob takes no empty list here: the SDK leaves it out.
+                **({"ContainerArguments": list(arguments)} if arguments else {}),
             },
             "RoleArn": ROLE,
             "ProcessingInputs": [
@@ -188,7 +192,7 @@ def training(name, *, image=SKLEARN, hyperparameters, channels, output_uri, metr
             "StoppingCondition": {"MaxRuntimeInSeconds": 300},
             "ResourceConfig": {"VolumeSizeInGB": 30, "InstanceCount": 1, "InstanceType": "ml.m5.large"},
             "RoleArn": ROLE,
-            "InputDataConfig": [channel(n, uri) for n, uri in channels.items()],
+            **({"InputDataConfig": [channel(n, uri) for n, uri in channels.items()]} if channels else {}),
             "HyperParameters": hyperparameters,
         },
     }
@@ -349,7 +353,7 @@ def test_a_relative_local_home_still_gives_jobs_absolute_paths(tmp_path, monkeyp
     assert read_json(runner, f"{BUCKET}/out/seen-algo-1.json")["files"] == {"part-0.csv": "row 0\n"}
 
 
-def test_container_arguments_under_opt_ml_are_rewritten_into_the_jobs_sandbox(runner):
+def test_container_paths_reach_the_job_as_its_sandbox(runner, isolation):
     stage_parts(runner, f"{BUCKET}/data", 1)
 
     run(runner, inspect("Inspect", f"{BUCKET}/data", f"{BUCKET}/out", note="/elsewhere/opt/ml"))
@@ -362,8 +366,11 @@ def test_container_arguments_under_opt_ml_are_rewritten_into_the_jobs_sandbox(ru
         ("--output", "/opt/ml/processing/output"),
         ("--resource-config", "/opt/ml/config/resourceconfig.json"),
     ]:
-        assert paths[flag].endswith(container)
-        assert Path(paths[flag]).resolve().is_relative_to(sandbox)
+        if isolation.namespaced:  # the sandbox is at /opt/ml itself
+            assert paths[flag] == container
+        else:
+            assert paths[flag].endswith(container)
+            assert Path(paths[flag]).resolve().is_relative_to(sandbox)
     assert paths["--note"] == "/elsewhere/opt/ml"  # only paths that start at /opt/ml are container paths
 
 
@@ -395,6 +402,44 @@ def test_two_instances_with_fully_replicated_inputs_each_see_every_object(runner
         assert set(report["files"]) == everything
 
 
+def test_instances_beyond_the_cpu_count_queue_instead_of_starting_at_once(tmp_path, work):
+    """Reproduction: ``ProcessingInstanceCount=1000`` started a thousand processes at once; a job's
+    instances now run at most as many at a time as the runner has CPUs, the rest waiting."""
+    runner = LocalRunner(tmp_path / "home", cpus=2)
+    runner.store.put_file(SCRIPTS / "crowd.py", f"{CODE}/crowd.py")
+    crowd, peaks = work / "crowd", work / "peaks"
+    crowd.mkdir()
+    environment = {"CROWD": str(crowd), "PEAKS": str(peaks), "SIZE": "4", "WAIT": "2"}
+
+    outcome = run(runner, processing("Crowd", "crowd.py", environment=environment, instances=4))
+
+    assert outcome.status == "Succeeded", outcome.failure_reason
+    seen = [int(line) for line in lines(peaks)]
+    assert len(seen) == 4  # every instance ran
+    assert max(seen) <= 2  # never more at once than the CPUs
+
+
+@pytest.mark.parametrize(
+    ("count", "problem"), [(0, "0 is below the minimum 1"), (1000, "1000 is above the maximum 100")]
+)
+def test_an_instance_count_sagemaker_refuses_is_reported_before_anything_runs(runner, count, problem):
+    """Reproduction: ``ProcessingInstanceCount=0`` ended in a traceback and ``=1000`` started a
+    thousand processes; CreateProcessingJob takes 1 to 100 instances."""
+    step = processing("Prep", "count.py", instances={"Get": "Parameters.ProcessingInstanceCount"})
+    parameters = [{"Name": "ProcessingInstanceCount", "Type": "Integer", "DefaultValue": 1}]
+    with pytest.raises(DefinitionError) as caught:
+        runner.start(
+            definition(step, parameters=parameters),
+            pipeline_name=PIPELINE,
+            parameters={"ProcessingInstanceCount": str(count)},
+        )
+    assert list(caught.value.problems) == [
+        "step 'Prep': Arguments.ProcessingResources.ClusterConfig.InstanceCount: parameter "
+        f"ProcessingInstanceCount={problem} (CreateProcessingJob)"
+    ]
+    assert runner.records.list_executions() == []
+
+
 def test_a_missing_input_fails_the_step_naming_the_s3_uri(runner):
     outcome = run(runner, inspect("Inspect", f"{BUCKET}/nowhere/", f"{BUCKET}/out"))
 
@@ -410,7 +455,7 @@ def test_a_missing_input_fails_the_step_naming_the_s3_uri(runner):
 # ---- 2. script-mode training
 
 
-def test_a_script_mode_training_job_gets_the_training_toolkits_contract(runner):
+def test_a_script_mode_training_job_gets_the_training_toolkits_contract(runner, isolation):
     runner.store.put_bytes(f"{BUCKET}/train/data.csv", b"1,2,3\n")
     code = code_archive(runner, "train_inspect.py")
     step = training(
@@ -438,9 +483,16 @@ def test_a_script_mode_training_job_gets_the_training_toolkits_contract(runner):
     # Decoded as the training toolkit decodes them; the command line keeps the text.
     assert report["SM_HPS"] == {"epochs": 3, "optimizer": "adam"}
     assert report["SM_CHANNELS"] == ["train"]
-    assert report["SM_MODEL_DIR"].endswith("/opt/ml/model")
-    assert report["SM_CHANNEL_TRAIN"].endswith("/opt/ml/input/data/train")
-    assert Path(report["SM_MODEL_DIR"]).resolve().is_relative_to(runner.jobs_dir.resolve())
+    if isolation.namespaced:
+        assert report["SM_MODEL_DIR"] == "/opt/ml/model"
+        assert report["SM_CHANNEL_TRAIN"] == "/opt/ml/input/data/train"
+        assert report["cwd"] == "/opt/ml/code"  # where the training toolkit runs the entry point
+        assert report["PYTHONPATH"] == "/opt/ml/code"
+    else:
+        assert report["SM_MODEL_DIR"].endswith("/opt/ml/model")
+        assert report["SM_CHANNEL_TRAIN"].endswith("/opt/ml/input/data/train")
+        assert Path(report["SM_MODEL_DIR"]).resolve().is_relative_to(runner.jobs_dir.resolve())
+        assert report["cwd"].endswith("/opt/ml/code")
     assert report["train"] == {"data.csv": "1,2,3\n"}
     config = report["config"]
     assert set(config) == {"hyperparameters.json", "inputdataconfig.json", "resourceconfig.json"}
@@ -478,7 +530,8 @@ def test_built_in_xgboost_trains_on_label_first_csv_and_reports_validation_metri
     properties = outcome.properties["Train"]
     assert "xgboost-model" in model_files(runner, properties["ModelArtifacts"]["S3ModelArtifacts"])
     metrics = {m["MetricName"]: m["Value"] for m in properties["FinalMetricDataList"]}
-    assert set(metrics) == {"train:logloss", "validation:logloss"}
+    # The container's own metrics: validation:<m> only (its algorithm_mode/metrics.py).
+    assert set(metrics) == {"validation:logloss"}
     assert 0 < metrics["validation:logloss"] < 0.6931  # better than chance after 4 rounds
 
 
@@ -622,6 +675,28 @@ def test_register_model_puts_the_trained_model_in_the_local_registry(runner):
     assert step_entries(runner, outcome)["Register"]["Metadata"] == {
         "RegisterModel": {"Arn": outcome.properties["Register"]["ModelPackageArn"]}
     }
+
+
+def test_a_retry_after_a_crash_between_registering_and_recording_keeps_one_version(runner):
+    """Reproduction: with a write lock held on the execution records while RegisterModel ran, the
+    runner was killed (kill -9) after the registry had the new version but before the step was
+    recorded; ``local-pipeline retry`` then registered a second version for the same execution."""
+    runner.store.put_bytes(f"{BUCKET}/models/model.tar.gz", b"model")
+    outcome = run(runner, register("Register", f"{BUCKET}/models/model.tar.gz"))
+    assert outcome.status == "Succeeded", outcome.failure_reason
+    # What the killed runner leaves: the version registered, the step not recorded as done.
+    runner.records.delete_step(outcome.arn, "Register")
+    runner.records.set_execution_status(outcome.arn, "Executing")
+
+    retried = runner.retry(outcome.execution_id)
+
+    assert retried.status == "Succeeded", retried.failure_reason
+    registry = LocalModelRegistry(runner.home / FILE_NAME)
+    assert [package.version for package in registry.list_versions("EngineModels")] == [1]
+    assert retried.properties["Register"]["ModelPackageVersion"] == 1
+    # Another execution of the same definition is a new registration.
+    assert run(runner, register("Register", f"{BUCKET}/models/model.tar.gz")).status == "Succeeded"
+    assert [package.version for package in registry.list_versions("EngineModels")] == [1, 2]
 
 
 def test_register_model_fails_when_the_model_is_not_in_the_store(runner):
@@ -865,18 +940,46 @@ def test_a_second_identical_execution_is_a_cache_hit_pointing_at_the_first(runne
     assert runner.store.get_bytes(f"{output}/input.csv") == b"a\n"
 
 
-def test_changed_input_content_misses_the_cache(runner, work):
+def test_new_data_at_a_new_location_misses_the_cache_and_the_step_runs_again(runner, work):
     counter = work / "counter"
-    runner.store.put_bytes(f"{BUCKET}/data/input.csv", b"a\n")
-    step = cached("Copy", counter, f"{BUCKET}/data")
-    run(runner, step)
+    runner.store.put_bytes(f"{BUCKET}/data/2026-11-01/input.csv", b"a\n")
+    run(runner, cached("Copy", counter, f"{BUCKET}/data/2026-11-01"))
 
-    runner.store.put_bytes(f"{BUCKET}/data/input.csv", b"b\n")
-    second = run(runner, step)
+    runner.store.put_bytes(f"{BUCKET}/data/2026-11-02/input.csv", b"b\n")
+    second = run(runner, cached("Copy", counter, f"{BUCKET}/data/2026-11-02"))
 
     assert len(lines(counter)) == 2
     assert "CacheHitResult" not in step_entries(runner, second)["Copy"]
     assert runner.store.get_bytes(f"{BUCKET}/{second.execution_id}/copy/input.csv") == b"b\n"
+
+
+def test_new_data_at_the_same_location_is_a_cache_hit_as_on_sagemaker_and_the_summary_says_so(runner, work):
+    # SageMaker's cache key holds the input URI, not the objects behind it.
+    counter = work / "counter"
+    runner.store.put_bytes(f"{BUCKET}/data/input.csv", b"a\n")
+    step = cached("Copy", counter, f"{BUCKET}/data")
+    first = run(runner, step)
+    unchanged = run(runner, step)
+    assert summary(unchanged, parse_definition(definition(step), "test"))[1:] == ["  from cache: Copy"]
+
+    runner.store.put_bytes(f"{BUCKET}/data/input.csv", b"b\n")
+    second = run(runner, step)
+    third = run(runner, step)  # a hit on a hit still compares with the data of the run that did the work
+
+    assert len(lines(counter)) == 1
+    for outcome in (second, third):
+        assert step_entries(runner, outcome)["Copy"]["CacheHitResult"] == {
+            "SourcePipelineExecutionArn": first.arn
+        }
+        lines_ = summary(outcome, parse_definition(definition(step), "test"))
+        assert lines_[2] == (
+            f"  warning: Copy reused {first.execution_id} although the data at {BUCKET}/data changed since; "
+            "SageMaker would reuse it too (its cache key holds input URIs, not their content): give new data "
+            "a new location, or run with --no-cache"
+        )
+    # The reused result is the first run's, computed from the old data.
+    output = third.properties["Copy"]["ProcessingOutputConfig"]["Outputs"][0]["S3Output"]["S3Uri"]
+    assert runner.store.get_bytes(f"{output}/input.csv") == b"a\n"
 
 
 def test_use_cache_false_runs_the_step_again_and_a_later_run_reuses_that_work(runner, work):
@@ -1010,6 +1113,54 @@ def test_runner_specific_problems_are_reported_with_the_step_name(runner):
     assert runner.records.list_executions() == []
 
 
+def malformed_steps(work):
+    """Three steps whose Arguments are not valid requests of their APIs, and one valid step."""
+    no_app = processing("NoApp", "count.py")
+    del no_app["Arguments"]["AppSpecification"]
+    no_algorithm = training("NoAlgorithm", hyperparameters={}, channels={}, output_uri=f"{BUCKET}/m")
+    del no_algorithm["Arguments"]["AlgorithmSpecification"]
+    text_resources = processing("TextResources", "count.py")
+    text_resources["Arguments"]["ProcessingResources"] = "ml.m5.large"
+    return [
+        counting("Fine", f"{BUCKET}/data", f"{BUCKET}/out", work / "counter"),
+        no_app,
+        no_algorithm,
+        text_resources,
+    ]
+
+
+MALFORMED_PROBLEMS = [
+    "step 'NoApp': Arguments: required member 'AppSpecification' is missing (CreateProcessingJob)",
+    # CreateTrainingJob takes a request without it; the runner cannot run one.
+    "step 'NoAlgorithm': AlgorithmSpecification.TrainingImage is missing: the local runner runs an image",
+    "step 'TextResources': Arguments.ProcessingResources: expected an object, got a string 'ml.m5.large' "
+    "(CreateProcessingJob)",
+]
+
+
+def test_arguments_that_are_not_a_valid_api_request_are_all_reported_before_the_first_step(runner, work):
+    """Reproduction: a Processing step without AppSpecification, a Training step without
+    AlgorithmSpecification, and ProcessingResources given as a string passed validation; the runner
+    then crashed with KeyError 'AppSpecification' (or 'AlgorithmSpecification', or a TypeError)."""
+    stage_parts(runner, f"{BUCKET}/data", 1)
+    with pytest.raises(DefinitionError) as caught:
+        run(runner, *malformed_steps(work))
+    assert list(caught.value.problems) == MALFORMED_PROBLEMS
+    assert runner.records.list_executions() == []
+    assert not (work / "counter").exists()
+
+
+def test_retrying_an_execution_whose_arguments_are_malformed_reports_them_instead_of_crashing(runner, work):
+    """Reproduction: ``local-pipeline retry`` of such an execution crashed the same way as the run."""
+    document = definition(*malformed_steps(work))
+    execution = runner.records.create_execution(PIPELINE, "malformed1234", document, {}, True)
+    runner.records.set_execution_status(execution.arn, "Failed", "interrupted")
+    with pytest.raises(DefinitionError) as caught:
+        runner.retry("malformed1234")
+    assert list(caught.value.problems) == MALFORMED_PROBLEMS
+    assert not (work / "counter").exists()
+
+
 def test_an_invalid_pipeline_name_is_a_usage_error(runner):
     with pytest.raises(UsageError, match="pipeline name 'not a name' is not valid"):
         runner.start(definition(), pipeline_name="not a name")
@@ -1134,6 +1285,72 @@ def test_an_execution_whose_runner_was_killed_is_failed_and_retry_completes_only
     assert len(lines(second_counter)) == 2  # Second ran again
     assert runner.store.get_bytes(f"{BUCKET}/second/input.csv") == b"a\n"
     assert runner.records.describe_execution(execution.execution_id)["PipelineExecutionStatus"] == "Succeeded"
+
+
+def test_ctrl_c_stops_the_execution_at_once_and_retry_resumes_it(runner, work, tmp_path):
+    """Reproduction: SIGINT to the process group of ``local-pipeline run`` killed the jobs; the
+    runner counted that as an internal error, started new attempts under the step's
+    JOB_INTERNAL_ERROR retry policy, and exited only 14 s later."""
+    counter, release = work / "counter", work / "release"
+    runner.store.put_bytes(f"{BUCKET}/data/input.csv", b"a\n")
+    step = counting("Slow", f"{BUCKET}/data", f"{BUCKET}/out", counter, release=release)
+    step["RetryPolicies"] = [{"ExceptionType": [JOB_INTERNAL_ERROR], "IntervalSeconds": 20, "MaxAttempts": 3}]
+    document = tmp_path / "definition.json"
+    document.write_text(definition(step))
+    command = [sys.executable, "-m", "pipelines.local.cli", "run", "--definition-file", str(document)]
+    process = subprocess.Popen(
+        [*command, "--pipeline-name", PIPELINE],
+        cwd=REPO,
+        env={**os.environ, "MLOPS_LOCAL_HOME": str(runner.home)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group, as a terminal gives it
+    )
+    try:
+        wait_for(lambda: counter.exists(), "the job started", process)
+        interrupted = time.monotonic()
+        os.killpg(process.pid, signal.SIGINT)
+        _, err = process.communicate(timeout=30)
+        seconds = time.monotonic() - interrupted
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+    execution = runner.records.list_executions()[0]
+    assert process.returncode == 130, err
+    assert err == (
+        f"Error: execution {execution.execution_id} Stopped: stopped by an interrupt; resume it with "
+        f"local-pipeline retry {execution.execution_id}\n"
+    )
+    assert seconds < 10  # the retry policy's 20 s interval was not waited
+    assert len(lines(counter)) == 1  # no new attempt
+    assert runner.records.describe_execution(execution.arn)["PipelineExecutionStatus"] == "Stopped"
+    (entry,) = runner.records.list_execution_steps(execution.arn)["PipelineExecutionSteps"]
+    assert (entry["StepStatus"], entry["AttemptCount"]) == ("Stopped", 1)
+
+    release.touch()
+    outcome = LocalRunner(runner.home).retry(execution.execution_id)
+    assert outcome.status == "Succeeded", outcome.failure_reason
+    assert len(lines(counter)) == 2
+
+
+def test_once_an_execution_is_stopped_no_job_process_starts(tmp_path):
+    """An interrupt that lands while a step stages its inputs: the job it was about to start is
+    refused, not started after the running ones were ended."""
+    stop, marker = threading.Event(), tmp_path / "started"
+    stop.set()
+    with pytest.raises(StepFailure, match="stopped by an interrupt"):
+        run_process(
+            [sys.executable, "-c", f"open({str(marker)!r}, 'w')"],
+            cwd=tmp_path,
+            env=dict(os.environ),
+            log_path=tmp_path / "log.txt",
+            timeout=30,
+            stop=stop,
+        )
+    assert not marker.exists()
 
 
 # ---- 11. records

@@ -93,14 +93,15 @@ def test_a_hostile_member_is_refused_by_name_and_nothing_is_written(tmp_path, ho
     assert not (tmp_path / "out").exists()
 
 
-def test_a_link_that_escapes_through_another_link_is_caught_by_the_data_filter(tmp_path):
+def test_a_link_that_escapes_through_another_link_is_refused(tmp_path):
     # "d/up" -> ".." looks like it stays inside, but "d" -> "." puts it at the top: it points out.
     data = archive(
         member("d", tarfile.SYMTYPE, linkname="."),
         member("d/up", tarfile.SYMTYPE, linkname=".."),
     )
     with pytest.raises(
-        ArtifactError, match="^model archive: member 'd/up' is unsafe .*; refusing to extract it"
+        ArtifactError,
+        match="^model archive: member 'd/up' lies under the symlink 'd'; refusing to extract it$",
     ):
         extract_model(data, tmp_path / "model")
     assert list(tmp_path.iterdir()) == []

@@ -11,7 +11,7 @@ import pytest
 from support import free_port, invoke
 
 from pipelines.serving import cli
-from pipelines.serving.endpoints import LocalEndpoints
+from pipelines.serving.endpoints import ACCOUNTS, LocalEndpoints
 
 
 @pytest.fixture(scope="module")
@@ -76,6 +76,30 @@ def test_list_shows_the_endpoint_as_a_table_and_as_json(started, run, model_arch
         "InService",
         str(model_archive),
     )
+
+
+def test_list_shows_the_endpoints_promote_started_in_each_stage_account(started, run, home, model_archive):
+    """Reproduction: after ``promote deploy --stage dev`` (local backend), ``local-endpoint list``
+    showed only the endpoints it had started itself, never the stage's endpoint."""
+    account = "111111111111-us-east-1"
+    stage = LocalEndpoints(home / ACCOUNTS / account)  # where promote's local deployer keeps a stage's
+    port = free_port()
+    stage.start("churn-staging", str(model_archive), port)
+    try:
+        code, out, _ = run("list")
+        assert code == 0
+        rows = [line.split()[:3] for line in out.splitlines()[1:]]
+        assert rows == [
+            ["churn-dev", "InService", f"http://127.0.0.1:{started[0]}"],
+            [f"{account}/churn-staging", "InService", f"http://127.0.0.1:{port}"],
+        ]
+        code, out, _ = run("list", "--json")
+        assert [(e["account"], e["name"]) for e in json.loads(out)] == [
+            (None, "churn-dev"),
+            (account, "churn-staging"),
+        ]
+    finally:
+        stage.stop("churn-staging")
 
 
 def test_a_refused_request_is_one_error_line_with_the_endpoints_answer(started, run):
