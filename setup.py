@@ -39,6 +39,8 @@ EXTRAS = {
         "pyyaml>=6",
         # Lints the project template (seed_code/) in .ci/run; checkov runs in its own venv there.
         "cfn-lint>=1.20,<2",
+        # Reads the browser tests' screenshots (tests/pipelines/report/test_browser.py).
+        "pillow>=10",
     ],
 }
 
@@ -57,7 +59,7 @@ setup(
     license="MIT-0",
     python_requires=">=3.11",
     packages=find_packages(include=["pipelines", "pipelines.*", "steps", "seed_code"]),
-    package_data={"pipelines": ["*/dataset.json"], "seed_code": ["*.yaml"]},
+    package_data={"pipelines": ["*/dataset.json", "report/*.json"], "seed_code": ["*.yaml"]},
     install_requires=REQUIRED,
     extras_require=EXTRAS,
     entry_points={
@@ -68,6 +70,8 @@ setup(
             "local-pipeline=pipelines.local.cli:main",
             "promote=pipelines.promotion.cli:main",
             "local-endpoint=pipelines.serving.cli:main",
+            "execution-report=pipelines.report.cli:main",
+            "monitor=pipelines.stage_monitor.cli:main",
         ]
         + (["package-template=seed_code.package:main"] if SEED_CODE else []),
     },

@@ -448,6 +448,7 @@ def _run_local(args, kwargs: dict) -> int:
     store, and execute it with the local runner."""
     from pipelines.local.engine import LocalRunner
     from pipelines.local.progress import reporter_for
+    from pipelines.tracking.hooks import tracked
 
     if args.wait and args.no_start:
         raise UsageError("--wait and --no-start contradict each other: drop one")
@@ -471,7 +472,7 @@ def _run_local(args, kwargs: dict) -> int:
     definition = pipeline.definition()
     if args.definition_file:
         _cli.write_atomically(args.definition_file, definition, "--definition-file")
-    runner = LocalRunner(reporter=reporter_for(sys.stdout))
+    runner = LocalRunner(reporter=tracked(reporter_for(sys.stdout), report=True))
     source = f"{args.module_name} definition"
     runner.check(definition, source, parameters)  # nothing is staged for a run that cannot start
     staged = []

@@ -17,6 +17,9 @@ Outputs, one folder each under ``--output-dir`` (one ProcessingOutput per folder
         Model Monitor data-quality baseline over the encoded training features (label excluded). Feature
         ``_c<i>`` is ``csv_columns[i + 1]``, the i-th value of an inference request row: Model Monitor names
         the columns of headerless CSV that way, so a data-quality monitor can use these files as they are.
+    baseline/features.csv
+        The encoded training features alone, as a request carries them (no label, no header): what the
+        pipeline's QualityCheck step baselines with Model Monitor itself, sketches included.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ OUTPUT_DIRS = (*SPLITS, SCHEMA_DIR, BASELINE_DIR)
 SCHEMA_FILENAME = "schema.json"
 STATISTICS_FILENAME = "statistics.json"
 CONSTRAINTS_FILENAME = "constraints.json"
+BASELINE_DATASET_FILENAME = "features.csv"
 
 # Cells that mean "missing" in the raw table. Fixed here rather than pandas' default list, which
 # differs between pandas versions and would make the container and a laptop disagree.
@@ -459,6 +463,9 @@ def preprocess(
     outputs[f"{SCHEMA_DIR}/{SCHEMA_FILENAME}"] = _json(schema)
     outputs[f"{BASELINE_DIR}/{STATISTICS_FILENAME}"] = _json(baseline_statistics(encoded["train"]))
     outputs[f"{BASELINE_DIR}/{CONSTRAINTS_FILENAME}"] = _json(baseline_constraints(encoded["train"]))
+    outputs[f"{BASELINE_DIR}/{BASELINE_DATASET_FILENAME}"] = encoded["train"].to_csv(
+        header=False, index=False, na_rep="", lineterminator="\n"
+    )
     return outputs
 
 

@@ -31,3 +31,6 @@ def _offline_aws(monkeypatch, tmp_path_factory):
         "TARGET_REGION",
     ):
         monkeypatch.delenv(name, raising=False)
+    # MLflow tracking is tested where it is named (tests/pipelines/tracking); elsewhere a local run
+    # would create and migrate an MLflow store in every temporary home.
+    monkeypatch.setenv("MLOPS_TRACKING_URI", "off")

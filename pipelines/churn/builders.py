@@ -11,7 +11,9 @@ from dataclasses import dataclass
 
 import boto3
 from sagemaker.core import image_uris
+from sagemaker.core.drift_check_baselines import DriftCheckBaselines
 from sagemaker.core.model_metrics import MetricsSource, ModelMetrics
+from sagemaker.core.model_monitor.dataset_format import DatasetFormat
 from sagemaker.core.network import NetworkConfig
 from sagemaker.core.parameter import ContinuousParameter, IntegerParameter
 from sagemaker.core.processing import Processor
@@ -31,10 +33,12 @@ from sagemaker.core.workflow.functions import Join, JsonGet
 from sagemaker.core.workflow.parameters import ParameterFloat, ParameterInteger, ParameterString
 from sagemaker.core.workflow.pipeline_context import PipelineSession
 from sagemaker.core.workflow.properties import PropertyFile
+from sagemaker.mlops.workflow.check_job_config import CheckJobConfig
 from sagemaker.mlops.workflow.condition_step import ConditionStep
 from sagemaker.mlops.workflow.fail_step import FailStep
 from sagemaker.mlops.workflow.model_step import ModelStep
 from sagemaker.mlops.workflow.pipeline import Pipeline
+from sagemaker.mlops.workflow.quality_check_step import DataQualityCheckConfig, QualityCheckStep
 from sagemaker.mlops.workflow.retry import (
     SageMakerJobExceptionTypeEnum,
     SageMakerJobStepRetryPolicy,
@@ -126,18 +130,19 @@ class BuildContext:
 def build(settings: churn.Settings, spec, bundles: Mapping[str, CodeBundle]) -> Pipeline:
     ctx = _context(settings, spec, bundles)
     preprocess = preprocess_step_of(ctx)
+    data_baseline = data_baseline_step_of(ctx, preprocess)
     train = train_step_of(ctx, preprocess)
     tune = tune_step_of(ctx, preprocess)
     best_model_uri = tune.get_top_model_s3_uri(
         top_k=0, s3_bucket=settings.default_bucket, prefix=f"{settings.pipeline_name}/tuning"
     )
     evaluate = evaluate_step_of(ctx, preprocess, best_model_uri)
-    register = register_step_of(ctx, preprocess, evaluate, best_model_uri)
+    register = register_step_of(ctx, data_baseline, evaluate, best_model_uri)
     gate = gate_step_of(ctx, evaluate, register)
     return Pipeline(
         name=settings.pipeline_name,
         parameters=ctx.parameters.as_list(),
-        steps=[preprocess, train, tune, evaluate, gate],
+        steps=[preprocess, data_baseline, train, tune, evaluate, gate],
         sagemaker_session=ctx.session,
     )
 
@@ -457,8 +462,36 @@ def evaluate_step_of(ctx: BuildContext, preprocess: ProcessingStep, best_model_u
     )
 
 
+def data_baseline_step_of(ctx: BuildContext, preprocess: ProcessingStep) -> QualityCheckStep:
+    """The data-quality baseline by Model Monitor itself: its statistics carry the KLL sketches the
+    monitors' drift check compares with, which Preprocess's own summary does not."""
+    s = ctx.settings
+    return QualityCheckStep(
+        name="DataQualityBaseline",
+        quality_check_config=DataQualityCheckConfig(
+            baseline_dataset=_output_file(
+                preprocess, preprocess_step.BASELINE_DIR, preprocess_step.BASELINE_DATASET_FILENAME
+            ),
+            dataset_format=DatasetFormat.csv(header=False),
+            output_s3_uri=ctx.s3_path("DataQualityBaseline", "baseline"),
+        ),
+        check_job_config=CheckJobConfig(
+            role=s.role,
+            instance_count=1,
+            instance_type=ctx.parameters.processing_type,
+            volume_kms_key=s.kms_key_id,
+            output_kms_key=s.kms_key_id,
+            sagemaker_session=ctx.session,
+        ),
+        # Baseline only: drift is the monitors' job, on the traffic the deployed version sees.
+        skip_check=True,
+        register_new_baseline=True,
+        cache_config=ctx.cache,
+    )
+
+
 def register_step_of(
-    ctx: BuildContext, preprocess: ProcessingStep, evaluate: ProcessingStep, best_model_uri
+    ctx: BuildContext, data_baseline: QualityCheckStep, evaluate: ProcessingStep, best_model_uri
 ) -> ModelStep:
     """Register the model package (reached only when the gate passes)."""
     s, parameters = ctx.settings, ctx.parameters
@@ -477,11 +510,10 @@ def register_step_of(
     # Without a bucket of its own, the builder asks S3 for the session's default bucket.
     builder.bucket = s.default_bucket
 
-    def baseline(filename: str) -> MetricsSource:
-        return MetricsSource(
-            s3_uri=_output_file(preprocess, preprocess_step.BASELINE_DIR, filename),
-            content_type="application/json",
-        )
+    def baseline(uri) -> MetricsSource:
+        return MetricsSource(s3_uri=uri, content_type="application/json")
+
+    quality = data_baseline.properties
 
     return ModelStep(
         name="RegisterModel",
@@ -497,8 +529,13 @@ def register_step_of(
                     s3_uri=_output_file(evaluate, "evaluation", evaluate_step.EVALUATION_FILENAME),
                     content_type="application/json",
                 ),
-                model_data_statistics=baseline(preprocess_step.STATISTICS_FILENAME),
-                model_data_constraints=baseline(preprocess_step.CONSTRAINTS_FILENAME),
+                model_data_statistics=baseline(quality.CalculatedBaselineStatistics),
+                model_data_constraints=baseline(quality.CalculatedBaselineConstraints),
+            ),
+            # What a deploy monitors this version against (pipelines/stage_monitor).
+            drift_check_baselines=DriftCheckBaselines(
+                model_data_statistics=baseline(quality.BaselineUsedForDriftCheckStatistics),
+                model_data_constraints=baseline(quality.BaselineUsedForDriftCheckConstraints),
             ),
             customer_metadata_properties={
                 "ProblemType": ctx.problem,

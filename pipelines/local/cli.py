@@ -6,6 +6,7 @@
     local-pipeline list-steps ID
     local-pipeline retry ID
     local-pipeline upload PATH s3://bucket/key
+    local-pipeline report ID [--output PATH]
 
 Everything lives under the local home (``$MLOPS_LOCAL_HOME``). Answers are JSON shaped like
 SageMaker's; ``run`` and ``retry`` exit 1 when the execution fails.
@@ -25,6 +26,9 @@ from pipelines.errors import TemplateError, UsageError
 from pipelines.local.engine import ExecutionOutcome, LocalRunner
 from pipelines.local.progress import reporter_for
 from pipelines.local.store import ObjectStore, parse_uri
+from pipelines.report.cli import add_report_arguments
+from pipelines.report.cli import run_local as run_report
+from pipelines.tracking.hooks import tracked
 
 #: How pipelines/local/jobs.py words an input the local store lacks, and what the user can do.
 MISSING_INPUT = "no object at "
@@ -203,8 +207,11 @@ def _main(argv: Sequence[str] | None) -> int:
     put = commands.add_parser("upload", help="put a file or directory in the local object store")
     put.add_argument("path", type=Path)
     put.add_argument("uri")
+    add_report_arguments(commands.add_parser("report", help="an execution's HTML report; prints its path"))
     args = parser.parse_args(argv)
 
+    if args.command == "report":
+        return run_report(args)
     if args.command == "run":
         try:
             definition = args.definition_file.read_text(encoding="utf-8")
@@ -212,7 +219,7 @@ def _main(argv: Sequence[str] | None) -> int:
             raise UsageError(f"--definition-file {str(args.definition_file)!r}: {err.strerror}") from None
         except UnicodeDecodeError:
             raise UsageError(f"--definition-file {str(args.definition_file)!r} is not UTF-8 text") from None
-        runner = LocalRunner(reporter=reporter_for(sys.stdout))
+        runner = LocalRunner(reporter=tracked(reporter_for(sys.stdout)))
         try:
             run_locally(
                 runner,
@@ -230,7 +237,7 @@ def _main(argv: Sequence[str] | None) -> int:
             raise ExecutionFailed(f"{err}; {STAGING_HINT}") from None
         return 0
     if args.command == "retry":
-        runner = LocalRunner(reporter=reporter_for(sys.stdout))
+        runner = LocalRunner(reporter=tracked(reporter_for(sys.stdout)))
         _ended(runner.retry(args.execution))
         return 0
     runner = LocalRunner()

@@ -18,15 +18,17 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
 from pipelines.aws_calls import aws_error, client_config
-from pipelines.errors import NotFoundError
+from pipelines.errors import NotFoundError, TemplateError
 from pipelines.promotion.config import StageConfig
 from pipelines.promotion.flow import Deployer, PromotionError
 from pipelines.registry.base import ModelPackage
+from pipelines.stage_monitor.aws import baseline_prefix, monitoring_resources
+from pipelines.stage_monitor.baseline import baseline_uris, stage_constraints
 
 STACK_PREFIX = "sagemaker-mlops-"
 INVOCATION_TIMEOUT_S = 60  # SageMaker's limit for one invocation
@@ -64,9 +66,16 @@ def stack_name(stage: StageConfig) -> str:
     return f"{STACK_PREFIX}{stage.endpoint.name}"
 
 
-def endpoint_template(stage: StageConfig, package: ModelPackage) -> dict:
+def endpoint_template(
+    stage: StageConfig,
+    package: ModelPackage,
+    features: Sequence[str] = (),
+    tooling_account: str | None = None,
+) -> dict:
     """The CloudFormation template of ``stage``'s endpoint serving ``package``. Deterministic: the
-    same stage and package give the same template, so a redeploy of what serves is a no-op."""
+    same stage and package give the same template, so a redeploy of what serves is a no-op.
+    With the stage's monitoring on, its monitors too (``pipelines.stage_monitor.aws``): ``features``
+    are the baseline's, ``tooling_account`` receives ``retrain`` violations."""
     endpoint = stage.endpoint
     aws = stage.aws
     tags = [
@@ -183,6 +192,7 @@ def endpoint_template(stage: StageConfig, package: ModelPackage) -> dict:
                     },
                 },
             }
+    resources.update(monitoring_resources(stage, package, features, tooling_account, tags))
     return {
         "AWSTemplateFormatVersion": "2010-09-09",
         "Description": (
@@ -305,6 +315,7 @@ class AwsDeployer(Deployer):
             self._call(f"deleting stack {name}", cfn.delete_stack, StackName=name)
             self._wait_stack(cfn, name, stage, deleting=True)
             status = None
+        features, tooling = self._publish_baseline(stage, package, session)
         change_type = "CREATE" if status is None else "UPDATE"
         change_set = f"promote-v{package.version}-{datetime.now(timezone.utc):%Y%m%d%H%M%S}"
         self._call(
@@ -313,7 +324,7 @@ class AwsDeployer(Deployer):
             StackName=name,
             ChangeSetName=change_set,
             ChangeSetType=change_type,
-            TemplateBody=template_body(endpoint_template(stage, package)),
+            TemplateBody=template_body(endpoint_template(stage, package, features, tooling)),
             Description=f"{package.group} version {package.version} to {stage.name}",
             Tags=[{"Key": "sagemaker-mlops:stage", "Value": stage.name}],
         )
@@ -328,6 +339,40 @@ class AwsDeployer(Deployer):
         else:
             self.say(f"{stage.name}: stack {name} already serves {package.name}; nothing to change")
         return self._wait_in_service(session, stage, *self._endpoint_name(cfn, name, stage))
+
+    def _publish_baseline(
+        self, stage: StageConfig, package: ModelPackage, session
+    ) -> tuple[list[str], str | None]:
+        """Copy the version's data-quality baseline into the stage's capture bucket, with the stage's
+        thresholds in constraints.json; the baseline's feature names and the registry's account."""
+        if stage.monitoring is None or not stage.monitoring.enabled:
+            return [], None
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            statistics_uri, constraints_uri = baseline_uris(package)
+            statistics = json.loads(self.read(statistics_uri))
+            constraints = stage_constraints(json.loads(self.read(constraints_uri)), stage.monitoring)
+        except ValueError as err:
+            raise PromotionError(f"{stage.name}: the baseline of {package.name} is not JSON: {err}") from None
+        except TemplateError as err:
+            raise PromotionError(f"{stage.name}: monitoring {package.name}: {err}") from None
+        s3 = self._client(session, "s3", stage.region)
+        prefix = baseline_prefix(stage, package)
+        bucket, key = prefix[len("s3://") :].split("/", 1)
+        for name, document in (("statistics.json", statistics), ("constraints.json", constraints)):
+            try:
+                s3.put_object(
+                    Bucket=bucket,
+                    Key=f"{key}/{name}",
+                    Body=json.dumps(document, indent=1, sort_keys=True).encode(),
+                    ServerSideEncryption="aws:kms",
+                    SSEKMSKeyId=stage.aws.kms_key_arn,
+                )
+            except (BotoCoreError, ClientError) as err:
+                raise aws_error(err, f"writing {prefix}/{name} for stage {stage.name}") from None
+        features = [f["name"] for f in constraints.get("features", []) if isinstance(f, dict) and "name" in f]
+        return features, package.arn.split(":")[4]
 
     def undeploy(self, stage: StageConfig) -> None:
         cfn = self._client(self.stage_session(stage), "cloudformation", stage.region)

@@ -17,6 +17,9 @@ what the target-account bootstrap template creates (``seed_code/``):
     model_execution_role_arn   arn:aws:iam::<account>:role/MlopsModelExecutionRole
     kms_key_arn                arn:aws:kms:<region>:<account>:alias/sagemaker-mlops-endpoint
     data_capture_s3_uri        s3://sagemaker-mlops-capture-<account>-<region>/<endpoint name>/
+
+The optional ``monitoring`` object says what watches the stage's endpoint (``pipelines.monitoring``):
+schedule, checks, drift thresholds, ground truth for model quality, and what a violation does.
 """
 
 from __future__ import annotations
@@ -40,6 +43,12 @@ _INSTANCE_TYPE = re.compile(r"ml\.[a-z0-9]+\.[a-z0-9]+")
 SERVERLESS_MEMORY_MB = (1024, 2048, 3072, 4096, 5120, 6144)
 _VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _S3_URI = re.compile(r"s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[^\s]*)?")
+# Monitoring: SageMaker's accepted ScheduleExpression forms (see schedule_expression).
+SCHEDULE_WORDS = {"hourly": "cron(0 * ? * * *)", "daily": "cron(0 0 ? * * *)"}
+CRON_FORM = re.compile(r"cron\(0 (\*|\d{1,2})(?:/(\d{1,2}))? \? \* \* \*\)")
+CHECKS = ("data_quality", "model_quality")
+COMPARISON_METHODS = ("Robust", "Simple")  # distribution_constraints.comparison_method
+VIOLATION_ACTIONS = ("nothing", "notify", "retrain")
 
 # What the target-account bootstrap template (seed_code/) creates in every stage account.
 EXECUTION_ROLE_NAME = "MlopsModelExecutionRole"
@@ -94,6 +103,34 @@ class SmokeTests:
 
 
 @dataclass(frozen=True)
+class DriftThresholds:
+    """Model Monitor's ``monitoring_config`` in constraints.json, which the stage overrides."""
+
+    comparison_method: str
+    comparison_threshold: float
+    datatype_check_threshold: float
+    domain_content_threshold: float
+
+
+@dataclass(frozen=True)
+class OnViolation:
+    action: str  # one of VIOLATION_ACTIONS
+    cooldown_hours: float
+    retrain_input_data_url: str | None
+
+
+@dataclass(frozen=True)
+class MonitoringSettings:
+    enabled: bool
+    schedule: str  # as the stage file gives it: hourly, daily or cron(...)
+    schedule_expression: str  # what CreateMonitoringSchedule's ScheduleExpression receives
+    checks: tuple[str, ...]
+    drift: DriftThresholds
+    ground_truth_s3_uri: str | None
+    on_violation: OnViolation
+
+
+@dataclass(frozen=True)
 class StageConfig:
     name: str
     source: Path
@@ -104,6 +141,7 @@ class StageConfig:
     endpoint: EndpointSettings
     smoke_tests: SmokeTests
     aws: AwsSettings
+    monitoring: MonitoringSettings | None = None
 
 
 @dataclass(frozen=True)
@@ -177,14 +215,15 @@ def load_stage(
     endpoint = _endpoint(check, document.get("endpoint"))
     smoke = _smoke(check, document.get("smoke_tests", {}))
     aws = _aws(check, document.get("aws", {}), account, region, endpoint)
+    monitoring = _monitoring(check, document.get("monitoring"), endpoint)
     check.unknown(
         document,
-        {"account_id", "region", "deploy_role_arn", "gate", "endpoint", "smoke_tests", "aws"},
+        {"account_id", "region", "deploy_role_arn", "gate", "endpoint", "smoke_tests", "aws", "monitoring"},
         "",
     )
     if problems:
         raise ConfigError(f"invalid stage config {path}: {join_problems(problems)}")
-    return StageConfig(name, path, account, region, role, gate, endpoint, smoke, aws)
+    return StageConfig(name, path, account, region, role, gate, endpoint, smoke, aws, monitoring)
 
 
 def _aws(check: _Checker, document: Any, account, region, endpoint) -> AwsSettings | None:
@@ -205,6 +244,142 @@ def _aws(check: _Checker, document: Any, account, region, endpoint) -> AwsSettin
     key = check.text(values, "kms_key_arn", names.KMS_KEY, "a KMS key or alias ARN", "aws.")
     capture = check.text(values, "data_capture_s3_uri", _S3_URI, "an s3:// URI", "aws.")
     return AwsSettings(role, key, capture)
+
+
+def schedule_expression(text: Any) -> str | None:
+    """The ScheduleExpression for a stage's ``schedule``, or None when SageMaker would refuse it.
+
+    CreateMonitoringSchedule's ScheduleConfig.ScheduleExpression accepts only ``cron(0 * ? * * *)``
+    (hourly), ``cron(0 H ? * * *)`` (daily at hour H, UTC) and ``cron(0 H/N ? * * *)`` (every N hours
+    from H), plus ``NOW`` for a single run (botocore's sagemaker service model, ScheduleConfig; the
+    API reference's ScheduleConfig page). ``NOW`` is no schedule and is refused here.
+    """
+    if not isinstance(text, str):
+        return None
+    if text in SCHEDULE_WORDS:
+        return SCHEDULE_WORDS[text]
+    match = CRON_FORM.fullmatch(text)
+    if match is None:
+        return None
+    hour, step = match.group(1), match.group(2)
+    if hour != "*" and not 0 <= int(hour) <= 23:
+        return None
+    if step is not None and (hour == "*" or not 1 <= int(step) <= 24):
+        return None
+    return text
+
+
+def _monitoring(
+    check: _Checker, document: Any, endpoint: EndpointSettings | None
+) -> MonitoringSettings | None:
+    if document is None:
+        return None
+    where = "monitoring."
+    if not isinstance(document, dict):
+        check.problem("monitoring", "must be an object with enabled, schedule, checks and on_violation")
+        return None
+    enabled = document.get("enabled", True)
+    if not isinstance(enabled, bool):
+        check.problem(f"{where}enabled", f"is {enabled!r}; expected true or false")
+    schedule = document.get("schedule", "hourly")
+    expression = schedule_expression(schedule)
+    if expression is None:
+        check.problem(
+            f"{where}schedule",
+            f"is {schedule!r}; SageMaker accepts hourly, daily, 'cron(0 * ? * * *)', 'cron(0 H ? * * *)' "
+            "or 'cron(0 H/N ? * * *)' (H 0-23, N 1-24)",
+        )
+    checks = document.get("checks", ["data_quality"])
+    if not (isinstance(checks, list) and checks and all(isinstance(c, str) for c in checks)):
+        check.problem(f"{where}checks", f"is {checks!r}; expected a non-empty list of {', '.join(CHECKS)}")
+        checks = []
+    for name in checks:
+        if name not in CHECKS:
+            check.problem(
+                f"{where}checks", f"{name!r} is not one of {', '.join(CHECKS)}.{did_you_mean(name, CHECKS)}"
+            )
+    if len(set(checks)) != len(checks):
+        check.problem(f"{where}checks", "lists a check twice")
+    ground_truth = document.get("ground_truth_s3_uri")
+    if ground_truth is not None and not (isinstance(ground_truth, str) and _S3_URI.fullmatch(ground_truth)):
+        check.problem(f"{where}ground_truth_s3_uri", f"is {ground_truth!r}; expected an s3:// URI")
+        ground_truth = None
+    if "model_quality" in checks and "ground_truth_s3_uri" not in document:
+        check.problem(f"{where}ground_truth_s3_uri", "is missing; the model_quality check needs ground truth")
+    drift = _drift(check, document.get("drift", {}))
+    on_violation = _on_violation(check, document.get("on_violation", {}))
+    if enabled is True and endpoint is not None:
+        if endpoint.serverless is not None:
+            check.problem(
+                "monitoring.enabled", "is true but serverless endpoints have no data capture to monitor"
+            )
+        elif endpoint.data_capture_percent == 0:
+            check.problem(
+                "monitoring.enabled",
+                "is true but endpoint.data_capture_percent is 0: the monitors would have no data; "
+                "capture some traffic or set monitoring.enabled to false",
+            )
+    check.unknown(
+        document, {"enabled", "schedule", "checks", "drift", "ground_truth_s3_uri", "on_violation"}, where
+    )
+    if drift is None or on_violation is None or expression is None:
+        return None
+    return MonitoringSettings(
+        enabled is True, schedule, expression, tuple(checks), drift, ground_truth, on_violation
+    )
+
+
+def _drift(check: _Checker, document: Any) -> DriftThresholds | None:
+    where = "monitoring.drift."
+    if not isinstance(document, dict):
+        check.problem("monitoring.drift", "must be an object")
+        return None
+    method = document.get("comparison_method", "Robust")
+    if method not in COMPARISON_METHODS:
+        check.problem(
+            f"{where}comparison_method", f"is {method!r}; expected one of {', '.join(COMPARISON_METHODS)}"
+        )
+    thresholds = [
+        check.number(document, key, 0.0, 1.0, where, default=0.1)
+        for key in ("comparison_threshold", "datatype_check_threshold", "domain_content_threshold")
+    ]
+    check.unknown(
+        document,
+        {"comparison_method", "comparison_threshold", "datatype_check_threshold", "domain_content_threshold"},
+        where,
+    )
+    if method not in COMPARISON_METHODS or None in thresholds:
+        return None
+    return DriftThresholds(method, *thresholds)
+
+
+def _on_violation(check: _Checker, document: Any) -> OnViolation | None:
+    where = "monitoring.on_violation."
+    if not isinstance(document, dict):
+        check.problem("monitoring.on_violation", "must be an object with action and cooldown_hours")
+        return None
+    action = document.get("action", "notify")
+    if action not in VIOLATION_ACTIONS:
+        check.problem(
+            f"{where}action",
+            f"is {action!r}; expected one of {', '.join(VIOLATION_ACTIONS)}."
+            + did_you_mean(str(action), VIOLATION_ACTIONS),
+        )
+    cooldown = check.number(document, "cooldown_hours", 0, 24 * 30, where, default=6)
+    data = document.get("retrain_input_data_url")
+    if data is not None and not (isinstance(data, str) and _S3_URI.fullmatch(data)):
+        check.problem(f"{where}retrain_input_data_url", f"is {data!r}; expected an s3:// URI")
+        data = None
+    if action == "retrain" and "retrain_input_data_url" not in document:
+        check.problem(
+            f"{where}retrain_input_data_url",
+            "is missing; action retrain needs the s3:// URI of the data to train on "
+            "(the pipeline's InputDataUrl)",
+        )
+    check.unknown(document, {"action", "cooldown_hours", "retrain_input_data_url"}, where)
+    if action not in VIOLATION_ACTIONS or cooldown is None:
+        return None
+    return OnViolation(action, cooldown, data)
 
 
 def _expand(document: Any, environ: Mapping[str, str], problems: list[str], where: str = "") -> Any:
@@ -387,3 +562,14 @@ class _Checker:
                     "is not a known field."
                     + (did_you_mean(key, known) or f" Known: {', '.join(sorted(known))}"),
                 )
+
+
+def capture_variant(stage: StageConfig) -> str:
+    """The variant whose capture the local endpoint writes and the monitors read: the first one (a
+    serverless endpoint's only variant is AllTraffic, as aws.py names it)."""
+    return stage.endpoint.variants[0].name if stage.endpoint.variants else "AllTraffic"
+
+
+def capture_prefix(stage: StageConfig) -> str:
+    """Where SageMaker writes the stage's capture: ``<DestinationS3Uri>/<endpoint>/<variant>/``."""
+    return f"{stage.aws.data_capture_s3_uri.rstrip('/')}/{stage.endpoint.name}/{capture_variant(stage)}/"

@@ -14,9 +14,10 @@ from pathlib import Path
 from pipelines.errors import NotFoundError, TemplateError
 from pipelines.local.store import ObjectStore
 from pipelines.local_home import local_home
-from pipelines.promotion.config import StageConfig
+from pipelines.promotion.config import StageConfig, capture_prefix
 from pipelines.promotion.flow import Deployer, PromotionError
 from pipelines.registry.base import ModelPackage
+from pipelines.serving.capture import capture_environment
 
 REQUEST_TIMEOUT_S = 60  # SageMaker's limit for one invocation
 
@@ -44,9 +45,14 @@ class LocalDeployer(Deployer):
             raise PromotionError(
                 f"{package.name}: its model {package.model_data_url} is not in the local store"
             )
+        environment = dict(package.environment)
+        # The endpoint captures into the local object store where SageMaker would write in S3.
+        environment.update(
+            capture_environment(self.store.path(capture_prefix(stage)), stage.endpoint.data_capture_percent)
+        )
         try:
             endpoint = self.endpoints(stage).start(
-                stage.endpoint.name, str(artifact), stage.endpoint.local_port, environment=package.environment
+                stage.endpoint.name, str(artifact), stage.endpoint.local_port, environment=environment
             )
         except TemplateError as err:
             raise PromotionError(f"{stage.name}: deploying {package.name} failed: {err}") from None

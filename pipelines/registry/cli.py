@@ -16,6 +16,7 @@ from pipelines import _cli
 from pipelines.errors import UsageError
 from pipelines.registry import APPROVAL_STATUSES, APPROVED, BACKENDS, REJECTED, ModelRegistry, open_registry
 from pipelines.registry.evidence import evidence_of, object_reader
+from pipelines.report import card_command
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub = command("history", "print a version's approval changes as JSON")
     _add_version_arguments(sub)
+    card_command.add_arguments(
+        command("card", "write a version's model card (JSON, HTML); aws: CreateModelCard")
+    )
     return parser
 
 
@@ -156,6 +160,7 @@ def _history(registry: ModelRegistry, args) -> int:
 
 
 _COMMANDS = {
+    "card": lambda registry, args: card_command.run(registry, args),
     "list-groups": _list_groups,
     "list-versions": _list_versions,
     "describe": _describe,

@@ -12,6 +12,7 @@ import asyncio
 import logging
 from pathlib import Path
 
+from pipelines.serving.capture import CaptureWriter, writer_from_environment
 from pipelines.serving.handler import Reply, ServingHandler, load_handler
 
 log = logging.getLogger(__name__)
@@ -56,14 +57,16 @@ def create_app(
     ``$SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT`` (unset: application/json, as in the container).
     Raises ModelLoadError naming the module or the model directory.
     """
-    return InferenceApp(load_handler(handler_module, model_dir, default_accept))
+    handler = load_handler(handler_module, model_dir, default_accept)
+    return InferenceApp(handler, capture=writer_from_environment())
 
 
 class InferenceApp:
     """The ASGI callable; build it with :func:`create_app`."""
 
-    def __init__(self, handler: ServingHandler):
+    def __init__(self, handler: ServingHandler, capture: CaptureWriter | None = None):
         self.handler = handler
+        self.capture = capture  # data capture, when the endpoint's environment asks for it
         module = handler.module
         self.max_payload = int(getattr(module, "MAX_PAYLOAD_BYTES", DEFAULT_MAX_PAYLOAD_BYTES))
         # Refused before the body is read when the handler declares what it takes; the handler itself
@@ -154,9 +157,13 @@ class InferenceApp:
                 raise self._too_large(f"{declared} bytes", drain=drain)
         body = await self._read_body(receive)
         if len(body) <= INLINE_BYTES:
-            return self.handler.invoke(body, content_type, accept)
-        invoke = self.handler.invoke
-        return await asyncio.get_running_loop().run_in_executor(None, invoke, body, content_type, accept)
+            reply = self.handler.invoke(body, content_type, accept)
+        else:
+            invoke = self.handler.invoke
+            reply = await asyncio.get_running_loop().run_in_executor(None, invoke, body, content_type, accept)
+        if self.capture is not None and reply.status == 200:
+            self.capture.record(body, content_type, reply.body, reply.content_type)
+        return reply
 
     async def _read_body(self, receive) -> bytes:
         message = await receive()

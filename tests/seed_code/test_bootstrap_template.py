@@ -127,6 +127,12 @@ def test_the_key_is_used_only_by_the_two_roles(bootstrap):
     for statement in statements(key["KeyPolicy"]):
         if statement["Sid"] == "AccountAdministersTheKey":
             continue
+        if statement["Sid"] == "MonitoringNotificationsPublish":
+            # The monitoring topics' publishers, from this account only, and no more than SNS needs.
+            assert statement["Principal"] == {"Service": ["events.amazonaws.com", "cloudwatch.amazonaws.com"]}
+            assert statement["Action"] == ["kms:GenerateDataKey*", "kms:Decrypt"]
+            assert statement["Condition"] == {"StringEquals": {"aws:SourceAccount": STAGING}}
+            continue
         assert set(statement["Condition"]["ArnEquals"]["aws:PrincipalArn"]) == {
             f"arn:aws:iam::{STAGING}:role/{stage_config.DEPLOY_ROLE_NAME}",
             f"arn:aws:iam::{STAGING}:role/{stage_config.EXECUTION_ROLE_NAME}",

@@ -332,7 +332,7 @@ def test_every_trigger_retries_and_keeps_what_it_could_not_deliver(project):
     queue_arn = f"arn:aws:sqs:{REGION}:{ACCOUNT}:sagemaker-mlops-{PROJECT_ID}-trigger-dlq"
     targets = [only_target(rule) for rule in of_type(project, "AWS::Events::Rule").values()]
     targets.append(project["RetrainingScheduleTrigger"]["Properties"]["Target"])
-    assert len(targets) == 5
+    assert len(targets) == 6
     for target in targets:
         assert target["DeadLetterConfig"] == {"Arn": queue_arn}
         assert target["RetryPolicy"]["MaximumRetryAttempts"] > 0
@@ -344,6 +344,53 @@ def test_every_trigger_retries_and_keeps_what_it_could_not_deliver(project):
         arn = f"arn:aws:events:{REGION}:{ACCOUNT}:rule/{rule['Properties']['Name']}"
         assert fnmatch.fnmatchcase(arn, pattern), name
     assert project["TriggerDeadLetterQueue"]["Properties"]["KmsMasterKeyId"] == key_arn()
+
+
+def drift_alarm(account: str, alarm: str, state: str = "ALARM") -> dict:
+    """A CloudWatch alarm state change as EventBridge delivers it (what a stage forwards)."""
+    return {
+        "source": "aws.cloudwatch",
+        "detail-type": "CloudWatch Alarm State Change",
+        "account": account,
+        "detail": {"alarmName": alarm, "state": {"value": state}},
+    }
+
+
+def test_a_drift_alarm_of_any_stage_starts_the_pipeline_on_the_data_prefix(project):
+    from pipelines.promotion.aws import endpoint_template
+    from pipelines.promotion.config import load_promotion
+    from pipelines.registry.base import ModelPackage
+    from pipelines.stage_monitor.aws import ALARM_PREFIX
+
+    rule = project["DriftRule"]
+    alarm = f"{ALARM_PREFIX}churn-prod-_c3"
+    for account in (ACCOUNT, STAGING, PROD):
+        assert matches(rule, drift_alarm(account, alarm))
+    assert not matches(rule, drift_alarm(PROD, alarm, state="OK"))  # recovering starts nothing
+    assert not matches(rule, drift_alarm("444444444444", alarm))
+    assert not matches(rule, drift_alarm(PROD, "TargetTracking-endpoint/churn-prod-AlarmHigh"))
+    target = only_target(rule)
+    assert target["Arn"] == PIPELINE_ARN
+    (parameter,) = target["SageMakerPipelineParameters"]["PipelineParameterList"]
+    assert parameter["Name"] == "InputDataUrl"
+    # The stage's own rule forwards exactly the alarms its stack creates, which this rule takes.
+    config = load_promotion(ROOT / "deploy" / "promotion.json", {"PROD_ACCOUNT_ID": PROD})
+    package = ModelPackage.from_describe(
+        {
+            "ModelPackageGroupName": GROUP,
+            "ModelPackageVersion": 1,
+            "ModelPackageArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:model-package/{GROUP.lower()}/1",
+            "CreationTime": "2026-01-01T00:00:00+00:00",
+        }
+    )
+    stage_rule = endpoint_template(config.stage("prod"), package, ["_c3"])["Resources"]["ViolationRule"]
+    assert matches(stage_rule, drift_alarm(PROD, alarm))
+    bus = {t["Id"]: t for t in stage_rule["Properties"]["Targets"]}["retrain"]["Arn"]
+    assert bus == f"arn:aws:events:{REGION}:{ACCOUNT}:event-bus/default"
+    # ...and the tooling bus accepts them from the stage accounts only.
+    policy = project["StageEventsPolicy"]["Properties"]["Statement"]
+    assert set(policy["Principal"]["AWS"]) == {f"arn:aws:iam::{a}:root" for a in (STAGING, PROD)}
+    assert policy["Action"] == "events:PutEvents"
 
 
 def s3_object_created(bucket: str, key: str) -> dict:

@@ -134,8 +134,10 @@ def test_the_project_stack_creates_its_key_bucket_roles_queue_and_rules(aws, pro
     rules = {r["Name"]: r for r in events.list_rules(NamePrefix=f"sagemaker-mlops-{PROJECT_ID}-")["Rules"]}
     assert set(rules) == {
         f"sagemaker-mlops-{PROJECT_ID}-{name}"
-        for name in ("push-to-main", "push-to-branch", "model-approved", "data-arrived")
+        for name in ("push-to-main", "push-to-branch", "model-approved", "data-arrived", "drift")
     }
+    drift = json.loads(rules[f"sagemaker-mlops-{PROJECT_ID}-drift"]["EventPattern"])
+    assert drift["detail-type"] == ["CloudWatch Alarm State Change"]
     approved = json.loads(rules[f"sagemaker-mlops-{PROJECT_ID}-model-approved"]["EventPattern"])
     assert approved["detail"]["ModelApprovalStatus"] == ["Approved"]
     queue = aws.client("sqs").get_queue_url(QueueName=f"sagemaker-mlops-{PROJECT_ID}-trigger-dlq")["QueueUrl"]
@@ -167,8 +169,14 @@ def test_the_bootstrap_stack_creates_the_fixed_names_the_stage_configs_use(aws, 
         "CaptureBucket",
         "ModelExecutionRole",
         "ModelDeployRole",
+        "MonitoringEventsRole",
     }
     iam = aws.client("iam")
+    # The name pipelines/stage_monitor/aws.py gives the stage's drift rule to reach the tooling bus.
+    from pipelines.stage_monitor.aws import EVENTS_ROLE_NAME
+
+    events_trust = iam.get_role(RoleName=EVENTS_ROLE_NAME)["Role"]["AssumeRolePolicyDocument"]
+    assert events_trust["Statement"][0]["Principal"] == {"Service": "events.amazonaws.com"}
     trust = iam.get_role(RoleName="MlopsModelDeployRole")["Role"]["AssumeRolePolicyDocument"]
     assert trust["Statement"][0]["Principal"] == {"AWS": "arn:aws:iam::444455556666:root"}
     assert iam.get_role(RoleName="MlopsModelExecutionRole")["Role"]["RoleName"] == "MlopsModelExecutionRole"

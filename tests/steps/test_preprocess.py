@@ -314,6 +314,7 @@ def test_main_writes_every_output_label_first_without_header(layout, write, run_
     written = sorted(p.relative_to(layout["out"]).as_posix() for p in layout["out"].rglob("*") if p.is_file())
     assert written == [
         "baseline/constraints.json",
+        "baseline/features.csv",
         "baseline/statistics.json",
         "schema/schema.json",
         "test/test.csv",
@@ -324,6 +325,10 @@ def test_main_writes_every_output_label_first_without_header(layout, write, run_
     schema = json.loads((layout["out"] / "schema" / "schema.json").read_text())
     assert schema["csv_columns"] == ["y", "color=blue", "color=green", "color=red", "size"]
     assert schema["num_features"] == 4
+    # The QualityCheck baseline dataset: the train split's rows without their label, as requests send them.
+    train_rows = (layout["out"] / "train" / "train.csv").read_text().splitlines()
+    features = (layout["out"] / "baseline" / "features.csv").read_text().splitlines()
+    assert features == [row.split(",", 1)[1] for row in train_rows]
     assert schema["rows"] == {"train": 28, "validation": 6, "test": 6}
     assert schema["label"] == {"name": "y", "classes": ["no", "yes"], "encoding": {"no": 0, "yes": 1}}
     train = pd.read_csv(layout["out"] / "train" / "train.csv", header=None)

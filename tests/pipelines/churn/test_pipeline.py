@@ -22,7 +22,38 @@ def get(expr_path: str) -> dict:
 def test_definition_has_every_step_type_of_the_template(churn_definition):
     types = sorted(step["Type"] for step in all_steps(churn_definition).values())
     assert types == sorted(
-        ["Processing", "Training", "Tuning", "Processing", "Condition", "RegisterModel", "Fail"]
+        [
+            "Processing",
+            "QualityCheck",
+            "Training",
+            "Tuning",
+            "Processing",
+            "Condition",
+            "RegisterModel",
+            "Fail",
+        ]
+    )
+
+
+def test_the_version_carries_model_monitors_baseline_of_the_training_features(churn_definition):
+    steps = all_steps(churn_definition)
+    check = steps["DataQualityBaseline"]
+    assert (check["CheckType"], check["SkipCheck"], check["RegisterNewBaseline"]) == (
+        "DATA_QUALITY",
+        True,
+        True,
+    )
+    dataset = json.dumps(check["Arguments"]["ProcessingInputs"])
+    # The features alone, as requests carry them: Preprocess's baseline/features.csv.
+    assert "Outputs['baseline'].S3Output.S3Uri" in dataset and "features.csv" in dataset
+    register = next(s for s in steps.values() if s["Type"] == "RegisterModel")
+    arguments = register["Arguments"]
+    quality = arguments["ModelMetrics"]["ModelDataQuality"]
+    assert quality["Statistics"]["S3Uri"] == get("Steps.DataQualityBaseline.CalculatedBaselineStatistics")
+    assert quality["Constraints"]["S3Uri"] == get("Steps.DataQualityBaseline.CalculatedBaselineConstraints")
+    drift = arguments["DriftCheckBaselines"]["ModelDataQuality"]
+    assert drift["Statistics"]["S3Uri"] == get(
+        "Steps.DataQualityBaseline.BaselineUsedForDriftCheckStatistics"
     )
 
 

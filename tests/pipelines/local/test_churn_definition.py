@@ -13,8 +13,17 @@ INSTANCE_TYPES = (
     botocore.session.get_session().get_service_model("sagemaker").shape_for("ProcessingInstanceType").enum
 )
 GOLDEN = Path(__file__).parents[1] / "churn" / "golden" / "definition.json"
-CHURN_TYPES = ("Processing", "Training", "Tuning", "Condition", "RegisterModel", "Fail")
-ORDER = ["Preprocess", "Train", "Tune", "Evaluate", "CheckAuc", "RegisterModel", "MetricBelowThreshold"]
+CHURN_TYPES = ("Processing", "QualityCheck", "Training", "Tuning", "Condition", "RegisterModel", "Fail")
+ORDER = [
+    "Preprocess",
+    "DataQualityBaseline",
+    "Train",
+    "Tune",
+    "Evaluate",
+    "CheckAuc",
+    "RegisterModel",
+    "MetricBelowThreshold",
+]
 
 
 @pytest.fixture(params=["golden", "built"])
@@ -25,7 +34,7 @@ def churn(request):
     return parse_definition(request.getfixturevalue("churn_definition_text"), "get_pipeline()")
 
 
-def test_the_churn_definition_validates_with_its_six_step_types(churn):
+def test_the_churn_definition_validates_with_its_seven_step_types(churn):
     values, order = validate(churn, {"AucThreshold": "0.9"}, CHURN_TYPES)
     assert order == ORDER
     assert values["AucThreshold"] == 0.9
@@ -50,6 +59,12 @@ def fake_run(auc):
             }
         },
         "Tune": {"TrainingJobSummaries": [{"TrainingJobName": "tune-007"}]},
+        "DataQualityBaseline": {
+            "CalculatedBaselineStatistics": "s3://b/run/quality/statistics.json",
+            "CalculatedBaselineConstraints": "s3://b/run/quality/constraints.json",
+            "BaselineUsedForDriftCheckStatistics": "s3://b/run/quality/statistics.json",
+            "BaselineUsedForDriftCheckConstraints": "s3://b/run/quality/constraints.json",
+        },
         "Evaluate": {
             "ProcessingOutputConfig": {
                 "Outputs": [{"OutputName": "evaluation", "S3Output": {"S3Uri": "s3://b/run/evaluation"}}]
@@ -84,7 +99,9 @@ def test_the_fail_step_message_and_the_register_arguments_evaluate(churn):
         "/ChurnPipeline/tuning/tune-007/output/model.tar.gz"
     )
     statistics = register["ModelMetrics"]["ModelDataQuality"]["Statistics"]["S3Uri"]
-    assert statistics == "s3://b/run/baseline/statistics.json"
+    assert statistics == "s3://b/run/quality/statistics.json"  # Model Monitor's own, from the check step
+    drift = register["DriftCheckBaselines"]["ModelDataQuality"]["Constraints"]["S3Uri"]
+    assert drift == "s3://b/run/quality/constraints.json"
     assert json.dumps(register).count('"Get"') == 0
 
 

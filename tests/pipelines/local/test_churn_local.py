@@ -61,7 +61,7 @@ def test_a_first_local_run_executes_the_definition_and_registers_version_1(local
     # The very definition run-pipeline would upsert, built with the local defaults.
     upserted = churn.get_pipeline(**run_pipeline.LOCAL_DEFAULTS).definition()
     assert json.loads(execution.definition) == json.loads(upserted)
-    assert set(steps) == EXPENSIVE | {"CheckAuc", "RegisterModel"}
+    assert set(steps) == EXPENSIVE | {"DataQualityBaseline", "CheckAuc", "RegisterModel"}
     assert all(step["StepStatus"] == "Succeeded" for step in steps.values())
     assert steps["CheckAuc"]["Metadata"] == {"Condition": {"Outcome": "true"}}
 

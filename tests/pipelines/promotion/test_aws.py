@@ -7,8 +7,10 @@ keep a stack in progress, refuse a role) is checked with a scripted CloudFormati
 endpoint template itself by pure-function tests.
 """
 
+import dataclasses
 import json
 import re
+import shutil
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -50,6 +52,26 @@ ENVIRON = {
 }
 
 
+# A data-quality baseline as Preprocess writes it, for the stages whose monitoring is on.
+BASELINE = {
+    "statistics.json": {
+        "version": 0.0,
+        "dataset": {"item_count": 3},
+        "features": [{"name": f"_c{i}", "inferred_type": "Fractional"} for i in range(4)],
+    },
+    "constraints.json": {
+        "version": 0.0,
+        "features": [
+            {"name": f"_c{i}", "inferred_type": "Fractional", "completeness": 1.0} for i in range(4)
+        ],
+        "monitoring_config": {
+            "evaluate_constraints": "Enabled",
+            "distribution_constraints": {"comparison_threshold": 0.1},
+        },
+    },
+}
+
+
 def package(version=1, account=TOOLING, group="churn") -> ModelPackage:
     return ModelPackage(
         group=group,
@@ -62,9 +84,17 @@ def package(version=1, account=TOOLING, group="churn") -> ModelPackage:
     )
 
 
+def without_monitoring(config):
+    """The stages without monitors: the endpoint's own tests; the monitors have theirs
+    (tests/pipelines/stage_monitor/test_aws_template.py)."""
+    return dataclasses.replace(
+        config, stages=tuple(dataclasses.replace(s, monitoring=None) for s in config.stages)
+    )
+
+
 @pytest.fixture
 def config():
-    return load_promotion(DEPLOY / "promotion.json", ENVIRON)
+    return without_monitoring(load_promotion(DEPLOY / "promotion.json", ENVIRON))
 
 
 # ------------------------------------------------------------------------------------ the template
@@ -262,7 +292,9 @@ def world(monkeypatch, _sagemaker_keeps_fields_not_sent):
         registry.ensure_group(GROUP)
         lines = []
         deployer = AwsDeployer(session, poll_seconds=0, sleep=lambda _: None, say=lines.append)
-        config = load_promotion(DEPLOY / "promotion.json", ENVIRON)
+        # moto's CloudFormation has no Model Monitor, CloudWatch alarm or topic policy resources:
+        # the stacks it creates go without monitors.
+        config = without_monitoring(load_promotion(DEPLOY / "promotion.json", ENVIRON))
         promotion = Promotion(config, registry, deployer, say=lines.append)
         yield promotion, registry, deployer, s3, lines
 
@@ -271,13 +303,23 @@ def register(registry, s3, approve=True) -> int:
     prefix = f"{GROUP}/exec-{len(registry.list_versions(GROUP)) + 1}/evaluation"
     sample = {"content_type": "text/csv", "rows": ROWS, "predictions": PREDICTIONS}
     s3.put_object(Bucket=BUCKET, Key=f"{prefix}/{SAMPLE_FILENAME}", Body=json.dumps(sample).encode())
+    baseline = f"{GROUP}/exec-{len(registry.list_versions(GROUP)) + 1}/baseline"
+    for name, document in BASELINE.items():
+        s3.put_object(Bucket=BUCKET, Key=f"{baseline}/{name}", Body=json.dumps(document).encode())
     metrics = {
         "ModelQuality": {
             "Statistics": {
                 "ContentType": "application/json",
                 "S3Uri": f"s3://{BUCKET}/{prefix}/evaluation.json",
             }
-        }
+        },
+        "ModelDataQuality": {
+            name.split(".")[0].capitalize(): {
+                "ContentType": "application/json",
+                "S3Uri": f"s3://{BUCKET}/{baseline}/{name}",
+            }
+            for name in BASELINE
+        },
     }
     version = registry.register(
         GROUP,
@@ -591,7 +633,18 @@ def test_a_model_error_answers_with_the_containers_status(config):
 # ------------------------------------------------------------- the CLI, as the buildspec calls it
 
 
-def test_the_buildspec_calls_select_then_one_deploy_per_stage(world, monkeypatch, capsys):
+def unmonitored_deploy(tmp_path) -> Path:
+    """The shipped stage files without their monitoring: moto's CloudFormation cannot create monitors."""
+    target = tmp_path / "deploy"
+    shutil.copytree(DEPLOY, target)
+    for path in (target / "stages").glob("*.json"):
+        document = json.loads(path.read_text())
+        document.pop("monitoring", None)
+        path.write_text(json.dumps(document))
+    return target / "promotion.json"
+
+
+def test_the_buildspec_calls_select_then_one_deploy_per_stage(world, monkeypatch, capsys, tmp_path):
     from pipelines.promotion import cli
 
     promotion, registry, deployer, s3, lines = world
@@ -599,7 +652,7 @@ def test_the_buildspec_calls_select_then_one_deploy_per_stage(world, monkeypatch
         monkeypatch.setenv(name, value)
     version = register(registry, s3)
     register(registry, s3, approve=False)  # a newer Pending version is never selected
-    config = str(DEPLOY / "promotion.json")
+    config = str(unmonitored_deploy(tmp_path))
     assert cli.main(["--backend", "aws", "--config", config, "select"]) == 0
     arn = capsys.readouterr().out.strip()
     assert arn == registry.get_version(GROUP, version).arn

@@ -1,0 +1,56 @@
+"""Build an execution's report page, locally or from AWS, and say where it went."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from pipelines.report import page
+from pipelines.report.execution import aws_execution, local_execution
+from pipelines.report.insights import gather
+from pipelines.report.objects import LocalObjects, S3Objects
+
+REPORTS_DIR = "reports"
+
+
+def local_report(reference: str, home: Path | None = None, output: Path | None = None) -> Path:
+    """The report of a local execution (id or ARN), written to ``output`` or
+    ``$MLOPS_LOCAL_HOME/reports/<execution id>.html``."""
+    from pipelines.local.records import ExecutionRecords
+    from pipelines.local.store import ObjectStore
+    from pipelines.local_home import local_home
+
+    home = Path(home) if home is not None else local_home()
+    records = ExecutionRecords(home / "executions" / "executions.sqlite")
+    view = local_execution(records, reference)
+    found = gather(view, LocalObjects(ObjectStore(home / "s3")))
+    target = output or home / REPORTS_DIR / f"{view.execution_id}.html"
+    return page.write(target, page.render(view, found))
+
+
+def aws_report(
+    execution_arn: str,
+    output: Path,
+    *,
+    sm=None,
+    s3=None,
+    region: str | None = None,
+    tracking_server_arn: str | None = None,
+) -> Path:
+    """The report of a SageMaker pipeline execution, from its steps, job descriptions and S3 outputs;
+    with ``tracking_server_arn``, the execution is also logged to that MLflow tracking server (a
+    failure there is one warning on stderr)."""
+    if sm is None or s3 is None:
+        import boto3
+
+        from pipelines.aws_calls import client_config
+
+        sm = sm or boto3.client("sagemaker", region_name=region, config=client_config())
+        s3 = s3 or boto3.client("s3", region_name=region, config=client_config())
+    view = aws_execution(sm, execution_arn)
+    found = gather(view, S3Objects(s3))
+    if tracking_server_arn:
+        from pipelines.tracking.mlflow_log import log_execution
+
+        log_execution(tracking_server_arn, view, found, warn=lambda text: print(text, file=sys.stderr))
+    return page.write(output, page.render(view, found))
