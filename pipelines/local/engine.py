@@ -42,7 +42,7 @@ from pipelines.local.records import (
     pipeline_arn,
 )
 from pipelines.local.store import MissingObjectError, ObjectStore, StoreError
-from pipelines.local_home import local_home
+from pipelines.local_home import EXECUTIONS_DB, JOBS, OBJECT_STORE, local_home
 
 #: SageMaker's pipeline-name rule; a local execution is filed under the name.
 _PIPELINE_NAME = re.compile(r"[A-Za-z0-9](-*[A-Za-z0-9]){0,255}")
@@ -101,9 +101,9 @@ class LocalRunner:
     ):
         # Absolute: jobs run with their sandbox as working directory.
         self.home = (Path(home) if home is not None else local_home()).resolve()
-        self.store = ObjectStore(self.home / "s3")
-        self.records = ExecutionRecords(self.home / "executions" / "executions.sqlite")
-        self.jobs_dir = self.home / "jobs"
+        self.store = ObjectStore(self.home / OBJECT_STORE)
+        self.records = ExecutionRecords(self.home / EXECUTIONS_DB)
+        self.jobs_dir = self.home / JOBS
         self.reporter = reporter or SilentReporter()
         self.cpus = cpus or os.cpu_count() or 1
         self.max_workers = max_workers or self.cpus

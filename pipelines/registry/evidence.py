@@ -9,6 +9,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from pipelines.errors import AwsError, NotFoundError, TemplateError
+from pipelines.local_home import OBJECT_STORE
 from pipelines.registry.base import ModelPackage
 
 #: CustomerMetadataProperties keys the pipeline's RegisterModel step writes (pipelines/churn/builders.py).
@@ -114,7 +115,7 @@ def object_reader(backend: str, region: str | None = None) -> Reader:
         from pipelines.local.store import ObjectStore
         from pipelines.local_home import local_home
 
-        return ObjectStore(local_home() / "s3").get_bytes
+        return ObjectStore(local_home() / OBJECT_STORE).get_bytes
     return _s3_reader(region)
 
 
