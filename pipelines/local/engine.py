@@ -476,7 +476,7 @@ class _RunState:
                 log_path=str(result.log_path) if result.log_path else None,
                 input_digests=digests,
             )
-            runner.reporter.step(step.name, "Succeeded", _detail(step, result))
+            runner.reporter.step(step.name, "Succeeded", EXECUTORS[step.type].detail(result))
             return result
 
     def _fail(self, step, attempts, log_path, reason, started=None, cache_key=None, status=FAILED):
@@ -532,21 +532,6 @@ def _branch(properties: Mapping[str, Any] | None) -> str | None:
     if properties and "Outcome" in properties:
         return "if" if properties["Outcome"] else "else"
     return None
-
-
-def _detail(step: StepSpec, result: StepResult) -> str:
-    properties = result.properties
-    if step.type == "Condition":
-        branch = "IfSteps" if result.branch == "if" else "ElseSteps"
-        return f"outcome {str(properties['Outcome']).lower()}: {branch}"
-    if step.type == "Tuning":
-        best = properties["BestTrainingJob"]
-        metric = best.get("FinalHyperParameterTuningJobObjectiveMetric", {})
-        count = len(properties["TrainingJobSummaries"])
-        return f"{count} trials; best {metric.get('MetricName')} = {metric.get('Value')}"
-    if step.type == "RegisterModel":
-        return f"{properties['ModelPackageGroupName']} version {properties['ModelPackageVersion']}"
-    return ""
 
 
 def _policy_problems(policy: Mapping[str, Any], where: str) -> list[str]:
