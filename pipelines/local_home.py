@@ -11,6 +11,21 @@ from pipelines.errors import ConfigError, StorageError
 ENV_VAR = "MLOPS_LOCAL_HOME"
 DEFAULT = Path("~/.local/share/sagemaker-mlops-template")
 
+#: The account and region that local ARNs carry (the registry's, the runner's, the endpoints').
+LOCAL_ACCOUNT = "000000000000"
+LOCAL_REGION = "local"
+
+# The local home's layout, each part named once.
+OBJECT_STORE = "s3"  # s3://bucket/key is <home>/s3/bucket/key
+EXECUTIONS_DB = "executions/executions.sqlite"
+REGISTRY_DB = "registry.sqlite"
+JOBS = "jobs"
+ENDPOINTS = "endpoints"
+ACCOUNTS = "accounts"  # one folder per stage account: <home>/accounts/<account>-<region>/
+MLFLOW = "mlflow"
+MONITORING = "monitoring"
+MODEL_CARDS = "model-cards"
+
 
 def local_home() -> Path:
     """``$MLOPS_LOCAL_HOME`` if set (and not empty), else ``~/.local/share/sagemaker-mlops-template``.

@@ -57,6 +57,15 @@ SEED_PARAMETERS = ("SeedCodeBucket", "SeedCodeKey")
 #: S3 object tag that makes Studio list an S3 project template.
 STUDIO_VISIBILITY_TAG = "sagemaker:studio-visibility=true"
 
+#: README.md lines between these two marker lines are about the template itself (its project
+#: template, benchmarks): a seeded project's README.md leaves them out.
+TEMPLATE_ONLY_START = "<!-- template-only -->"
+TEMPLATE_ONLY_END = "<!-- /template-only -->"
+#: An HTML comment opened by this line and closed by a line "-->" is hidden in the template's
+#: README.md and is plain text in a seeded project's: what the project reads in their place.
+SEED_ONLY_START = "<!-- seed-only"
+SEED_ONLY_END = "-->"
+
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # the earliest a zip can say: the same bytes on every build
 _PREFIX_SEGMENT = re.compile(r"^[A-Za-z0-9!_.*'()-]+$")
 
@@ -112,18 +121,52 @@ def _left_out(relative: PurePosixPath) -> bool:
     return is_junk(relative) or any(relative.is_relative_to(PurePosixPath(p)) for p in LEFT_OUT)
 
 
+def seed_readme(text: str, where: str = "README.md") -> str:
+    """``text`` without its template-only regions and with its seed-only comments uncommented;
+    ConfigError for a marker without its pair."""
+    closing = {TEMPLATE_ONLY_START: TEMPLATE_ONLY_END, SEED_ONLY_START: SEED_ONLY_END}
+    kept: list[str] = []
+    region, start = None, 0
+    for number, line in enumerate(text.splitlines(keepends=True), 1):
+        marker = line.strip()
+        if marker in closing:
+            if region is not None:
+                raise ConfigError(
+                    f"{where}:{number}: {marker} inside the region opened at line {start}; "
+                    f"close that one with {closing[region]} first"
+                )
+            region, start = marker, number
+        elif region is not None and marker == closing[region]:
+            if region == TEMPLATE_ONLY_START and kept and kept[-1].strip() == "":
+                kept.pop()  # one blank line stays between what was around the region, not two
+            region = None
+        elif marker == TEMPLATE_ONLY_END:
+            raise ConfigError(
+                f"{where}:{number}: {TEMPLATE_ONLY_END} without a {TEMPLATE_ONLY_START} before it"
+            )
+        elif region != TEMPLATE_ONLY_START:
+            kept.append(line)
+    if region is not None:
+        raise ConfigError(f"{where}:{start}: {region} is never closed by {closing[region]}")
+    return "".join(kept)
+
+
 def seed_zip(source: Path, files: Sequence[str]) -> bytes:
-    """The files as a zip, byte-identical for identical contents and modes."""
+    """The files as a zip, byte-identical for identical contents and modes; README.md as
+    ``seed_readme`` makes it."""
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
         for name in sorted(files):
             path = source / name
+            body = path.read_bytes()
+            if name == "README.md":
+                body = seed_readme(body.decode("utf-8"), str(path)).encode("utf-8")
             info = zipfile.ZipInfo(name, date_time=_ZIP_TIME)
             info.create_system = 3  # Unix, so the permission bits below are read back
             executable = path.stat().st_mode & stat.S_IXUSR
             info.external_attr = ((stat.S_IFREG | (0o755 if executable else 0o644)) & 0xFFFF) << 16
             info.compress_type = zipfile.ZIP_DEFLATED
-            archive.writestr(info, path.read_bytes(), compresslevel=9)
+            archive.writestr(info, body, compresslevel=9)
     return buffer.getvalue()
 
 

@@ -540,6 +540,9 @@ def register_step_of(
             customer_metadata_properties={
                 "ProblemType": ctx.problem,
                 "GateMetric": ctx.gate_metric,
+                # The threshold this run's gate held the metric to (a parameter, so per execution);
+                # Std:Join makes it a string, the only value type CustomerMetadataProperties takes.
+                "GateThreshold": parameters.threshold.to_string(),
                 "DatasetSpecSha256": ctx.bundles["dataset-spec"].digest,
                 **({"SageMakerProjectArn": s.sagemaker_project_arn} if s.sagemaker_project_arn else {}),
             },

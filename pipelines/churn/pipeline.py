@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import os
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,9 +87,9 @@ def get_pipeline(
     region: str | None = None,
     role: str | None = None,
     default_bucket: str | None = None,
-    pipeline_name: str = "ChurnPipeline",
-    model_package_group_name: str = "ChurnModelPackageGroup",
-    base_job_prefix: str = "churn",
+    pipeline_name: str | None = None,
+    model_package_group_name: str | None = None,
+    base_job_prefix: str | None = None,
     dataset_spec: str | None = None,
     input_data_url: str | None = None,
     kms_key_id: str | None = None,
@@ -107,8 +108,11 @@ def get_pipeline(
         default_bucket: bucket for code, step outputs and models (required: looking one up would
             need AWS credentials).
         pipeline_name: the pipeline's name; also the S3 key prefix of its code and outputs.
+            Defaults to the table's name (``names_from_spec``) + ``Pipeline``: ``ChurnPipeline``.
         model_package_group_name: Model Registry group the gated model is registered in.
-        base_job_prefix: prefix of job names and of the default input location.
+            Defaults to the table's name + ``ModelPackageGroup``: ``ChurnModelPackageGroup``.
+        base_job_prefix: prefix of job names and of the default input location. Defaults to
+            the table's name in lower case, words joined by '-': ``churn``.
         dataset_spec: path of a dataset spec JSON (label, problem type, feature types); defaults
             to the churn spec next to this module. Another table needs only another spec.
         input_data_url: default of the ``InputDataUrl`` parameter (an S3 object or prefix of CSVs);
@@ -185,12 +189,45 @@ def _samples(settings: Settings) -> list[Path]:
 # validation
 
 
+#: The arguments whose defaults come from the table's name, and how.
+_NAMED_AFTER_TABLE = {
+    "pipeline_name": lambda words: "".join(w[:1].upper() + w[1:] for w in words) + "Pipeline",
+    "model_package_group_name": lambda words: (
+        "".join(w[:1].upper() + w[1:] for w in words) + "ModelPackageGroup"
+    ),
+    "base_job_prefix": lambda words: "-".join(w.lower() for w in words),
+}
+
+
+def names_from_spec(spec_path: Path) -> dict[str, str]:
+    """The pipeline, model package group and job prefix named after a table: its name is the
+    folder that holds its dataset spec, so pipelines/churn/dataset.json gives ChurnPipeline,
+    ChurnModelPackageGroup and churn, and data/concrete/dataset.json ConcretePipeline, ... Two
+    tables get two pipelines and two groups, and a model of one is never registered among the
+    other's versions."""
+    words = [w for w in re.split(r"[^A-Za-z0-9]+", Path(spec_path).resolve().parent.name) if w]
+    return {name: derive(words) for name, derive in _NAMED_AFTER_TABLE.items()}
+
+
 def _validate(**kw) -> Settings:
     """Check every argument, report all problems at once, and resolve the defaults."""
     # A JSON null in --kwargs means "not given": the default applies, never a literal None.
     defaults = {name: p.default for name, p in inspect.signature(get_pipeline).parameters.items()}
     kw = {**defaults, **{name: value for name, value in kw.items() if value is not None}}
     problems: list[str] = []
+
+    spec_path = DEFAULT_DATASET_SPEC
+    if kw["dataset_spec"] is not None and not isinstance(kw["dataset_spec"], str):
+        problems.append(f"dataset_spec={kw['dataset_spec']!r} is not a file path")
+    elif kw["dataset_spec"]:
+        spec_path = Path(kw["dataset_spec"])
+    if not spec_path.is_file():
+        problems.append(f"dataset_spec={str(spec_path)!r} is not a file")
+    derived = set()
+    for name, value in names_from_spec(spec_path).items():
+        if kw[name] is None:
+            kw[name] = value
+            derived.add(name)
 
     kw["region"] = kw["region"] or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
     if kw["region"] is None:
@@ -201,7 +238,12 @@ def _validate(**kw) -> Settings:
     for name, (pattern, what) in _NAME_RULES.items():
         value = kw[name]
         if value is not None and not (isinstance(value, str) and pattern.match(value)):
-            problems.append(f"{name}={value!r} is not {what}")
+            origin = (
+                f" (named after the folder of dataset_spec {str(spec_path)!r}; pass {name} to choose one)"
+                if name in derived
+                else ""
+            )
+            problems.append(f"{name}={value!r} is not {what}{origin}")
 
     input_data_url = kw["input_data_url"]
     if input_data_url is not None and not (
@@ -225,14 +267,6 @@ def _validate(**kw) -> Settings:
     for name in ("enable_network_isolation", "encrypt_inter_container_traffic"):
         if not isinstance(kw[name], bool):
             problems.append(f"{name}={kw[name]!r} is not true or false")
-
-    spec_path = DEFAULT_DATASET_SPEC
-    if kw["dataset_spec"] is not None and not isinstance(kw["dataset_spec"], str):
-        problems.append(f"dataset_spec={kw['dataset_spec']!r} is not a file path")
-    elif kw["dataset_spec"]:
-        spec_path = Path(kw["dataset_spec"])
-    if not spec_path.is_file():
-        problems.append(f"dataset_spec={str(spec_path)!r} is not a file")
 
     if problems:
         raise ConfigError(f"invalid pipeline arguments: {join_problems(problems)}")

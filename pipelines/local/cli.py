@@ -30,6 +30,14 @@ from pipelines.report.cli import add_report_arguments
 from pipelines.report.cli import run_local as run_report
 from pipelines.tracking.hooks import tracked
 
+#: How pipelines/local/jobs.py words an input the local store lacks, and what the user can do.
+MISSING_INPUT = "no object at "
+STAGING_HINT = (
+    "a definition written by get-pipeline-definition finds nothing staged: "
+    "`run-pipeline --local --no-start --definition-file F` writes it and stages its code and sample data, "
+    "--upload PATH=S3URI stages your own"
+)
+
 
 class ExecutionFailed(TemplateError):
     """The execution ran and ended Failed; the summary above says where and why."""
@@ -212,15 +220,21 @@ def _main(argv: Sequence[str] | None) -> int:
         except UnicodeDecodeError:
             raise UsageError(f"--definition-file {str(args.definition_file)!r} is not UTF-8 text") from None
         runner = LocalRunner(reporter=tracked(reporter_for(sys.stdout)))
-        run_locally(
-            runner,
-            definition,
-            pipeline_name=args.pipeline_name,
-            parameters=_cli.parameter_options(args.parameters),
-            uploads=parse_uploads(args.upload),
-            use_cache=not args.no_cache,
-            source=str(args.definition_file),
-        )
+        try:
+            run_locally(
+                runner,
+                definition,
+                pipeline_name=args.pipeline_name,
+                parameters=_cli.parameter_options(args.parameters),
+                uploads=parse_uploads(args.upload),
+                use_cache=not args.no_cache,
+                source=str(args.definition_file),
+            )
+        except ExecutionFailed as err:
+            # As on SageMaker the job fails on its missing input; the hint says how to stage it.
+            if MISSING_INPUT not in str(err):
+                raise
+            raise ExecutionFailed(f"{err}; {STAGING_HINT}") from None
         return 0
     if args.command == "retry":
         runner = LocalRunner(reporter=tracked(reporter_for(sys.stdout)))

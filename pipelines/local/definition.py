@@ -103,12 +103,40 @@ class Definition:
     duplicate_steps: tuple[StepSpec, ...] = ()
 
 
+#: Far beyond any definition the SDK writes (about ten levels), far within Python's recursion limit.
+MAX_NESTING = 100
+
+
+def _nesting(document: Any) -> int:
+    """How deep lists and objects nest in ``document``, found without recursion."""
+    deepest, stack = 0, [(document, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict | list):
+            deepest = max(deepest, depth)
+            children = value.values() if isinstance(value, dict) else value
+            stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return deepest
+
+
 def parse_definition(text: str, source: str) -> Definition:
     """Read a definition JSON; DefinitionError naming ``source`` and where for malformed JSON or shape."""
     try:
         document = json.loads(text)
     except json.JSONDecodeError as exc:
         raise DefinitionError(f"{source}: not valid JSON: {exc}") from None
+    except RecursionError:
+        raise DefinitionError(
+            f"{source}: nested deeper than Python's JSON reader can follow; a pipeline definition "
+            f"nests a few levels (at most {MAX_NESTING} here)"
+        ) from None
+    depth = _nesting(document)
+    if depth > MAX_NESTING:
+        # The runner walks expressions and request shapes recursively: refuse what would overflow.
+        raise DefinitionError(
+            f"{source}: nested {depth} levels deep; a pipeline definition nests a few levels "
+            f"(at most {MAX_NESTING} here)"
+        )
     reader = _Reader(source)
     reader.expect(document, dict, "the definition")
     parameters = tuple(

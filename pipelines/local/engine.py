@@ -42,7 +42,7 @@ from pipelines.local.records import (
     pipeline_arn,
 )
 from pipelines.local.store import MissingObjectError, ObjectStore, StoreError
-from pipelines.local_home import local_home
+from pipelines.local_home import EXECUTIONS_DB, JOBS, OBJECT_STORE, local_home
 
 #: SageMaker's pipeline-name rule; a local execution is filed under the name.
 _PIPELINE_NAME = re.compile(r"[A-Za-z0-9](-*[A-Za-z0-9]){0,255}")
@@ -101,9 +101,9 @@ class LocalRunner:
     ):
         # Absolute: jobs run with their sandbox as working directory.
         self.home = (Path(home) if home is not None else local_home()).resolve()
-        self.store = ObjectStore(self.home / "s3")
-        self.records = ExecutionRecords(self.home / "executions" / "executions.sqlite")
-        self.jobs_dir = self.home / "jobs"
+        self.store = ObjectStore(self.home / OBJECT_STORE)
+        self.records = ExecutionRecords(self.home / EXECUTIONS_DB)
+        self.jobs_dir = self.home / JOBS
         self.reporter = reporter or SilentReporter()
         self.cpus = cpus or os.cpu_count() or 1
         self.max_workers = max_workers or self.cpus
@@ -476,7 +476,7 @@ class _RunState:
                 log_path=str(result.log_path) if result.log_path else None,
                 input_digests=digests,
             )
-            runner.reporter.step(step.name, "Succeeded", _detail(step, result))
+            runner.reporter.step(step.name, "Succeeded", EXECUTORS[step.type].detail(result))
             return result
 
     def _fail(self, step, attempts, log_path, reason, started=None, cache_key=None, status=FAILED):
@@ -532,21 +532,6 @@ def _branch(properties: Mapping[str, Any] | None) -> str | None:
     if properties and "Outcome" in properties:
         return "if" if properties["Outcome"] else "else"
     return None
-
-
-def _detail(step: StepSpec, result: StepResult) -> str:
-    properties = result.properties
-    if step.type == "Condition":
-        branch = "IfSteps" if result.branch == "if" else "ElseSteps"
-        return f"outcome {str(properties['Outcome']).lower()}: {branch}"
-    if step.type == "Tuning":
-        best = properties["BestTrainingJob"]
-        metric = best.get("FinalHyperParameterTuningJobObjectiveMetric", {})
-        count = len(properties["TrainingJobSummaries"])
-        return f"{count} trials; best {metric.get('MetricName')} = {metric.get('Value')}"
-    if step.type == "RegisterModel":
-        return f"{properties['ModelPackageGroupName']} version {properties['ModelPackageVersion']}"
-    return ""
 
 
 def _policy_problems(policy: Mapping[str, Any], where: str) -> list[str]:

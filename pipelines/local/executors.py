@@ -67,6 +67,14 @@ class Executor(abc.ABC):
         """What cannot run locally in this step, found from the definition alone."""
         return []
 
+    def detail(self, result: StepResult) -> str:
+        """A few words on what a succeeded step did, for the progress view ("" for nothing)."""
+        return ""
+
+    def summary_lines(self, name: str, properties: Mapping[str, Any]) -> list[str]:
+        """What the closing summary says of this succeeded step (nothing, for most types)."""
+        return []
+
     #: The arguments SageMaker's step cache key is made of, for this step type (AWS doc "Default
     #: cache key attributes by pipeline step type"); None: all of them, execution variables aside.
     cache_key_attributes: ClassVar[tuple[str, ...] | None] = None
@@ -247,6 +255,13 @@ def objective_value(description: Mapping[str, Any], metric: str) -> float | None
 
 class TuningExecutor(Executor):
     type = "Tuning"
+
+    def detail(self, result):
+        best = result.properties["BestTrainingJob"]
+        metric = best.get("FinalHyperParameterTuningJobObjectiveMetric", {})
+        count = len(result.properties["TrainingJobSummaries"])
+        return f"{count} trials; best {metric.get('MetricName')} = {metric.get('Value')}"
+
     cacheable = True
     cache_key_attributes = (
         "HyperParameterTuningJobConfig",
@@ -330,8 +345,40 @@ class TuningExecutor(Executor):
         )
 
 
+_SYMBOLS = {
+    "GreaterThan": ">",
+    "GreaterThanOrEqualTo": ">=",
+    "LessThan": "<",
+    "LessThanOrEqualTo": "<=",
+    "Equals": "==",
+}
+
+
+def _condition_text(condition: Mapping[str, Any]) -> str:
+    kind = condition.get("Type")
+    symbol = _SYMBOLS.get(kind)
+    if symbol:
+        return f"{_value(condition.get('LeftValue'))} {symbol} {_value(condition.get('RightValue'))}"
+    return kind or "?"
+
+
+def _value(value: Any) -> str:
+    return f"{value:.6g}" if isinstance(value, float) else str(value)
+
+
 class ConditionExecutor(Executor):
     type = "Condition"
+
+    def detail(self, result):
+        branch = "IfSteps" if result.branch == "if" else "ElseSteps"
+        return f"outcome {str(result.properties['Outcome']).lower()}: {branch}"
+
+    def summary_lines(self, name, properties):
+        parts = [_condition_text(c) for c in properties.get("EvaluatedConditions", [])]
+        branch = "IfSteps" if properties.get("Outcome") else "ElseSteps"
+        return [
+            f"  gate {name}: {' and '.join(parts)} -> {str(properties.get('Outcome')).lower()}, ran {branch}"
+        ]
 
     def run(self, run: StepRun) -> StepResult:
         conditions = run.arguments["Conditions"]
@@ -359,6 +406,17 @@ class FailExecutor(Executor):
 
 class RegisterModelExecutor(Executor):
     type = "RegisterModel"
+
+    def detail(self, result):
+        properties = result.properties
+        return f"{properties['ModelPackageGroupName']} version {properties['ModelPackageVersion']}"
+
+    def summary_lines(self, name, properties):
+        return [
+            f"  registered {properties['ModelPackageGroupName']} "
+            f"version {properties['ModelPackageVersion']} "
+            f"({properties['ModelApprovalStatus']}): {properties['ModelPackageArn']}"
+        ]
 
     def problems(self, step):
         spec = step.arguments.get("InferenceSpecification")

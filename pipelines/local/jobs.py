@@ -31,10 +31,8 @@ from pipelines.local.runtimes import Runtime, runtime_for, unknown_image
 from pipelines.local.sandbox import CONTAINER_ROOT, Sandbox, support
 from pipelines.local.sandbox import rewrite as rewrite  # still importable from here
 from pipelines.local.store import ObjectStore, StoreError
+from pipelines.local_home import LOCAL_ACCOUNT, LOCAL_REGION
 from steps.tar_guard import UnsafeArchiveError, extract_tar
-
-LOCAL_ACCOUNT = "000000000000"
-LOCAL_REGION = "local"
 
 # Exception types of SageMaker's RetryPolicy that local failures map to.
 JOB_INTERNAL_ERROR = "SageMaker.JOB_INTERNAL_ERROR"

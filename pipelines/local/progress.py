@@ -16,15 +16,6 @@ from typing import IO, Any
 
 from pipelines._cli import silence_stdout
 
-_SYMBOLS = {
-    "Condition": {
-        "GreaterThan": ">",
-        "GreaterThanOrEqualTo": ">=",
-        "LessThan": "<",
-        "LessThanOrEqualTo": "<=",
-        "Equals": "==",
-    }
-}
 LOG_TAIL_LINES = 15
 
 
@@ -187,23 +178,12 @@ def log_tail(log_path: Path, lines: int = LOG_TAIL_LINES) -> list[str]:
 def summary(outcome: Any, definition: Any) -> list[str]:
     """The closing lines: status and time, each decision taken, what was registered, or why not."""
     lines = [f"execution {outcome.execution_id} {outcome.status} in {outcome.seconds:.1f} s"]
+    from pipelines.local.executors import EXECUTORS  # the executors say what their steps did
+
     for name, step in definition.steps.items():
         properties = outcome.properties.get(name)
-        if properties is None:
-            continue
-        if step.type == "Condition":
-            parts = [_condition_text(c) for c in properties.get("EvaluatedConditions", [])]
-            branch = "IfSteps" if properties.get("Outcome") else "ElseSteps"
-            lines.append(
-                f"  gate {name}: {' and '.join(parts)} -> "
-                f"{str(properties.get('Outcome')).lower()}, ran {branch}"
-            )
-        elif step.type == "RegisterModel":
-            lines.append(
-                f"  registered {properties['ModelPackageGroupName']} "
-                f"version {properties['ModelPackageVersion']} "
-                f"({properties['ModelApprovalStatus']}): {properties['ModelPackageArn']}"
-            )
+        if properties is not None:
+            lines.extend(EXECUTORS[step.type].summary_lines(name, properties))
     cached = [name for name, record in outcome.steps.items() if record.cache_source]
     if cached:
         lines.append(f"  from cache: {', '.join(cached)}")
@@ -218,18 +198,6 @@ def summary(outcome: Any, definition: Any) -> list[str]:
     if outcome.failure_reason:
         lines.append(f"  failure: {outcome.failure_reason}")
     return lines
-
-
-def _condition_text(condition: dict) -> str:
-    kind = condition.get("Type")
-    symbol = _SYMBOLS["Condition"].get(kind)
-    if symbol:
-        return f"{_value(condition.get('LeftValue'))} {symbol} {_value(condition.get('RightValue'))}"
-    return kind or "?"
-
-
-def _value(value: Any) -> str:
-    return f"{value:.6g}" if isinstance(value, float) else str(value)
 
 
 def _clock() -> str:

@@ -20,8 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.errors import NotFoundError, UsageError
-from pipelines.local.jobs import LOCAL_ACCOUNT, LOCAL_REGION
-from pipelines.local_home import storage_error
+from pipelines.local_home import LOCAL_ACCOUNT, LOCAL_REGION, storage_error
 
 EXECUTING, SUCCEEDED, FAILED, STOPPED = "Executing", "Succeeded", "Failed", "Stopped"
 STEP_STARTING, STEP_EXECUTING = "Starting", "Executing"

@@ -89,7 +89,10 @@ def _main(argv: Sequence[str] | None) -> int:
         "--version", type=_version, help="version number, ARN, or latest (default: the latest Approved)"
     )
     deploy.add_argument(
-        "--force", action="store_true", help="deploy even if the version already serves in the stage"
+        "--force",
+        action="store_true",
+        help="deploy even if the version already serves in the stage, or its problem type or "
+        "dataset spec differs from the serving version's",
     )
     deploy.add_argument(
         "--approved-by",

@@ -34,6 +34,9 @@ from pipelines.registry.base import (
     parse_package_arn,
 )
 
+#: CustomerMetadataProperties RegisterModel writes (pipelines/churn/builders.py; a test ties them).
+PROBLEM_TYPE = "ProblemType"
+DATASET_SPEC_SHA256 = "DatasetSpecSha256"
 #: Written beside evaluation.json by steps/evaluate.py (SAMPLE_FILENAME there; a test ties them).
 SAMPLE_FILENAME = "sample-requests.json"
 
@@ -300,6 +303,8 @@ class Promotion:
     ) -> SmokeReport:
         """Gate, deploy, wait, smoke test, record; PromotionError on any failure. ``approved_by``
         records who passed a manual-approval gate outside this tool (ignored at other gates).
+        A version whose problem type or dataset spec differs from the serving one's is refused
+        unless ``force``.
 
         A version that already serves in the stage and passed its smoke tests there is left as it
         is (nothing deployed, nothing recorded) unless ``force``: promoting is idempotent, so a
@@ -315,8 +320,27 @@ class Promotion:
                 "nothing to do (--force deploys it again)"
             )
             return SmokeReport(0, 0.0, 0.0)
+        if not force:
+            self._check_compatible(stage, package, current)
         self._check_gate(stage, package, history, approved_by)
         return self._deploy(stage, package, "promote", before=current)
+
+    def _check_compatible(
+        self, stage: StageConfig, package: ModelPackage, current: ModelPackage | None
+    ) -> None:
+        """Callers of a stage's endpoint send the serving version's columns and read its kind of
+        answer: a version of another problem type or dataset spec is refused unless forced."""
+        if current is None or current.version == package.version:
+            return
+        for name, what in ((PROBLEM_TYPE, "problem type"), (DATASET_SPEC_SHA256, "dataset spec")):
+            new, old = package.customer_metadata.get(name), current.customer_metadata.get(name)
+            if new is not None and old is not None and new != old:
+                shown = (new, old) if name == PROBLEM_TYPE else (f"sha256 {new[:12]}", f"sha256 {old[:12]}")
+                raise PromotionError(
+                    f"{stage.name}: {package.name} has {what} {shown[0]} but {current.name}, serving there, "
+                    f"has {shown[1]}: its callers would send other columns or read another kind of "
+                    f"answer; deploy it anyway with --force"
+                )
 
     def rollback(self, stage_name: str) -> SmokeReport:
         """Redeploy the approved version that served in the stage before the current one."""

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from pipelines.errors import NotFoundError, TemplateError
 from pipelines.local.store import ObjectStore
-from pipelines.local_home import local_home
+from pipelines.local_home import OBJECT_STORE, local_home
 from pipelines.promotion.config import StageConfig, capture_prefix
 from pipelines.promotion.flow import Deployer, PromotionError
 from pipelines.registry.base import ModelPackage
@@ -24,10 +24,11 @@ REQUEST_TIMEOUT_S = 60  # SageMaker's limit for one invocation
 
 class LocalDeployer(Deployer):
     def __init__(self, home: Path | None = None):
-        from pipelines.serving.endpoints import ACCOUNTS, LocalEndpoints
+        from pipelines.local_home import ACCOUNTS
+        from pipelines.serving.endpoints import LocalEndpoints
 
         self.home = Path(home) if home is not None else local_home()
-        self.store = ObjectStore(self.home / "s3")
+        self.store = ObjectStore(self.home / OBJECT_STORE)
         self._endpoints = LocalEndpoints
         self._accounts = self.home / ACCOUNTS
         self._namespaces: dict[str, object] = {}

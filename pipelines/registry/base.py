@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from pipelines.errors import ConfigError, NotFoundError, TemplateError, did_you_mean, join_problems
+from pipelines.local_home import LOCAL_ACCOUNT, LOCAL_REGION
 
 PENDING = "PendingManualApproval"
 APPROVED = "Approved"
@@ -20,8 +21,6 @@ REJECTED = "Rejected"
 APPROVAL_STATUSES = (PENDING, APPROVED, REJECTED)
 
 #: What the local backend puts in its ARNs where AWS has a region and an account.
-LOCAL_REGION = "local"
-LOCAL_ACCOUNT = "000000000000"
 
 # SageMaker's EntityName pattern for ModelPackageGroupName.
 _GROUP_NAME = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}")

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pipelines import _cli
 from pipelines.errors import UsageError
 from pipelines.registry import APPROVAL_STATUSES, APPROVED, BACKENDS, REJECTED, ModelRegistry, open_registry
+from pipelines.registry.evidence import evidence_of, object_reader
 from pipelines.report import card_command
 
 
@@ -40,7 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--status", choices=APPROVAL_STATUSES, help="only versions with this approval status")
     sub.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
-    sub = command("describe", "print one version as DescribeModelPackage JSON")
+    sub = command(
+        "describe", "print one version as DescribeModelPackage JSON, plus the Evaluation it was gated on"
+    )
     _add_version_arguments(sub)
 
     for name, help_ in (
@@ -87,6 +90,7 @@ def _main(argv: Sequence[str] | None) -> int:
             f"--region {args.region} applies to --backend aws only; add --backend aws or drop it"
         )
     registry = open_registry(args.backend, region=args.region)
+    args.read = object_reader(args.backend, args.region)
     return _COMMANDS[args.command](registry, args)
 
 
@@ -106,23 +110,35 @@ def _list_groups(registry: ModelRegistry, args) -> int:
 
 def _list_versions(registry: ModelRegistry, args) -> int:
     packages = registry.list_versions(args.group, approval_status=args.status)
+    evidence = [evidence_of(p, args.read) for p in packages]
     if args.json:
-        _print_json([p.to_describe() for p in packages])
+        _print_json(
+            [{**p.to_describe(), "Evaluation": e.to_dict()} for p, e in zip(packages, evidence, strict=True)]
+        )
     elif not packages:
         print(f"No versions in {args.group}" + (f" with status {args.status}." if args.status else "."))
     else:
         _print_table(
-            ("VERSION", "STATUS", "CREATED", "MODEL DATA"),
+            ("VERSION", "STATUS", "CREATED", "GATE", "METRICS", "MODEL DATA"),
             [
-                (str(p.version), p.approval_status, p.created.isoformat(timespec="seconds"), p.model_data_url)
-                for p in packages
+                (
+                    str(p.version),
+                    p.approval_status,
+                    p.created.isoformat(timespec="seconds"),
+                    e.gate_text(),
+                    e.metrics_text(),
+                    p.model_data_url,
+                )
+                for p, e in zip(packages, evidence, strict=True)
             ],
         )
     return 0
 
 
 def _describe(registry: ModelRegistry, args) -> int:
-    _print_json(registry.get_version(args.group, args.version).to_describe())
+    package = registry.get_version(args.group, args.version)
+    # Not part of DescribeModelPackage's answer: read from the evaluation.json its ModelMetrics name.
+    _print_json({**package.to_describe(), "Evaluation": evidence_of(package, args.read).to_dict()})
     return 0
 
 
@@ -130,8 +146,11 @@ def _decide(registry: ModelRegistry, args) -> int:
     status = APPROVED if args.command == "approve" else REJECTED
     by = args.by if args.by is not None else _os_user()
     before = registry.get_version(args.group, args.version)
+    evidence = evidence_of(before, args.read)
     after = registry.update_approval(args.group, args.version, status, by=by, reason=args.reason)
     print(f"{after.name}: {before.approval_status} -> {after.approval_status} (by {by}) {after.arn}")
+    print(f"  gate: {evidence.gate_text()}; evaluation: {evidence.metrics_text()}")
+    print(f"  model: {after.model_data_url}")
     return 0
 
 

@@ -15,11 +15,9 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from pipelines.errors import ConfigError, NotFoundError, TemplateError
-from pipelines.local_home import local_home, storage_error
+from pipelines.local_home import LOCAL_ACCOUNT, LOCAL_REGION, REGISTRY_DB, local_home, storage_error
 from pipelines.registry.base import (
     APPROVED,
-    LOCAL_ACCOUNT,
-    LOCAL_REGION,
     ApprovalChange,
     ModelPackage,
     ModelPackageGroup,
@@ -35,7 +33,7 @@ from pipelines.registry.base import (
     package_not_found,
 )
 
-FILE_NAME = "registry.sqlite"
+FILE_NAME = REGISTRY_DB
 BUSY_TIMEOUT_S = 30.0
 SCHEMA_VERSION = 1
 

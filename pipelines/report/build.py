@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from pipelines.local_home import EXECUTIONS_DB, OBJECT_STORE
 from pipelines.report import page
 from pipelines.report.execution import aws_execution, local_execution
 from pipelines.report.insights import gather
@@ -21,9 +22,9 @@ def local_report(reference: str, home: Path | None = None, output: Path | None =
     from pipelines.local_home import local_home
 
     home = Path(home) if home is not None else local_home()
-    records = ExecutionRecords(home / "executions" / "executions.sqlite")
+    records = ExecutionRecords(home / EXECUTIONS_DB)
     view = local_execution(records, reference)
-    found = gather(view, LocalObjects(ObjectStore(home / "s3")))
+    found = gather(view, LocalObjects(ObjectStore(home / OBJECT_STORE)))
     target = output or home / REPORTS_DIR / f"{view.execution_id}.html"
     return page.write(target, page.render(view, found))
 

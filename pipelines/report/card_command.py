@@ -8,12 +8,13 @@ import re
 from pathlib import Path
 
 from pipelines.errors import AwsError
+from pipelines.local_home import EXECUTIONS_DB, MODEL_CARDS, OBJECT_STORE
 from pipelines.report import card, page
 from pipelines.report.execution import ExecutionView, aws_execution, local_execution
 from pipelines.report.insights import Insights, gather
 from pipelines.report.objects import LocalObjects, S3Objects
 
-CARDS_DIR = "model-cards"
+CARDS_DIR = MODEL_CARDS
 #: CreateModelCard's ModelCardName pattern (botocore: EntityName).
 _CARD_NAME = re.compile(r"[^a-zA-Z0-9-]+")
 
@@ -36,8 +37,8 @@ def _local_origin(package) -> tuple[ExecutionView | None, Insights | None, Local
     from pipelines.local_home import local_home
 
     home = local_home()
-    objects = LocalObjects(ObjectStore(home / "s3"))
-    records = ExecutionRecords(home / "executions" / "executions.sqlite")
+    objects = LocalObjects(ObjectStore(home / OBJECT_STORE))
+    records = ExecutionRecords(home / EXECUTIONS_DB)
     for execution in records.list_executions():
         for record in records.steps(execution.arn).values():
             if (

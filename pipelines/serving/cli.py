@@ -15,7 +15,8 @@ from pathlib import Path
 
 from pipelines import _cli
 from pipelines.errors import UsageError
-from pipelines.serving.endpoints import ACCOUNTS, HOST, IN_SERVICE, EndpointError, LocalEndpoints
+from pipelines.local_home import ACCOUNTS
+from pipelines.serving.endpoints import HOST, IN_SERVICE, EndpointError, LocalEndpoints
 
 REQUEST_TIMEOUT_S = 60  # SageMaker's limit for one invocation
 

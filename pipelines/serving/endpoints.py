@@ -31,7 +31,7 @@ from pathlib import Path
 import pipelines
 from pipelines.errors import ConfigError, NotFoundError, TemplateError, did_you_mean
 from pipelines.local.store import ObjectStore
-from pipelines.local_home import local_home
+from pipelines.local_home import ENDPOINTS, OBJECT_STORE, local_home
 from pipelines.serving.artifacts import extract_model
 
 IN_SERVICE, STOPPED, FAILED = "InService", "Stopped", "Failed"
@@ -42,7 +42,6 @@ LOCK_TIMEOUT_S = 120.0  # longer than any one start or stop holds the lock
 RECORD = "endpoint.json"
 #: Under the local home, one folder per stage account (``<account id>-<region>``), each a local home
 #: of its own for the endpoints ``promote`` starts in that stage.
-ACCOUNTS = "accounts"
 LOG = "server.log"
 _NAME = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}")  # SageMaker's EndpointName rule
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -95,8 +94,8 @@ class LocalEndpoints:
         stop_timeout: float = STOP_TIMEOUT_S,
     ):
         self.home = Path(home).resolve() if home is not None else local_home()
-        self.root = self.home / "endpoints"
-        self.store = ObjectStore(self.home / "s3")
+        self.root = self.home / ENDPOINTS
+        self.store = ObjectStore(self.home / OBJECT_STORE)
         self.handler_module = handler_module
         self.start_timeout = start_timeout
         self.stop_timeout = stop_timeout

@@ -30,6 +30,7 @@ from pathlib import Path
 
 from pipelines.errors import ConfigError, NotFoundError, TemplateError
 from pipelines.local.store import ObjectStore
+from pipelines.local_home import MONITORING, OBJECT_STORE
 from pipelines.promotion.config import MonitoringSettings, PromotionConfig, StageConfig, capture_prefix
 from pipelines.promotion.flow import History
 from pipelines.registry.base import ModelPackage, ModelRegistry
@@ -95,7 +96,7 @@ class LocalMonitor:
         self.config = config
         self.registry = registry
         self.home = Path(home)
-        self.store = ObjectStore(self.home / "s3")
+        self.store = ObjectStore(self.home / OBJECT_STORE)
         self.analyzer = analyzer
         self.pipeline_module = pipeline_module
         self.pipeline_parameters = dict(pipeline_parameters or {})
@@ -106,7 +107,7 @@ class LocalMonitor:
     # ------------------------------------------------------------------------------------------ where
 
     def folder(self, stage: StageConfig) -> Path:
-        return self.home / "monitoring" / f"{stage.account_id}-{stage.region}" / stage.endpoint.name
+        return self.home / MONITORING / f"{stage.account_id}-{stage.region}" / stage.endpoint.name
 
     def serving(self, stage: StageConfig) -> ModelPackage:
         """The version serving in ``stage``, from the promotion records on the packages."""

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from pipelines.local.progress import Reporter
+from pipelines.local_home import EXECUTIONS_DB, MLFLOW, OBJECT_STORE
 
 _DONE = ("Succeeded", "Cached", "Failed")
 #: How long the end of a run waits for tracking still in flight (a slow server, a first migration).
@@ -95,7 +96,7 @@ class TrackedReporter(Reporter):
     def _records(self):
         from pipelines.local.records import ExecutionRecords
 
-        return ExecutionRecords(self.home / "executions" / "executions.sqlite")
+        return ExecutionRecords(self.home / EXECUTIONS_DB)
 
     def _view(self):
         from pipelines.report.execution import local_execution
@@ -117,7 +118,7 @@ class TrackedReporter(Reporter):
         self.worker = _Worker(self._warn, self.uri)
         view = self._view()
         pipeline = view.pipeline_name
-        self.worker.submit(lambda: self.logger.open(pipeline, self.home / "mlflow" / "artifacts"))
+        self.worker.submit(lambda: self.logger.open(pipeline, self.home / MLFLOW / "artifacts"))
         reopened = []
         self.worker.submit(lambda: reopened.append(self.logger.log_start(view)))
         for name in sorted(kept):  # a retry's steps that succeeded before: logged then, unless not tracked
@@ -142,7 +143,9 @@ class TrackedReporter(Reporter):
         from pipelines.report.objects import LocalObjects
 
         view = self._view()
-        found = gather(view, LocalObjects(ObjectStore(self.home / "s3")), with_predictions=self.report)
+        found = gather(
+            view, LocalObjects(ObjectStore(self.home / OBJECT_STORE)), with_predictions=self.report
+        )
         if self.worker is not None:
             self.worker.submit(lambda: self.logger.log_end(view, found))
             self.worker.close(FINISH_TIMEOUT_S)

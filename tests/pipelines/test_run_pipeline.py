@@ -379,10 +379,11 @@ def test_a_local_run_says_why_it_stages_no_table_beside_a_dataset_spec(tmp_path,
     found = "no" if not tables else "2 (a.csv, b.csv)"
     assert (code, out) == (2, "")
     assert err.startswith(f"Error: dataset spec {spec}: {found} CSV file(s) beside it, so no sample table")
-    assert err.rstrip().endswith("or stage the table with --upload PATH=s3://sagemaker-local/churn/input/")
+    # The table is named after the spec's folder, so its input prefix is its own, not churn's.
+    assert err.rstrip().endswith("or stage the table with --upload PATH=s3://sagemaker-local/my/input/")
     assert err.count("\n") == 1
     # With the table given by --upload, the run goes ahead.
-    upload = f"{spec.parent / 'a.csv'}=s3://sagemaker-local/churn/input/a.csv"
+    upload = f"{spec.parent / 'a.csv'}=s3://sagemaker-local/my/input/a.csv"
     (spec.parent / "a.csv").write_text("x\n")
     code, out, err = invoke(run_pipeline.main, [*argv, "--upload", upload], capsys)
     assert code == 0, err

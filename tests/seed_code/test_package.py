@@ -119,6 +119,48 @@ def test_the_zip_holds_what_a_project_needs(capsys, tmp_path):
     assert not modes["setup.py"] & 0o111
 
 
+def test_a_seeded_project_gets_a_readme_of_its_own_without_the_template_only_sections(capsys, tmp_path):
+    code, _, stderr, out = dry_run(capsys, tmp_path)
+    assert code == 0, stderr
+    with zipfile.ZipFile(zip_of(out)) as opened:
+        seeded = opened.read("README.md").decode()
+    template = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert "seed_code/" in template and "benchmarks/" in template
+    # What the project does not have, its README does not mention.
+    for absent in ("seed_code/", "benchmarks/", "package-template", "<!--", "-->"):
+        assert absent not in seeded, absent
+    assert "\n\n\n" not in seeded
+    assert "This repository was seeded by the SageMaker MLOps project template" in seeded
+    for kept in ("## Quick start", "## Running it locally", "### 4. What a push does", "## Development"):
+        assert kept in seeded
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("a\n<!-- template-only -->\nb\n", "README.md:2: <!-- template-only --> is never closed"),
+        (
+            "a\n<!-- /template-only -->\n",
+            "README.md:2: <!-- /template-only --> without a <!-- template-only -->",
+        ),
+        (
+            "<!-- template-only -->\n<!-- seed-only\n-->\n<!-- /template-only -->\n",
+            "README.md:2: <!-- seed-only inside the region opened at line 1",
+        ),
+        ("<!-- seed-only\nb\n", "README.md:1: <!-- seed-only is never closed by -->"),
+    ],
+)
+def test_an_unpaired_readme_marker_is_refused_naming_its_line(text, message):
+    with pytest.raises(package.ConfigError) as caught:
+        package.seed_readme(text)
+    assert str(caught.value).startswith(message)
+
+
+def test_template_only_regions_go_and_seed_only_comments_open():
+    text = "top\n\n<!-- template-only -->\nours\n<!-- /template-only -->\n\n<!-- seed-only\nyours\n-->\nend\n"
+    assert package.seed_readme(text) == "top\n\nyours\nend\n"
+
+
 def test_every_tracked_file_of_the_seeded_directories_is_in_the_zip(capsys, tmp_path):
     if not (ROOT / ".git").exists() or shutil.which("git") is None:
         pytest.skip("not a git checkout")

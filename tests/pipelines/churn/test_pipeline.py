@@ -404,3 +404,47 @@ def test_sdk_defaults_config_on_the_machine_does_not_change_the_definition(
     )
     monkeypatch.setenv("SAGEMAKER_USER_CONFIG_OVERRIDE", str(config))
     assert json.loads(churn.get_pipeline(**pipeline_kwargs).definition()) == churn_definition
+
+
+# ---- names follow from the table
+
+
+def test_names_follow_from_the_folder_of_the_dataset_spec_unless_given(pipeline_kwargs, tmp_path):
+    concrete = str(REPO / "data" / "concrete" / "dataset.json")
+    upload = churn.get_code_upload(**pipeline_kwargs, dataset_spec=concrete)
+    assert upload.key_prefix == "ConcretePipeline"
+    assert churn.names_from_spec(concrete) == {
+        "pipeline_name": "ConcretePipeline",
+        "model_package_group_name": "ConcreteModelPackageGroup",
+        "base_job_prefix": "concrete",
+    }
+    assert churn.names_from_spec(churn.DEFAULT_DATASET_SPEC) == {
+        "pipeline_name": "ChurnPipeline",
+        "model_package_group_name": "ChurnModelPackageGroup",
+        "base_job_prefix": "churn",
+    }
+    given = churn.get_code_upload(**pipeline_kwargs, dataset_spec=concrete, pipeline_name="Strength")
+    assert given.key_prefix == "Strength"
+    # The default input location is the table's own, so two tables' data never share a prefix.
+    assert churn.get_local_inputs(**pipeline_kwargs, dataset_spec=concrete) == {
+        f"s3://{BUCKET}/concrete/input/concrete.csv": REPO / "data" / "concrete" / "concrete.csv"
+    }
+    words = tmp_path / "house_prices-2024"
+    words.mkdir()
+    shutil.copyfile(concrete, words / "dataset.json")
+    assert churn.names_from_spec(words / "dataset.json") == {
+        "pipeline_name": "HousePrices2024Pipeline",
+        "model_package_group_name": "HousePrices2024ModelPackageGroup",
+        "base_job_prefix": "house-prices-2024",
+    }
+
+
+def test_a_folder_that_makes_no_name_is_refused_saying_to_pass_one(pipeline_kwargs, tmp_path):
+    folder = tmp_path / "___"
+    folder.mkdir()
+    shutil.copyfile(REPO / "data" / "concrete" / "dataset.json", folder / "dataset.json")
+    with pytest.raises(ConfigError) as caught:
+        churn.get_code_upload(**pipeline_kwargs, dataset_spec=str(folder / "dataset.json"))
+    assert "base_job_prefix='' is not a job name prefix" in str(caught.value)
+    assert "named after the folder of dataset_spec" in str(caught.value)
+    assert "pass base_job_prefix to choose one" in str(caught.value)

@@ -15,6 +15,7 @@ from support import invoke
 from pipelines import run_pipeline
 from pipelines.churn import pipeline as churn
 from pipelines.local.engine import LocalRunner
+from pipelines.registry.evidence import evidence_of
 from pipelines.registry.local import FILE_NAME, LocalModelRegistry
 from steps.evaluate import EVALUATION_FILENAME, GATE_METRIC
 from steps.train import MODEL_FILENAME
@@ -85,6 +86,10 @@ def test_a_first_local_run_executes_the_definition_and_registers_version_1(local
     assert 0.8 <= auc <= 1.0
     assert f"gate CheckAuc: {auc:.6g} >= 0.8 -> true, ran IfSteps" in out
     assert f"registered {GROUP} version 1 (PendingManualApproval)" in out
+    # What a reviewer sees: the version names its gate, the threshold this run held it to, and
+    # the evaluation whose value passed it.
+    evidence = evidence_of(package, runner.store.get_bytes)
+    assert (evidence.gate_metric, evidence.threshold, evidence.gate_value) == ("auc", "0.8", auc)
 
 
 def test_an_uncached_second_run_does_all_the_work_again_and_registers_version_2(local, home):

@@ -347,6 +347,18 @@ def test_a_failing_script_fails_the_run_with_exit_1_and_its_last_output_line(cap
     assert "ValueError: no rows in the input" in json.loads(out)["FailureReason"]
 
 
+def test_a_definition_whose_inputs_were_never_staged_fails_saying_how_to_stage_them(capsys, home, tiny):
+    path, _ = tiny
+    code, _, err = local_pipeline(capsys, "run", "--definition-file", str(path), "--pipeline-name", "Tiny")
+    assert code == 1
+    assert_one_error_line(
+        err,
+        f"no object at {SCRIPT_URI} in the local object store",
+        "`run-pipeline --local --no-start --definition-file F` writes it and stages its code and sample data",
+        "--upload PATH=S3URI",
+    )
+
+
 def test_a_failed_execution_retried_after_the_fix_succeeds(capsys, home, tiny):
     path, script = tiny
     script.write_text(FAILING_SCRIPT)

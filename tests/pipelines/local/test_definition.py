@@ -452,3 +452,12 @@ def test_extra_checks_add_a_runners_own_problems_for_supported_steps_only():
 def test_a_valid_definition_with_nothing_to_report_passes_extra_checks():
     definition = definition_of([("Prep", "Processing", PROCESSING)])
     assert validate(definition, {}, ["Processing"], lambda step: []) == ({}, ["Prep"])
+
+
+def test_a_definition_of_deeply_nested_brackets_is_one_error_not_a_recursion_error():
+    """`local-pipeline run --definition-file` on '[' * 100000 + ']' * 100000 gave a RecursionError
+    traceback; so did a definition nested a few thousand levels that JSON could still read."""
+    with pytest.raises(DefinitionError, match="nested deeper than Python's JSON reader can follow"):
+        parse_definition("[" * 100_000 + "]" * 100_000, "deep.json")
+    with pytest.raises(DefinitionError, match=r"deep.json: nested 500 levels deep"):
+        parse_definition('{"Steps": ' + "[" * 499 + "]" * 499 + "}", "deep.json")

@@ -1468,3 +1468,31 @@ def test_a_retry_starts_the_job_in_a_fresh_sandbox(runner):
     assert outcome.status == "Succeeded", outcome.failure_reason
     # The object deleted from the input prefix is not left over from the failed run.
     assert set(read_json(runner, f"{BUCKET}/out/seen-algo-1.json")["files"]) == {"good.csv"}
+
+
+def test_a_step_types_progress_and_summary_text_come_from_its_executor_alone(runner, monkeypatch):
+    """A new step type touches its executor class and the table only: the progress detail and the
+    closing summary ask the executor, so neither the loop nor the view names step types."""
+    from pipelines.local import executors
+
+    class LoudFail(executors.FailExecutor):
+        def detail(self, result):
+            return "loud detail"
+
+        def summary_lines(self, name, properties):
+            return [f"  {name} says {properties['Said']}"]
+
+        def run(self, run):
+            return executors.StepResult({"Said": "hello"}, {})
+
+    monkeypatch.setitem(executors.EXECUTORS, "Fail", LoudFail())
+    details = []
+    monkeypatch.setattr(
+        runner.reporter, "step", lambda name, status, detail="", log_path=None: details.append(detail)
+    )
+    step = {"Name": "Shout", "Type": "Fail", "Arguments": {"ErrorMessage": "x"}}
+
+    outcome = run(runner, step)
+
+    assert "loud detail" in details
+    assert summary(outcome, parse_definition(definition(step), "test"))[1:] == ["  Shout says hello"]

@@ -57,14 +57,18 @@ def registry(tmp_path):
     return registry
 
 
-def register(registry, approve=True):
+def register(registry, approve=True, metadata=None):
     metrics = {
         "ModelQuality": {
             "Statistics": {"ContentType": "application/json", "S3Uri": "s3://b/e/evaluation.json"}
         }
     }
     package = registry.register(
-        GROUP, model_data_url="s3://b/m/model.tar.gz", image_uri="img", model_metrics=metrics
+        GROUP,
+        model_data_url="s3://b/m/model.tar.gz",
+        image_uri="img",
+        model_metrics=metrics,
+        customer_metadata=metadata,
     )
     if approve:
         registry.update_approval(GROUP, package.version, "Approved", by="tester")
@@ -424,6 +428,57 @@ def test_a_version_serving_untested_is_deployed_again(flow, registry, deployer):
     flow.promote("dev")  # it serves, but never passed: this is not a no-op
     assert deployer.deploys == [("dev", 1), ("dev", 1)]
     assert "stage.dev.tests-passed-at" in registry.get_version(GROUP, 1).customer_metadata
+
+
+CHURN = {"ProblemType": "binary_classification", "DatasetSpecSha256": "a" * 64}
+
+
+@pytest.mark.parametrize(
+    "other, fragment",
+    [
+        (
+            {**CHURN, "ProblemType": "regression"},
+            "has problem type regression but ChurnModelPackageGroup/1, serving there, "
+            "has binary_classification",
+        ),
+        (
+            {**CHURN, "DatasetSpecSha256": "b" * 64},
+            "has dataset spec sha256 bbbbbbbbbbbb but ChurnModelPackageGroup/1, serving there, "
+            "has sha256 aaaa",
+        ),
+    ],
+)
+def test_a_version_of_another_problem_type_or_spec_is_refused_unless_forced(
+    flow, registry, deployer, other, fragment
+):
+    register(registry, metadata=CHURN)
+    flow.promote("dev")
+    register(registry, metadata=other)
+    with pytest.raises(PromotionError) as refused:
+        flow.promote("dev")
+    assert fragment in str(refused.value)
+    assert str(refused.value).endswith("deploy it anyway with --force")
+    assert deployer.deploys == [("dev", 1)]
+    flow.promote("dev", force=True)
+    assert deployer.deploys == [("dev", 1), ("dev", 2)]
+
+
+def test_a_version_of_the_same_problem_type_and_spec_is_promoted_over_the_serving_one(
+    flow, registry, deployer
+):
+    register(registry, metadata=CHURN)
+    flow.promote("dev")
+    register(registry, metadata=dict(CHURN))
+    flow.promote("dev")
+    assert deployer.deploys == [("dev", 1), ("dev", 2)]
+
+
+def test_the_compared_keys_are_those_the_pipeline_registers():
+    from pipelines.promotion import flow as promotion_flow
+
+    builders = (Path(__file__).resolve().parents[3] / "pipelines" / "churn" / "builders.py").read_text()
+    for name in (promotion_flow.PROBLEM_TYPE, promotion_flow.DATASET_SPEC_SHA256):
+        assert f'"{name}": ' in builders
 
 
 # ---- the chain of stages, and the records it is derived from

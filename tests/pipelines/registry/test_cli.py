@@ -50,8 +50,8 @@ def test_list_versions_shows_each_status_and_filters(registry, capsys):
     code, out, _ = run(capsys, "list-versions", "churn")
     assert code == 0
     rows = [line.split() for line in out.splitlines()]
-    assert rows[0] == ["VERSION", "STATUS", "CREATED", "MODEL", "DATA"]
-    assert [(r[0], r[1], r[3]) for r in rows[1:]] == [
+    assert rows[0] == ["VERSION", "STATUS", "CREATED", "GATE", "METRICS", "MODEL", "DATA"]
+    assert [(r[0], r[1], r[-1]) for r in rows[1:]] == [
         ("1", "PendingManualApproval", "s3://b/1/model.tar.gz"),
         ("2", "Approved", "s3://b/2/model.tar.gz"),
         ("3", "PendingManualApproval", "s3://b/3/model.tar.gz"),
@@ -67,7 +67,9 @@ def test_describe_prints_the_describe_model_package_json(registry, capsys):
     code, out, _ = run(capsys, "describe", "churn", "2")
     assert code == 0
     described = json.loads(out)
+    evaluation = described.pop("Evaluation")
     assert described == registry.get_version("churn", 2).to_describe()
+    assert evaluation["Problem"] == "the version records no ModelQuality statistics"
     assert described["ModelPackageArn"] == "arn:aws:sagemaker:local:000000000000:model-package/churn/2"
 
 

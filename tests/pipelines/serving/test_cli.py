@@ -10,8 +10,9 @@ import urllib.request
 import pytest
 from support import free_port, invoke
 
+from pipelines.local_home import ACCOUNTS
 from pipelines.serving import cli
-from pipelines.serving.endpoints import ACCOUNTS, LocalEndpoints
+from pipelines.serving.endpoints import LocalEndpoints
 
 
 @pytest.fixture(scope="module")
