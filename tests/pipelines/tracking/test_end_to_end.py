@@ -28,6 +28,7 @@ def test_a_local_run_is_tracked_and_ends_with_its_report(tmp_path, monkeypatch, 
     html = page.read_text()
     assert set(re.findall(r'data-step="([^"]+)"', html)) == {
         "Preprocess",
+        "DataQualityBaseline",
         "Train",
         "Tune",
         "Evaluate",
