@@ -130,10 +130,21 @@ class CheckExecutor:
     def check_problems(self, step: StepSpec, check_type: Any) -> list[str]:
         return []
 
+    cache_key_attributes: ClassVar[tuple[str, ...] | None] = None
+
+    def cache_key_arguments(self, arguments: Mapping[str, Any]) -> dict[str, Any] | None:
+        return None
+
     def cache_inputs(self, arguments: Mapping[str, Any]) -> list[str]:
         return []
 
     def outputs(self, properties: Mapping[str, Any]) -> list[str]:
+        return []
+
+    def detail(self, result: StepResult) -> str:
+        return ""
+
+    def summary_lines(self, name: str, properties: Mapping[str, Any]) -> list[str]:
         return []
 
     def run(self, run: StepRun) -> StepResult:
