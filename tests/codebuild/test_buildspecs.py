@@ -65,12 +65,30 @@ def test_every_command_is_the_projects_or_the_images(buildspec):
             )
 
 
-def test_the_pipeline_commands_name_a_module_that_exists(buildspec):
+def load(name: str) -> dict:
+    return yaml.safe_load((CODEBUILD / name).read_text())
+
+
+def test_the_build_names_a_pipeline_module_that_exists():
     import importlib
 
-    for command in commands(buildspec):
-        for module in re.findall(r"--module-name\s+(\S+)", command):
-            assert callable(importlib.import_module(module).get_pipeline)
+    modules = {
+        m for c in commands(load("buildspec-build.yml")) for m in re.findall(r"--module-name\s+(\S+)", c)
+    }
+    assert modules, "the build runs no pipeline module"
+    for module in modules:
+        assert callable(importlib.import_module(module).get_pipeline)
+
+
+def test_the_deploy_reads_a_promotion_config_that_exists():
+    from pipelines.promotion.config import load_promotion
+
+    script = " ".join(commands(load("buildspec-deploy.yml")))
+    configs = re.findall(r"\$\{PROMOTION_CONFIG:-([^}]+)\}", script)
+    assert configs, "the deploy names no default promotion config"
+    for config in configs:
+        assert load_promotion(CODEBUILD.parent / config).stages
+    assert '--config "${CONFIG}"' in script
 
 
 def test_every_variable_read_is_documented(buildspec):
@@ -81,10 +99,22 @@ def test_every_variable_read_is_documented(buildspec):
         assert read <= documented, f"undocumented: {sorted(read - documented)}"
 
 
-def test_the_build_exports_the_definition_as_its_artifact(buildspec):
-    produced = " ".join(commands(buildspec))
-    for path in buildspec.get("artifacts", {}).get("files", []):
-        assert f"--definition-file {path}" in produced or f"--file-name {path}" in produced
+def test_the_build_exports_the_definition_as_its_artifact():
+    spec = load("buildspec-build.yml")
+    produced = " ".join(commands(spec))
+    files = spec.get("artifacts", {}).get("files", [])
+    assert files == ["pipeline-definition.json"]
+    for path in files:
+        assert f"--definition-file {path}" in produced
+
+
+def test_the_deploy_exports_the_arn_it_selects():
+    spec = load("buildspec-deploy.yml")
+    script = " ".join(commands(spec))
+    exported = spec.get("env", {}).get("exported-variables", [])
+    assert exported == ["MODEL_PACKAGE_ARN"]
+    for name in exported:
+        assert re.search(rf"\b{name}=\$\(promote ", script) and f"export {name}" in script
 
 
 def test_every_variable_the_stage_files_read_is_documented():

@@ -254,10 +254,16 @@ def test_paths_and_threads_default_to_the_training_toolkit_environment(channels,
     monkeypatch.setenv("SM_CHANNEL_TRAIN", str(channels / "train"))
     monkeypatch.setenv("SM_CHANNEL_VALIDATION", str(channels / "validation"))
     monkeypatch.setenv("SM_MODEL_DIR", str(channels / "env-model"))
-    monkeypatch.setenv("SM_NUM_CPUS", "2")
+    monkeypatch.setenv("SM_NUM_CPUS", "3")
+    seen = []
+    real_train = train.xgb.train
+    monkeypatch.setattr(
+        train.xgb, "train", lambda params, *a, **k: seen.append(params) or real_train(params, *a, **k)
+    )
     run = run_main(train.main, ["--num_round", "5"])
     assert run.code == 0, run.err
     assert (channels / "env-model" / train.MODEL_FILENAME).is_file()
+    assert [params["nthread"] for params in seen] == [3]  # SM_NUM_CPUS, as the toolkit sets it
 
 
 def test_regression_objective_trains_on_numeric_labels(tmp_path, write, run_main):
