@@ -2,7 +2,7 @@
 
 Everything that can be checked locally (JSON options, the module, its arguments, the role ARN,
 the tags) is checked before the first AWS call. An unchanged definition is not re-sent, so
-SageMaker keeps the pipeline's step cache.
+SageMaker keeps the pipeline's step cache, and with --start-if-changed it is not started either.
 """
 
 from __future__ import annotations
