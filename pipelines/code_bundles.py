@@ -96,10 +96,11 @@ class CodeBundle:
         return {self.archive: deterministic_targz(self._sources)}
 
 
-def script_bundle(name: str, script: Path) -> CodeBundle:
+def script_bundle(name: str, script: Path, archive: str | None = None) -> CodeBundle:
     """A step script with the ``steps`` modules it imports (and theirs) from its own folder, each at
     ``steps/<module>.py`` beside it: in the container the script's folder is on ``sys.path``, so
-    ``from steps.x import`` finds them there as it finds them in this package."""
+    ``from steps.x import`` finds them there as it finds them in this package. ``archive``: the files
+    travel as one tar.gz of that name (a serving container's ``sourcedir.tar.gz``)."""
     folder = Path(script).parent
     files = {Path(script).name: Path(script)}
     pending = [Path(script)]
@@ -109,7 +110,7 @@ def script_bundle(name: str, script: Path) -> CodeBundle:
             if arcname not in files:
                 files[arcname] = folder / f"{module}.py"
                 pending.append(files[arcname])
-    return CodeBundle(name, files, entry_point=Path(script).name)
+    return CodeBundle(name, files, archive=archive, entry_point=Path(script).name)
 
 
 def _steps_imports(path: Path) -> set[str]:

@@ -20,6 +20,8 @@ import pandas as pd
 import xgboost as xgb
 from sklearn.metrics import roc_auc_score, roc_curve
 
+from steps import label_csv
+from steps.encoding import SCHEMA_FILENAME, Encoding, csv_line, decode_rows, encoding_from_schema
 from steps.tar_guard import UnsafeArchiveError, extract_tar
 
 EVALUATION_FILENAME = "evaluation.json"
@@ -171,34 +173,10 @@ def _round(value: float) -> float:
 
 def parse_label_first(raw: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """Headerless label-first CSV cells (text, missing = NaN) -> (labels, features) as float64."""
-    cells = raw.to_numpy(dtype=object)
-    values = np.column_stack(
-        [
-            pd.to_numeric(pd.Series(cells[:, j], dtype=object), errors="coerce").to_numpy(dtype="float64")
-            for j in range(cells.shape[1])
-        ]
-    )
-    bad = pd.notna(cells) & ~np.isfinite(values)
-    if bad[0].any():
-        first = ", ".join([repr(str(v)) for v in cells[0, :4]] + (["..."] if cells.shape[1] > 4 else []))
-        raise EvaluationError(f"the first row looks like a header row ({first}): test CSVs have no header")
-    if bad.any():
-        row, col = (int(i) for i in np.argwhere(bad)[0])
-        raise EvaluationError(
-            f"row {row + 1} column {col + 1} has non-numeric value {str(cells[row, col])!r}"
-        )
-    if values.shape[1] < 2:
-        raise EvaluationError(f"expected the label and at least one feature, found {values.shape[1]} column")
-    labels, features = values[:, 0], values[:, 1:]
-    problems = []
-    if np.isnan(labels).any():
-        problems.append(f"the label (column 1) is missing in {int(np.isnan(labels).sum())} row(s)")
-    empty = [int(j) + 2 for j in np.flatnonzero(np.isnan(features).all(axis=0))]
-    if empty:
-        problems.append(f"feature column(s) {empty[:5]} have no values (all missing)")
-    if problems:
-        raise EvaluationError("; ".join(problems))
-    return labels, features
+    try:
+        return label_csv.parse_label_first(raw, "test")
+    except label_csv.LabelFirstError as err:
+        raise EvaluationError(str(err)) from None
 
 
 # ------------------------------------------------------------------------------------------- model
@@ -252,46 +230,49 @@ def predict(booster: xgb.Booster, features: np.ndarray, problem_type: str) -> np
     return predictions
 
 
-def sample_requests(features: np.ndarray, predictions: np.ndarray, rows: int = SAMPLE_ROWS) -> dict:
-    """The first ``rows`` test rows as CSV request bodies (no label; an empty cell is missing) and
-    the predictions the evaluated model gave them."""
+def sample_requests(
+    features: np.ndarray, predictions: np.ndarray, encoding: Encoding | None = None, rows: int = SAMPLE_ROWS
+) -> dict:
+    """The first ``rows`` test rows as request bodies, without their labels, and the predictions the
+    evaluated model gave them. With the model's ``encoding`` (its schema.json) they are raw records:
+    ``columns`` names the features, ``rows`` are CSV lines (no header; an empty cell is missing) and
+    ``records`` the same as JSON objects; they encode back to the test rows exactly. Without it they
+    are the encoded rows, as a model version without schema.json takes them."""
     count = min(rows, len(features))
-    bodies = [",".join("" if np.isnan(v) else repr(float(v)) for v in row) for row in features[:count]]
-    return {
-        "content_type": "text/csv",
-        "rows": bodies,
-        "predictions": [float(p) for p in predictions[:count]],
-    }
+    sample: dict = {"content_type": "text/csv"}
+    if encoding is None:
+        sample["rows"] = [
+            ",".join("" if np.isnan(v) else repr(float(v)) for v in row) for row in features[:count]
+        ]
+    else:
+        names = list(encoding.spec.feature_names)
+        records = decode_rows(features[:count], encoding)
+        sample["columns"] = names
+        sample["rows"] = [csv_line(record) for record in records]
+        sample["records"] = [dict(zip(names, record, strict=True)) for record in records]
+    sample["predictions"] = [float(p) for p in predictions[:count]]
+    return sample
+
+
+def load_encoding(model_dir: Path) -> Encoding | None:
+    """The encoding in the model archive's schema.json (train.py copies it there), or None."""
+    path = model_dir / SCHEMA_FILENAME
+    if not path.is_file():
+        return None
+    try:
+        return encoding_from_schema(json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise EvaluationError(f"{SCHEMA_FILENAME} in the archive cannot be read: {err}") from None
 
 
 # ---------------------------------------------------------------------------------------------- main
 
 
 def _read_test(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    if not path.is_dir():
-        raise EvaluationError("test directory not found")
-    files = sorted((p for p in path.iterdir() if p.suffix == ".csv" and p.is_file()), key=lambda p: p.name)
-    if not files:
-        raise EvaluationError("no *.csv file in the test directory")
-    parts = []
-    for file in files:
-        try:
-            raw = pd.read_csv(file, header=None, dtype=str, keep_default_na=False, na_values=[""])
-            labels, features = parse_label_first(raw)
-        except pd.errors.EmptyDataError:
-            raise EvaluationError("file is empty", source=str(file)) from None
-        except pd.errors.ParserError as err:
-            message = f"cannot parse CSV: {str(err).strip().splitlines()[-1]}"
-            raise EvaluationError(message, source=str(file)) from None
-        except EvaluationError as err:
-            raise EvaluationError(str(err), source=str(file)) from None
-        if parts and features.shape[1] != parts[0][1].shape[1]:
-            raise EvaluationError(
-                f"has {features.shape[1]} feature columns but {files[0].name} has {parts[0][1].shape[1]}",
-                source=str(file),
-            )
-        parts.append((labels, features))
-    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+    try:
+        return label_csv.read_label_first(path, "test")
+    except label_csv.LabelFirstError as err:
+        raise EvaluationError(str(err), source=err.source) from None
 
 
 class _Parser(argparse.ArgumentParser):
@@ -314,11 +295,20 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory() as model_dir:
             extract_archive(args.model / MODEL_ARCHIVE, Path(model_dir))
             booster = load_model(Path(model_dir))
+            encoding = load_encoding(Path(model_dir))
         source = str(args.test)
         predictions = predict(booster, features, args.problem_type)
+        if encoding is not None and len(encoding.columns) != features.shape[1]:
+            source = str(args.model / MODEL_ARCHIVE)
+            raise EvaluationError(
+                f"{SCHEMA_FILENAME} describes {len(encoding.columns)} encoded features, "
+                f"the test data has {features.shape[1]}"
+            )
         report = evaluate(args.problem_type, labels, predictions)
         text = json.dumps(report, indent=2, allow_nan=False) + "\n"
-        sample = json.dumps(sample_requests(features, predictions), indent=1, allow_nan=False) + "\n"
+        sample = (
+            json.dumps(sample_requests(features, predictions, encoding), indent=1, allow_nan=False) + "\n"
+        )
     except EvaluationError as err:
         print(f"error: {err.source or source}: {err}", file=sys.stderr)
         return 2

@@ -1,11 +1,22 @@
 """Serving handler for the SageMaker XGBoost container in script mode (``SAGEMAKER_PROGRAM``):
-``model_fn`` loads the booster once, ``transform_fn`` answers one request.
+``model_fn`` loads the booster and its encoding once, ``transform_fn`` answers one request.
 
-Requests: ``text/csv`` (rows of numbers, no label, no header; an empty cell is a missing value) or
-``application/json`` (``{"instances": [[...], ...]}``, a list of rows, or one flat row; null is missing).
+Requests are raw records in the dataset spec's columns (CSV with or without a header row, JSON records)
+or the encoded rows Preprocess writes; docs/serving.md has the formats and how the two are told apart.
 Responses: ``text/csv`` (one value per line) or ``application/json`` (``{"predictions": [...]}``).
 """
 
+# Why the encoding travels inside model.tar.gz and not as the first container of an inference pipeline:
+# the XGBoost container in script mode extracts the model artifact into the directory model_fn receives
+# (SM_MODEL_DIR, /opt/ml/model; sagemaker_containers _env.py ServingEnv.model_dir) and every training
+# job, tuning trials included, tars /opt/ml/model into its model.tar.gz, so train.py copying schema.json
+# there makes one artifact that SageMaker serves, batch-transforms and registers as it is, with one
+# container and one image. A preprocessing container in front would be a second image and model per
+# version, a hop per request, and a model package of two containers (the local registry takes one).
+# The handler's own code (this module and steps/encoding.py) travels in sourcedir.tar.gz
+# (SAGEMAKER_SUBMIT_DIRECTORY), which sagemaker_containers _modules.import_module extracts into
+# /opt/ml/code and pip-installs with a generated setup.py (packages=[''], MANIFEST.in
+# "recursive-include . *"), so steps/encoding.py is installed beside inference.py.
 # How the container calls this module (aws/sagemaker-xgboost-container src/sagemaker_xgboost_container/
 # serving.py on aws/sagemaker-containers' Flask worker, sagemaker-containers 2.8.6 in that image):
 # - every function of this module it calls is wrapped so that any exception becomes its ClientError, which
@@ -25,14 +36,25 @@ from __future__ import annotations
 
 import codecs
 import csv
+import difflib
 import http
 import io
 import json
 import math
 import os
+from dataclasses import dataclass
 
 import numpy as np
 import xgboost as xgb
+
+from steps.encoding import (
+    SCHEMA_FILENAME,
+    Encoding,
+    encode_matrix,
+    encoding_from_schema,
+    missing_to_nan,
+    typed_columns,
+)
 
 try:  # in the serving container
     from sagemaker_containers.beta.framework.worker import Response as _WorkerResponse
@@ -80,20 +102,44 @@ class LocalResponse:
         return self._data
 
 
-def model_fn(model_dir: str) -> xgb.Booster:
+@dataclass(frozen=True)
+class Model:
+    """What model_fn loads: the booster, and the encoding of raw records (None for a model version
+    trained without schema.json, which takes encoded rows only)."""
+
+    booster: xgb.Booster
+    encoding: Encoding | None
+
+
+def model_fn(model_dir: str) -> Model:
     path = os.path.join(model_dir, MODEL_FILENAME)
     if not os.path.isfile(path):
         raise InferenceError(500, f"no {MODEL_FILENAME} in the model directory {model_dir}")
     booster = xgb.Booster()
     booster.load_model(path)
-    return booster
+    schema_path = os.path.join(model_dir, SCHEMA_FILENAME)
+    if not os.path.isfile(schema_path):
+        return Model(booster, None)
+    # A schema that does not describe this booster is a broken artifact: refuse to serve it at all.
+    try:
+        with open(schema_path, encoding="utf-8") as handle:
+            encoding = encoding_from_schema(json.load(handle))
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise InferenceError(500, f"{SCHEMA_FILENAME} in {model_dir} cannot be read: {err}") from None
+    if len(encoding.columns) != booster.num_features():
+        raise InferenceError(
+            500,
+            f"{SCHEMA_FILENAME} in {model_dir} describes {len(encoding.columns)} encoded features, "
+            f"the model takes {booster.num_features()}",
+        )
+    return Model(booster, encoding)
 
 
-def transform_fn(model: xgb.Booster, request_body: str | bytes, content_type: str, accept: str):
+def transform_fn(model: Model, request_body: str | bytes, content_type: str, accept: str):
     """One request -> ``(body, media_type)``, or, for a request the model cannot answer, a response with
     its 4xx status and a one-line message. Any exception raised here is a 500 in the container."""
     try:
-        rows = parse_request(request_body, content_type)
+        rows = parse_request(request_body, content_type, model.encoding)
         media_type = choose_accept(accept)
         return format_predictions(predict(model, rows), media_type), media_type
     except InferenceError as err:
@@ -107,8 +153,11 @@ def error_response(status: int, message: str):
     return LocalResponse(message, status, TEXT)
 
 
-def parse_request(request_body: str | bytes, request_content_type: str | None) -> np.ndarray:
-    """Request body -> 2-D float64 array of feature rows (NaN = missing)."""
+def parse_request(
+    request_body: str | bytes, request_content_type: str | None, encoding: Encoding | None = None
+) -> np.ndarray:
+    """Request body -> 2-D float64 array of encoded feature rows (NaN = missing). With ``encoding``,
+    raw records are accepted too and encoded as Preprocess encoded the training data."""
     media_type, params = _media_type(request_content_type)
     if media_type not in CONTENT_TYPES:
         raise InferenceError(
@@ -121,18 +170,20 @@ def parse_request(request_body: str | bytes, request_content_type: str | None) -
     if size > MAX_PAYLOAD_BYTES:
         raise InferenceError(413, f"payload of {size} bytes is over the {MAX_PAYLOAD_BYTES}-byte limit")
     text = _decode(request_body, params.get("charset", "utf-8"))
-    rows = _csv_rows(text) if media_type == CSV else _json_rows(text)
-    return _to_array(rows)
+    if media_type == CSV:
+        return _csv_request(text, encoding)
+    return _json_request(text, encoding)
 
 
-def predict(model: xgb.Booster, input_data: np.ndarray) -> np.ndarray:
-    expected = model.num_features()
+def predict(model: Model, input_data: np.ndarray) -> np.ndarray:
+    booster = model.booster
+    expected = booster.num_features()
     if input_data.ndim != 2 or input_data.shape[1] != expected:
         got = input_data.shape[1] if input_data.ndim == 2 else f"an array of shape {input_data.shape}"
         raise InferenceError(400, f"each row must have {expected} features, got {got}")
     # inplace_predict skips building a DMatrix: the same values (NaN read as missing, as DMatrix
     # does), in well under half the time of a single-row request.
-    return np.asarray(model.inplace_predict(input_data)).reshape(-1)
+    return np.asarray(booster.inplace_predict(input_data)).reshape(-1)
 
 
 def format_predictions(prediction: np.ndarray, media_type: str) -> str:
@@ -168,26 +219,122 @@ def _decode(body: str | bytes, charset: str) -> str:
         raise InferenceError(400, f"body is not valid {charset}: byte {err.start}") from None
 
 
-def _csv_rows(text: str) -> list[list[float]]:
+def _csv_cells(text: str) -> list[list[str]]:
     rows = []
     try:
-        for line_number, cells in enumerate(csv.reader(io.StringIO(text), strict=True), start=1):
+        for cells in csv.reader(io.StringIO(text), strict=True):
             if not cells or (len(cells) == 1 and not cells[0].strip()):
                 continue  # blank line
-            rows.append([_csv_cell(cell, line_number, column) for column, cell in enumerate(cells, start=1)])
+            rows.append(cells)
     except csv.Error as err:
         raise InferenceError(400, f"malformed CSV: {err}") from None
     return rows
 
 
-def _csv_cell(cell: str, line: int, column: int) -> float:
+def _csv_request(text: str, encoding: Encoding | None) -> np.ndarray:
+    """CSV rows: raw records (with or without a header row) or encoded rows, told apart by the header
+    row, else by the number of values per row, which differs between the two unless every categorical
+    feature has one category; that case needs the header row."""
+    rows = _csv_cells(text)
+    if encoding is None or not rows:
+        return _to_array(_csv_numbers(rows, _NO_SCHEMA_CSV))
+    names = encoding.spec.feature_names
+    order = _header_order(rows[0], encoding)
+    if order is not None:
+        if len(rows) == 1:
+            raise InferenceError(400, "no rows after the header row")
+        return _raw_csv(rows[1:], order, encoding, first_line=2)
+    width, raw_width, encoded_width = len(rows[0]), len(names), len(encoding.columns)
+    if width == encoded_width and (raw_width != encoded_width or encoding.is_identity):
+        return _to_array(_csv_numbers(rows))
+    if width == raw_width == encoded_width:
+        raise InferenceError(
+            400,
+            f"rows of {width} values could be raw records or encoded rows for this model: start the "
+            f"request with the header row ({','.join(names[:3])},...) or send JSON records",
+        )
+    if width == raw_width:
+        return _raw_csv(rows, list(range(raw_width)), encoding, first_line=1)
+    label = encoding.spec.label
+    hint = f" (drop the label {label!r})" if width == raw_width + 1 else ""
+    raise InferenceError(
+        400,
+        f"line 1 has {width} values: a raw record has {raw_width} ({_shown(names)}; no label), "
+        f"an encoded row {encoded_width}{hint}",
+    )
+
+
+def _header_order(cells: list[str], encoding: Encoding) -> list[int] | None:
+    """The position of each feature in the header row ``cells``, or None when ``cells`` is not a header
+    row (it names no column of the dataset spec); InferenceError when it is one that does not match."""
+    spec = encoding.spec
+    names = spec.feature_names
+    if not any(cell in names or cell == spec.label for cell in cells):
+        return None
+    repeated = sorted({cell for cell in cells if cells.count(cell) > 1})
+    if repeated:
+        raise InferenceError(400, f"the header row names {_shown(repeated)} more than once")
+    if spec.label in cells:
+        raise InferenceError(400, f"the header row names the label {spec.label!r}: send the features only")
+    unknown = [cell for cell in cells if cell not in names]
+    if unknown:
+        raise InferenceError(
+            400, f"unknown column(s) {_shown(unknown)} in the header row{_did_you_mean(unknown, names)}"
+        )
+    absent = [name for name in names if name not in cells]
+    if absent:
+        raise InferenceError(400, f"the header row lacks column(s) {_shown(absent)}")
+    return [cells.index(name) for name in names]
+
+
+def _raw_csv(rows: list[list[str]], order: list[int], encoding: Encoding, first_line: int) -> np.ndarray:
+    names = encoding.spec.feature_names
+    width = len(order)
+    for index, row in enumerate(rows):
+        if len(row) != width:
+            raise InferenceError(
+                400, f"line {first_line + index} has {len(row)} values, expected {width} (one per feature)"
+            )
+    columns = {
+        name: missing_to_nan([row[position] for row in rows])
+        for name, position in zip(names, order, strict=True)
+    }
+    typed, bad = typed_columns(columns, encoding.spec)
+    if bad:
+        name, index = _first_bad(bad, names)
+        cell = rows[index][order[names.index(name)]]
+        hint = ""
+        if first_line == 1 and index == 0:
+            hint = f" (a header row names the dataset spec's features: {_shown(names)})"
+        raise InferenceError(
+            400, f"line {first_line + index} column {name!r}: {cell[:40]!r} is not a number{hint}"
+        )
+    return encode_matrix(typed, encoding)
+
+
+def _first_bad(bad: dict[str, np.ndarray], names: tuple[str, ...]) -> tuple[str, int]:
+    """The feature and row of the first bad cell, reading row by row."""
+    return min(
+        ((name, int(np.flatnonzero(mask)[0])) for name, mask in bad.items()),
+        key=lambda found: (found[1], names.index(found[0])),
+    )
+
+
+def _csv_numbers(rows: list[list[str]], hint: str = "") -> list[list[float]]:
+    return [
+        [_csv_cell(cell, line_number, column, hint) for column, cell in enumerate(cells, start=1)]
+        for line_number, cells in enumerate(rows, start=1)
+    ]
+
+
+def _csv_cell(cell: str, line: int, column: int, hint: str) -> float:
     cell = cell.strip()
     if not cell:
         return math.nan
     try:
         value = float(cell)
     except ValueError:
-        hint = " (rows are numbers only: no header, no label)" if line == 1 else ""
+        hint = f" ({hint})" if line == 1 and hint else ""
         raise InferenceError(
             400, f"line {line} column {column}: {cell[:40]!r} is not a number{hint}"
         ) from None
@@ -196,7 +343,7 @@ def _csv_cell(cell: str, line: int, column: int) -> float:
     return value
 
 
-def _json_rows(text: str) -> list[list[float]]:
+def _json_request(text: str, encoding: Encoding | None) -> np.ndarray:
     try:
         document = json.loads(text)
     except ValueError as err:
@@ -204,9 +351,37 @@ def _json_rows(text: str) -> list[list[float]]:
     except RecursionError:
         # json.loads recurses once per nesting level: '[' * 100_000 would otherwise be a 500.
         raise InferenceError(400, "malformed JSON: nested too deeply") from None
-    rows = document.get("instances") if isinstance(document, dict) else document
+    if isinstance(document, dict) and "instances" in document:
+        rows = document["instances"]
+    elif isinstance(document, dict) and encoding is not None:
+        rows = [document]  # one record
+    else:
+        rows = document
     if not isinstance(rows, list):
-        raise InferenceError(400, 'JSON body must be {"instances": [[...], ...]}, a list of rows, or one row')
+        records = " (or records: objects keyed by column name)" if encoding is not None else ""
+        raise InferenceError(
+            400, f'JSON body must be {{"instances": [[...], ...]}}, a list of rows, or one row{records}'
+        )
+    records = [isinstance(row, dict) for row in rows]
+    if rows and all(records):
+        if encoding is None:
+            raise InferenceError(400, _NO_SCHEMA)
+        return _json_records(rows, encoding)
+    if any(records):
+        raise InferenceError(400, "the rows mix records (objects) with other values: send one kind")
+    return _to_array(_json_rows(rows))
+
+
+_NO_SCHEMA_CSV = (
+    f"rows are numbers only: no header, no label; raw records need a model version with {SCHEMA_FILENAME}"
+)
+_NO_SCHEMA = (
+    f"this model version carries no {SCHEMA_FILENAME} (trained before raw records were served), so it "
+    "takes encoded rows only: send those, or deploy a version trained since"
+)
+
+
+def _json_rows(rows: list) -> list[list[float]]:
     if rows and all(not isinstance(r, list) for r in rows):
         rows = [rows]  # one flat row
     result = []
@@ -215,6 +390,63 @@ def _json_rows(text: str) -> list[list[float]]:
             raise InferenceError(400, f"row {i} is not a list of numbers")
         result.append([_json_value(v, i, j) for j, v in enumerate(row, start=1)])
     return result
+
+
+def _json_records(records: list[dict], encoding: Encoding) -> np.ndarray:
+    spec = encoding.spec
+    names = spec.feature_names
+    types = spec.feature_types
+    columns: dict[str, list] = {name: [] for name in names}
+    for i, record in enumerate(records, start=1):
+        if spec.label in record:
+            raise InferenceError(400, f"record {i} holds the label {spec.label!r}: send the features only")
+        unknown = [key for key in record if key not in types]
+        if unknown:
+            raise InferenceError(
+                400, f"record {i}: unknown column(s) {_shown(unknown)}{_did_you_mean(unknown, names)}"
+            )
+        absent = [name for name in names if name not in record]
+        if absent:
+            raise InferenceError(
+                400, f"record {i} lacks {_shown(absent)}: every feature is named, null for a missing value"
+            )
+        for name in names:
+            columns[name].append(_record_value(record[name], types[name], i, name))
+    typed, _ = typed_columns({name: missing_to_nan(cells) for name, cells in columns.items()}, spec)
+    return encode_matrix(typed, encoding)
+
+
+def _record_value(value: object, ftype: str, record: int, name: str) -> object:
+    if value is None:
+        return None
+    if ftype == "numeric":
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise InferenceError(400, f"record {record} {name!r}: {_clip(value)} is not a number")
+        if math.isinf(value):
+            raise InferenceError(400, f"record {record} {name!r}: {value!r} is not a finite number")
+        return float(value)
+    # Training read categories as text, so an integer category such as 415 is its digits.
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    raise InferenceError(400, f"record {record} {name!r}: {_clip(value)} is not a category (a string)")
+
+
+def _clip(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _shown(names) -> str:
+    names = list(names)
+    text = ", ".join(repr(n) for n in names[:5])
+    return text + (f", ... {len(names) - 5} more" if len(names) > 5 else "")
+
+
+def _did_you_mean(unknown: list[str], names: tuple[str, ...]) -> str:
+    close = difflib.get_close_matches(str(unknown[0]), names, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else f"; the features are {_shown(names)}"
 
 
 def _json_value(value: object, row: int, column: int) -> float:

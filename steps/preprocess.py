@@ -43,22 +43,29 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-PROBLEM_TYPES = ("binary_classification", "regression")
-FEATURE_TYPES = ("numeric", "categorical")
+from steps.encoding import (
+    FEATURE_TYPES,
+    MISSING_TOKENS,
+    PROBLEM_TYPES,
+    SCHEMA_FILENAME,
+    DatasetSpec,
+    Encoding,
+    encode_features,
+    fit_encoding,
+    schema_document,
+    to_float,
+    unseen_rows,
+)
+
 SPEC_KEYS = ("label", "problem_type", "classes", "features")
 
 SPLITS = ("train", "validation", "test")
 SCHEMA_DIR = "schema"
 BASELINE_DIR = "baseline"
 OUTPUT_DIRS = (*SPLITS, SCHEMA_DIR, BASELINE_DIR)
-SCHEMA_FILENAME = "schema.json"
 STATISTICS_FILENAME = "statistics.json"
 CONSTRAINTS_FILENAME = "constraints.json"
 BASELINE_DATASET_FILENAME = "features.csv"
-
-# Cells that mean "missing" in the raw table. Fixed here rather than pandas' default list, which
-# differs between pandas versions and would make the container and a laptop disagree.
-MISSING_TOKENS = ("", "NA", "N/A", "NaN", "nan", "NULL", "null")
 
 _MAX_NAMED = 5
 
@@ -69,22 +76,6 @@ class SpecError(ValueError):
 
 class DataError(ValueError):
     """The raw data does not fit the dataset spec; the message is one line naming the problem."""
-
-
-@dataclass(frozen=True)
-class DatasetSpec:
-    label: str
-    problem_type: str
-    features: tuple[tuple[str, str], ...]  # (raw column name, "numeric" | "categorical"), in spec order
-    classes: tuple[str, str] | None = None  # raw label values [negative, positive], encoded as 0 and 1
-
-    @property
-    def feature_names(self) -> tuple[str, ...]:
-        return tuple(name for name, _ in self.features)
-
-    @property
-    def feature_types(self) -> dict[str, str]:
-        return dict(self.features)
 
 
 # ---------------------------------------------------------------------------------------------- spec
@@ -338,55 +329,6 @@ def _mix(words: np.ndarray) -> np.ndarray:
 # -------------------------------------------------------------------------------------- encoding
 
 
-@dataclass(frozen=True)
-class Encoding:
-    """How raw features become XGBoost columns; categories are learned from the train split only."""
-
-    spec: DatasetSpec
-    categories: tuple[tuple[str, tuple[str, ...]], ...]  # (categorical feature, sorted categories)
-
-    @property
-    def columns(self) -> tuple[str, ...]:
-        """Encoded feature column names, in CSV order after the label."""
-        categories = dict(self.categories)
-        names: list[str] = []
-        for name, ftype in self.spec.features:
-            names.extend([name] if ftype == "numeric" else [f"{name}={c}" for c in categories[name]])
-        return tuple(names)
-
-
-def fit_encoding(train: pd.DataFrame, spec: DatasetSpec) -> Encoding:
-    categories = tuple(
-        (name, tuple(sorted({str(v) for v in train[name] if not pd.isna(v)})))
-        for name, ftype in spec.features
-        if ftype == "categorical"
-    )
-    return Encoding(spec=spec, categories=categories)
-
-
-def encode_features(table: pd.DataFrame, encoding: Encoding) -> pd.DataFrame:
-    """One-hot categoricals (unseen or missing category: all zeros), numeric features as float64."""
-    categories = dict(encoding.categories)
-    blocks: dict[str, np.ndarray] = {}
-    for name, ftype in encoding.spec.features:
-        if ftype == "numeric":
-            blocks[name] = table[name].to_numpy(dtype="float64")
-            continue
-        values = table[name].to_numpy(dtype=object)
-        for category in categories[name]:
-            blocks[f"{name}={category}"] = (values == category).astype("int64")
-    return pd.DataFrame(blocks, columns=list(encoding.columns))
-
-
-def unseen_rows(table: pd.DataFrame, encoding: Encoding) -> dict[str, int]:
-    """Per categorical feature, how many rows hold a value the train split never had."""
-    result = {}
-    for name, known in encoding.categories:
-        values = table[name]
-        result[name] = int((values.notna() & ~values.isin(known)).sum())
-    return result
-
-
 def to_csv(label: pd.Series, features: pd.DataFrame) -> str:
     frame = pd.concat([label.reset_index(drop=True), features.reset_index(drop=True)], axis=1)
     return frame.to_csv(header=False, index=False, na_rep="", lineterminator="\n")
@@ -549,7 +491,7 @@ def preprocess(
     outputs = {f"{split}/{split}.csv": to_csv(splits[split][spec.label], encoded[split]) for split in SPLITS}
     unseen = {split: unseen_rows(splits[split], encoding) for split in ("validation", "test")}
     rows = {split: len(frame) for split, frame in splits.items()}
-    schema = _schema(spec, encoding, rows, unseen, train_fraction, validation_fraction, seed)
+    schema = schema_document(spec, encoding, rows, unseen, train_fraction, validation_fraction, seed)
     outputs[f"{SCHEMA_DIR}/{SCHEMA_FILENAME}"] = _json(schema)
     outputs[f"{BASELINE_DIR}/{STATISTICS_FILENAME}"] = _json(baseline_statistics(encoded["train"]))
     outputs[f"{BASELINE_DIR}/{CONSTRAINTS_FILENAME}"] = _json(baseline_constraints(encoded["train"]))
@@ -643,7 +585,7 @@ class Profile:
             if split != "train"
         }
         rows = dict(zip(SPLITS, self.rows, strict=True))
-        schema = _schema(self.spec, encoding, rows, unseen, *self.fractions, self.seed)
+        schema = schema_document(self.spec, encoding, rows, unseen, *self.fractions, self.seed)
         columns: list[Moments] = []
         for name, ftype in self.spec.features:
             if ftype == "numeric":
@@ -703,43 +645,6 @@ def _check_splits(rows: dict[str, int], train_fraction: float, validation_fracti
         )
 
 
-def _schema(spec, encoding, rows, unseen, train_fraction, validation_fraction, seed) -> dict:
-    categories = dict(encoding.categories)
-    features = []
-    for name, ftype in spec.features:
-        if ftype == "numeric":
-            features.append({"name": name, "type": ftype, "encoding": "float", "columns": [name]})
-        else:
-            features.append(
-                {
-                    "name": name,
-                    "type": ftype,
-                    "encoding": "one_hot",
-                    "categories": list(categories[name]),
-                    "columns": [f"{name}={c}" for c in categories[name]],
-                    "unseen_rows": {split: unseen[split][name] for split in unseen},
-                }
-            )
-    label: dict = {"name": spec.label}
-    if spec.classes:
-        label.update(classes=list(spec.classes), encoding={spec.classes[0]: 0, spec.classes[1]: 1})
-    return {
-        "problem_type": spec.problem_type,
-        "label": label,
-        "features": features,
-        "csv_columns": [spec.label, *encoding.columns],
-        "num_features": len(encoding.columns),
-        "rows": {split: int(rows[split]) for split in SPLITS},
-        "split": {
-            "train_fraction": train_fraction,
-            "validation_fraction": validation_fraction,
-            "seed": seed,
-            "stratified": False,
-            "assignment": "keyed hash of the row's values",
-        },
-    }
-
-
 # ------------------------------------------------------------------------------------------ helpers
 
 
@@ -750,10 +655,8 @@ def _cells(column: pd.Series) -> np.ndarray:
 
 def _to_float(cells: np.ndarray) -> tuple[np.ndarray, list[str]]:
     """Parse text cells to float; return the values and the distinct cells that are not finite numbers."""
-    values = pd.to_numeric(pd.Series(cells, dtype=object), errors="coerce").to_numpy(dtype="float64")
-    bad_mask = pd.notna(cells) & ~np.isfinite(values)
-    bad = list(dict.fromkeys(str(v) for v in cells[bad_mask]))
-    return values, bad
+    values, bad_mask = to_float(cells)
+    return values, list(dict.fromkeys(str(v) for v in cells[bad_mask]))
 
 
 def _stat(value: float) -> float:

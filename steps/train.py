@@ -9,6 +9,7 @@ it and the last such line is the best (kept) round's, the value a tuning job ran
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from collections.abc import Callable
@@ -18,8 +19,16 @@ import numpy as np
 import pandas as pd
 import xgboost as xgb
 
+from steps import label_csv
+from steps.encoding import SCHEMA_FILENAME, encoding_from_schema
+
 MODEL_FILENAME = "xgboost-model.json"
 CHANNELS = ("train", "validation")
+#: The optional channel holding Preprocess's schema.json. It is copied beside the model so that the
+#: encoding travels inside model.tar.gz with every trained model, tuning trials included: the XGBoost
+#: container in script mode extracts model.tar.gz into the directory its model_fn receives
+#: (steps/inference.py), so the handler finds it there on SageMaker as on the local endpoint.
+SCHEMA_CHANNEL = "schema"
 
 # Objective families and the eval metrics that fit them. The lists are short on purpose: each objective
 # here takes any 0/1 label (binary) or any finite number (reg), so a label check can be exact.
@@ -106,32 +115,10 @@ def check_hyperparameters(hp: dict) -> None:
 
 def parse_label_first(raw: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """Headerless label-first CSV cells (text, missing = NaN) -> (labels, features) as float64."""
-    cells = raw.to_numpy(dtype=object)
-    values = np.column_stack(
-        [
-            pd.to_numeric(pd.Series(cells[:, j], dtype=object), errors="coerce").to_numpy(dtype="float64")
-            for j in range(cells.shape[1])
-        ]
-    )
-    bad = pd.notna(cells) & ~np.isfinite(values)
-    if bad[0].any():
-        first = ", ".join([repr(str(v)) for v in cells[0, :4]] + (["..."] if cells.shape[1] > 4 else []))
-        raise TrainingError(f"the first row looks like a header row ({first}): channel CSVs have no header")
-    if bad.any():
-        row, col = (int(i) for i in np.argwhere(bad)[0])
-        raise TrainingError(f"row {row + 1} column {col + 1} has non-numeric value {str(cells[row, col])!r}")
-    if values.shape[1] < 2:
-        raise TrainingError(f"expected the label and at least one feature, found {values.shape[1]} column")
-    labels, features = values[:, 0], values[:, 1:]
-    problems = []
-    if np.isnan(labels).any():
-        problems.append(f"the label (column 1) is missing in {int(np.isnan(labels).sum())} row(s)")
-    empty = [int(j) + 2 for j in np.flatnonzero(np.isnan(features).all(axis=0))]
-    if empty:
-        problems.append(f"feature column(s) {empty[:5]} have no values (all missing)")
-    if problems:
-        raise TrainingError("; ".join(problems))
-    return labels, features
+    try:
+        return label_csv.parse_label_first(raw, "channel")
+    except label_csv.LabelFirstError as err:
+        raise TrainingError(str(err)) from None
 
 
 def check_labels(labels: np.ndarray, objective: str) -> None:
@@ -255,31 +242,30 @@ def _unknown_arguments(rest: list[str]) -> list[str]:
 
 
 def _read_channel(path: Path, objective: str) -> tuple[np.ndarray, np.ndarray]:
-    if not path.is_dir():
-        raise TrainingError("channel directory not found")
-    files = sorted((p for p in path.iterdir() if p.suffix == ".csv" and p.is_file()), key=lambda p: p.name)
-    if not files:
-        raise TrainingError("no *.csv file in the channel directory")
-    parts = []
-    for file in files:
-        try:
-            raw = pd.read_csv(file, header=None, dtype=str, keep_default_na=False, na_values=[""])
-            labels, features = parse_label_first(raw)
-            check_labels(labels, objective)
-        except pd.errors.EmptyDataError:
-            raise TrainingError("file is empty", source=str(file)) from None
-        except pd.errors.ParserError as err:
-            message = f"cannot parse CSV: {str(err).strip().splitlines()[-1]}"
-            raise TrainingError(message, source=str(file)) from None
-        except TrainingError as err:
-            raise TrainingError(str(err), source=str(file)) from None
-        if parts and features.shape[1] != parts[0][1].shape[1]:
-            raise TrainingError(
-                f"has {features.shape[1]} feature columns but {files[0].name} has {parts[0][1].shape[1]}",
-                source=str(file),
-            )
-        parts.append((labels, features))
-    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+    try:
+        return label_csv.read_label_first(path, "channel", lambda labels: check_labels(labels, objective))
+    except label_csv.LabelFirstError as err:
+        raise TrainingError(str(err), source=err.source) from None
+
+
+def read_schema(folder: Path, n_features: int) -> str | None:
+    """The schema channel's schema.json text, checked against the training data; None without the channel."""
+    if not folder.is_dir():
+        return None
+    path = folder / SCHEMA_FILENAME
+    try:
+        text = path.read_text(encoding="utf-8")
+        encoding = encoding_from_schema(json.loads(text))
+    except FileNotFoundError:
+        raise TrainingError(f"no {SCHEMA_FILENAME} in the {SCHEMA_CHANNEL} channel") from None
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise TrainingError(f"{SCHEMA_FILENAME} is not Preprocess's schema: {err}") from None
+    if len(encoding.columns) != n_features:
+        raise TrainingError(
+            f"{SCHEMA_FILENAME} describes {len(encoding.columns)} encoded features but the train channel "
+            f"has {n_features}: pass the schema of the Preprocess run that wrote the channels"
+        )
+    return text
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -293,6 +279,11 @@ def main(argv: list[str] | None = None) -> int:
         "--validation",
         type=Path,
         default=os.environ.get("SM_CHANNEL_VALIDATION", "/opt/ml/input/data/validation"),
+    )
+    parser.add_argument(
+        "--schema",
+        type=Path,
+        default=os.environ.get("SM_CHANNEL_SCHEMA", f"/opt/ml/input/data/{SCHEMA_CHANNEL}"),
     )
     source = "hyperparameters"
     try:
@@ -314,6 +305,8 @@ def main(argv: list[str] | None = None) -> int:
         if objective_family(hp["objective"]) == "binary" and len(np.unique(data["train"][0])) < 2:
             source = str(args.train)
             raise TrainingError("the labels are all one class: both 0 and 1 must occur")
+        source = str(args.schema)
+        schema = read_schema(args.schema, n_train)
     except TrainingError as err:
         print(f"error: {err.source or source}: {err}", file=sys.stderr)
         return 2
@@ -331,6 +324,12 @@ def main(argv: list[str] | None = None) -> int:
     partial = args.model_dir / f".partial-{MODEL_FILENAME}"
     booster.save_model(str(partial))
     os.replace(partial, args.model_dir / MODEL_FILENAME)
+    if schema is None:
+        print(f"no {SCHEMA_CHANNEL} channel: the model will take encoded rows only", flush=True)
+    else:
+        partial = args.model_dir / f".partial-{SCHEMA_FILENAME}"
+        partial.write_text(schema, encoding="utf-8")
+        os.replace(partial, args.model_dir / SCHEMA_FILENAME)
     return 0
 
 

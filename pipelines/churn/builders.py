@@ -307,9 +307,16 @@ def _channels(ctx: BuildContext, preprocess: ProcessingStep) -> list[Channel]:
             content_type=content_type,
         )
 
+    # The schema channel: train.py puts schema.json inside every model.tar.gz, tuning trials' included,
+    # so the registered model carries the encoding of raw records (steps/inference.py says why).
     return [
         channel("train", _split_uri(preprocess, "train")),
         channel("validation", _split_uri(preprocess, "validation")),
+        channel(
+            train_step.SCHEMA_CHANNEL,
+            _split_uri(preprocess, preprocess_step.SCHEMA_DIR),
+            content_type="application/json",
+        ),
         channel(churn.TRAINING_CODE_CHANNEL, ctx.code_uri("train"), content_type=None),
     ]
 

@@ -325,11 +325,9 @@ def _bundles(settings: Settings) -> dict[str, CodeBundle]:
     """Each step's code; the key of each bundle is what the definition refers to."""
     spec_path = settings.dataset_spec
     return {
-        "preprocess": CodeBundle("preprocess", {"preprocess.py": STEPS_DIR / "preprocess.py"}),
+        "preprocess": script_bundle("preprocess", STEPS_DIR / "preprocess.py"),
         "dataset-spec": CodeBundle("dataset-spec", {"dataset.json": spec_path}),
-        "train": CodeBundle("train", {"train.py": STEPS_DIR / "train.py"}),
+        "train": script_bundle("train", STEPS_DIR / "train.py"),
         "evaluate": script_bundle("evaluate", STEPS_DIR / "evaluate.py"),
-        "inference": CodeBundle(
-            "inference", {"inference.py": STEPS_DIR / "inference.py"}, archive=SOURCEDIR_ARCHIVE
-        ),
+        "inference": script_bundle("inference", STEPS_DIR / "inference.py", archive=SOURCEDIR_ARCHIVE),
     }

@@ -7,7 +7,7 @@
     promote undeploy --stage dev                               stop serving in a stage
     promote reject --version N --reason ...                    reject, and roll back where it serves
     promote where --version N                                  the stages a version has served in
-    promote sample [--version N] [--rows K]                    request rows to try an endpoint with
+    promote sample [--version N] [--rows K] [--header]         raw records to try an endpoint with
     promote status                                             what runs in every stage
 
 Stages come from ``deploy/promotion.json`` and ``deploy/stages/<stage>.json`` (``--config``).
@@ -27,7 +27,7 @@ from pathlib import Path
 from pipelines import _cli
 from pipelines.errors import UsageError
 from pipelines.promotion.config import load_promotion
-from pipelines.promotion.flow import Promotion, current_user
+from pipelines.promotion.flow import Promotion, current_user, header_line
 
 DEFAULT_CONFIG = Path("deploy/promotion.json")
 BACKENDS = ("local", "aws")
@@ -114,11 +114,14 @@ def _main(argv: Sequence[str] | None) -> int:
     where = commands.add_parser("where", help="where a version has served")
     where.add_argument("--version", type=_version, required=True)
     commands.add_parser("status", help="what runs in every stage")
-    sample = commands.add_parser("sample", help="print request rows (CSV) from a version's test split")
+    sample = commands.add_parser(
+        "sample", help="print request rows (CSV raw records, no label) from a version's test split"
+    )
     sample.add_argument(
         "--version", type=_version, help="version number, ARN, or latest (default: the latest Approved)"
     )
     sample.add_argument("--rows", type=_positive, default=1, help="how many rows (default: %(default)s)")
+    sample.add_argument("--header", action="store_true", help="print the header row of the columns first")
     args = parser.parse_args(argv)
 
     from pipelines.registry import open_registry
@@ -155,7 +158,15 @@ def _main(argv: Sequence[str] | None) -> int:
         print(json.dumps(promotion.where(args.version), indent=2))
     elif args.command == "sample":
         package = promotion.select(args.version)
-        for row in promotion.sample(package)["rows"][: args.rows]:
+        found = promotion.sample(package)
+        if args.header and "columns" in found:
+            print(header_line(found["columns"]))
+        elif args.header:
+            raise UsageError(
+                f"{package.name} was trained without schema.json: its sample rows are encoded rows, "
+                "which have no header row"
+            )
+        for row in found["rows"][: args.rows]:
             print(row)
     else:
         print(json.dumps(promotion.status(), indent=2))

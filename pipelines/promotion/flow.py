@@ -15,6 +15,8 @@ recorded on the model packages themselves (CustomerMetadataProperties), so the r
 from __future__ import annotations
 
 import abc
+import csv
+import io
 import json
 import math
 import statistics
@@ -445,13 +447,15 @@ class Promotion:
         tolerance, latency within the stage's limit; and one JSON request for the other content type."""
         sample = self.sample(package)
         rows = list(zip(sample["rows"], sample["predictions"], strict=True))[: stage.smoke_tests.rows]
+        # Raw records go with their header row, which tells them from encoded rows in every case.
+        header = f"{header_line(sample['columns'])}\n" if "columns" in sample else ""
         problems, latencies = [], []
         # One untimed request first: a cold start (a serverless endpoint's first call, a new
         # connection) is not what the latency limit is about.
-        self.deployer.invoke(stage, rows[0][0].encode(), "text/csv", "text/csv")
-        for index, (body, expected) in enumerate(rows):
+        self.deployer.invoke(stage, (header + rows[0][0]).encode(), "text/csv", "text/csv")
+        for index, (row, expected) in enumerate(rows):
             started = time.perf_counter()
-            status, answer = self.deployer.invoke(stage, body.encode(), "text/csv", "text/csv")
+            status, answer = self.deployer.invoke(stage, (header + row).encode(), "text/csv", "text/csv")
             latencies.append((time.perf_counter() - started) * 1000)
             if status != 200:
                 problems.append(f"row {index}: HTTP {status}: {answer[:200].decode(errors='replace')}")
@@ -464,14 +468,8 @@ class Promotion:
             if not math.isclose(value, expected, abs_tol=stage.smoke_tests.tolerance):
                 problems.append(f"row {index}: predicted {value}, the evaluated model gave {expected}")
         if rows:
-            try:
-                cells = [None if cell == "" else float(cell) for cell in rows[0][0].split(",")]
-            except ValueError:
-                raise PromotionError(
-                    f"smoke-test sample of {package.name}: row 0 is not numeric CSV"
-                ) from None
             status, answer = self.deployer.invoke(
-                stage, json.dumps({"instances": [cells]}).encode(), "application/json", "application/json"
+                stage, _json_request(sample, package), "application/json", "application/json"
             )
             try:
                 predictions = json.loads(answer)["predictions"] if status == 200 else None
@@ -480,6 +478,10 @@ class Promotion:
             if not (isinstance(predictions, list) and len(predictions) == 1):
                 problems.append(
                     f'JSON request: HTTP {status}, answer {answer[:120]!r} is not {{"predictions": [x]}}'
+                )
+            elif not math.isclose(predictions[0], rows[0][1], abs_tol=stage.smoke_tests.tolerance):
+                problems.append(
+                    f"JSON request: predicted {predictions[0]}, the evaluated model gave {rows[0][1]}"
                 )
         p50 = statistics.median(latencies) if latencies else 0.0
         worst = max(latencies) if latencies else 0.0
@@ -491,8 +493,9 @@ class Promotion:
         return SmokeReport(len(rows), p50, worst, problems)
 
     def sample(self, package: ModelPackage) -> dict:
-        """The smoke-test sample of ``package``: ``rows`` (CSV request bodies) and the
-        ``predictions`` the evaluated model gave them."""
+        """The smoke-test sample of ``package``: ``rows`` (CSV request bodies: raw records in the
+        dataset spec's ``columns`` and as JSON ``records`` too, or, for a version trained without
+        schema.json, encoded rows) and the ``predictions`` the evaluated model gave them."""
         try:
             statistics_uri = package.model_metrics["ModelQuality"]["Statistics"]["S3Uri"]
         except (TypeError, KeyError):
@@ -505,11 +508,34 @@ class Promotion:
             sample = json.loads(self.deployer.read(uri))
             if len(sample["rows"]) != len(sample["predictions"]) or not sample["rows"]:
                 raise ValueError("rows and predictions differ in length or are empty")
+            if "columns" in sample and not (
+                isinstance(sample["columns"], list)
+                and len(sample.get("records") or []) == len(sample["rows"])
+            ):
+                raise ValueError("columns or records do not go with the rows")
         except TemplateError as err:
             raise PromotionError(f"smoke-test sample of {package.name}: {err}") from None
         except (ValueError, KeyError, TypeError) as err:
             raise PromotionError(f"smoke-test sample {uri} is malformed: {err}") from None
         return sample
+
+
+def header_line(columns: list[str]) -> str:
+    """The CSV header row of raw records (no line end)."""
+    out = io.StringIO()
+    csv.writer(out, lineterminator="").writerow(columns)
+    return out.getvalue()
+
+
+def _json_request(sample: dict, package: ModelPackage) -> bytes:
+    """The first sample row as a JSON request: a raw record, or an encoded row for an older sample."""
+    if "records" in sample:
+        return json.dumps({"instances": sample["records"][:1]}).encode()
+    try:
+        cells = [None if cell == "" else float(cell) for cell in sample["rows"][0].split(",")]
+    except ValueError:
+        raise PromotionError(f"smoke-test sample of {package.name}: row 0 is not numeric CSV") from None
+    return json.dumps({"instances": [cells]}).encode()
 
 
 def current_user() -> str:

@@ -10,7 +10,14 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from pipelines.code_bundles import STEPS_DIR, CodeBundle, CodeUpload, deterministic_targz, script_bundle
+from pipelines.code_bundles import (
+    SOURCEDIR_ARCHIVE,
+    STEPS_DIR,
+    CodeBundle,
+    CodeUpload,
+    deterministic_targz,
+    script_bundle,
+)
 from pipelines.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -98,7 +105,12 @@ def test_upload_encrypts_with_the_customer_key_when_one_is_given(script):
 def test_a_step_script_travels_with_the_steps_modules_it_imports(tmp_path):
     bundle = script_bundle("evaluate", STEPS_DIR / "evaluate.py")
     assert bundle.entry == "evaluate.py"
-    assert set(bundle.files) == {"evaluate.py", "steps/tar_guard.py"}
+    assert set(bundle.files) == {
+        "evaluate.py",
+        "steps/tar_guard.py",
+        "steps/label_csv.py",
+        "steps/encoding.py",
+    }
     # Laid out as the processing input puts it in the container, and imported with nothing of this
     # project on the path but that folder: the shared guard comes from the bundle.
     code = tmp_path / "code"
@@ -116,3 +128,25 @@ def test_a_step_script_travels_with_the_steps_modules_it_imports(tmp_path):
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == str(code / "steps" / "tar_guard.py")
+
+
+def test_the_serving_archive_carries_the_encoding_module_the_handler_imports(tmp_path):
+    bundle = script_bundle("inference", STEPS_DIR / "inference.py", archive=SOURCEDIR_ARCHIVE)
+    (archive,) = bundle.objects()
+    assert archive == SOURCEDIR_ARCHIVE
+    code = tmp_path / "code"
+    with tarfile.open(fileobj=io.BytesIO(bundle.objects()[archive])) as tar:
+        assert sorted(tar.getnames()) == ["inference.py", "steps/encoding.py"]
+        tar.extractall(code, filter="data")
+    # The container installs the extracted folder and imports the program by name from there.
+    probe = (
+        "import sys, importlib\n"
+        f"sys.path = [p for p in sys.path if p.rstrip('/') != {str(REPO)!r} and p not in ('', '.')]\n"
+        "sys.meta_path = [f for f in sys.meta_path if 'editable' not in repr(f).lower()]\n"
+        f"sys.path.insert(0, {str(code)!r})\n"
+        "importlib.import_module('inference')\n"
+        "print(sys.modules['steps.encoding'].__file__)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == str(code / "steps" / "encoding.py")

@@ -55,9 +55,10 @@ def test_handlers_take_the_arguments_the_container_passes(handler, arity):
 # ------------------------------------------------------------------------------------------ model_fn
 
 
-def test_model_fn_loads_the_json_model(model):
-    assert isinstance(model, xgb.Booster)
-    assert model.num_features() == 3
+def test_model_fn_loads_the_json_model_and_no_encoding_without_schema_json(model):
+    assert isinstance(model.booster, xgb.Booster)
+    assert model.booster.num_features() == 3
+    assert model.encoding is None
 
 
 def test_model_fn_names_a_missing_model(tmp_path):
@@ -225,7 +226,7 @@ def test_unsupported_accept_is_a_406_naming_the_supported_types(accept):
 
 def test_round_trip_matches_the_booster(model):
     rows = np.array([[0.5, -1.0, 2.0], [-2.0, 0.3, np.nan], [0.0, 0.0, 0.0]])
-    direct = model.predict(xgb.DMatrix(rows))
+    direct = model.booster.predict(xgb.DMatrix(rows))
     csv_body = "0.5,-1,2\n-2,0.3,\n0,0,0\n"
     csv_answer = inference.transform_fn(model, csv_body, "text/csv", "text/csv")
     assert csv_answer[1] == "text/csv"
@@ -278,7 +279,7 @@ def test_an_unexpected_failure_is_raised_for_the_container_to_answer_500():
             raise RuntimeError("booster fell over")
 
     with pytest.raises(RuntimeError, match="booster fell over"):
-        inference.transform_fn(Broken(), "1,2,3", "text/csv", "text/csv")
+        inference.transform_fn(inference.Model(Broken(), None), "1,2,3", "text/csv", "text/csv")
 
 
 def test_in_the_container_a_refusal_is_the_workers_response_class(monkeypatch):
@@ -322,5 +323,9 @@ def _import_fresh(name: str) -> types.ModuleType:
     """Execute steps/inference.py as a new module, so its module-level import runs again."""
     spec = importlib.util.spec_from_file_location(name, inference.__file__)
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    sys.modules[name] = module  # dataclasses look their module up while the class is made
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        del sys.modules[name]
     return module

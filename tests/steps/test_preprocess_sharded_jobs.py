@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from pipelines.code_bundles import script_bundle
 from pipelines.local.engine import LocalRunner
 from steps import preprocess
 
@@ -64,7 +65,7 @@ def job(name, instances, arguments, extra_inputs=(), **step):
             },
             "RoleArn": "arn:aws:iam::000000000000:role/LocalPipelineRole",
             "ProcessingInputs": [
-                s3_input("code", f"{BUCKET}/code/preprocess.py", f"{ROOT}/input/code"),
+                s3_input("code", f"{BUCKET}/code", f"{ROOT}/input/code"),
                 s3_input("spec", f"{BUCKET}/spec/dataset.json", f"{ROOT}/input/spec"),
                 s3_input("raw", f"{BUCKET}/raw", f"{ROOT}/input/raw", "ShardedByS3Key"),
                 *extra_inputs,
@@ -102,7 +103,9 @@ def sharded_definition(instances: int) -> str:
 @pytest.fixture
 def runner(tmp_path):
     runner = LocalRunner(tmp_path / "home", sleep=lambda seconds: None)
-    runner.store.put_file(REPO / "steps" / "preprocess.py", f"{BUCKET}/code/preprocess.py")
+    # The step's code as the pipeline ships it: the script and the steps modules it imports.
+    for name, body in script_bundle("preprocess", REPO / "steps" / "preprocess.py").objects().items():
+        runner.store.put_bytes(f"{BUCKET}/code/{name}", body)
     runner.store.put_file(REPO / SPEC, f"{BUCKET}/spec/dataset.json")
     rows = (REPO / "data" / "churn" / "churn.csv").read_text().splitlines()
     header, body = rows[0], rows[1:1801]
