@@ -358,7 +358,11 @@ def _json_request(text: str, encoding: Encoding | None) -> np.ndarray:
     else:
         rows = document
     if not isinstance(rows, list):
-        records = " (or records: objects keyed by column name)" if encoding is not None else ""
+        records = (
+            " (or records: objects keyed by column name)"
+            if encoding is not None
+            else f"; records (objects keyed by column name) need a model version with {SCHEMA_FILENAME}"
+        )
         raise InferenceError(
             400, f'JSON body must be {{"instances": [[...], ...]}}, a list of rows, or one row{records}'
         )

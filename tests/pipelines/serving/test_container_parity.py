@@ -5,6 +5,7 @@ status, Content-Type and body for every request, good or bad."""
 import json
 
 import pytest
+from raw_model import write_raw_model
 from xgboost_container_double import Worker
 
 from pipelines.serving.app import create_app
@@ -57,6 +58,57 @@ def test_the_endpoint_answers_as_the_container_does(call, container, endpoint, c
         expected.content_type,
         expected.body,
     )
+
+
+# Raw records to a model whose model.tar.gz carries schema.json, good and bad, beside encoded rows.
+RAW_REQUESTS = {
+    "raw-csv-header": (b"color,size,plan\nred,2.5,yes\nblue,-1,no", {**CSV, "Accept": "text/csv"}),
+    "raw-csv-no-header": (b"red,2.5,yes", {**CSV, "Accept": "application/json"}),
+    "raw-csv-unseen-and-missing": (b"plan,size,color\n,,green", CSV),
+    "raw-json-record": (json.dumps({"color": "red", "size": 2.5, "plan": "yes"}).encode(), JSON),
+    "raw-json-records": (
+        json.dumps({"instances": [{"color": "blue", "size": None, "plan": "no"}]}).encode(),
+        {**JSON, "Accept": "text/csv"},
+    ),
+    "encoded-csv": (b"0,1,2.5,0,1", CSV),
+    "unknown-header-column": (b"colour,size,plan\nred,1,no", CSV),
+    "header-with-label": (b"color,size,plan,churn\nred,1,no,yes", CSV),
+    "wrong-column-count": (b"red,1", CSV),
+    "not-a-number-in-numeric-column": (b"red,big,no", CSV),
+    "record-unknown-column": (json.dumps({"color": "red", "size": 1, "plan": "no", "x": 1}).encode(), JSON),
+    "record-wrong-type": (json.dumps({"color": "red", "size": "1", "plan": "no"}).encode(), JSON),
+}
+
+
+@pytest.fixture(scope="module")
+def raw_model_dir(tmp_path_factory):
+    return write_raw_model(tmp_path_factory.mktemp("raw-model"))
+
+
+@pytest.mark.parametrize("case", sorted(RAW_REQUESTS))
+def test_raw_records_are_answered_by_the_endpoint_as_the_container_answers_them(call, raw_model_dir, case):
+    body, headers = RAW_REQUESTS[case]
+    expected = Worker(inference, str(raw_model_dir), default_accept="text/csv").invoke(body, headers)
+    endpoint = create_app(raw_model_dir, default_accept="text/csv")
+    answer = call(endpoint, "POST", "/invocations", body=body, headers=headers)
+    assert (answer.status, answer.headers["content-type"], answer.body) == (
+        expected.status,
+        expected.content_type,
+        expected.body,
+    )
+    good = not case.startswith(("unknown", "header", "wrong", "not-a", "record-"))
+    assert expected.status == (200 if good else 400), expected.body
+
+
+def test_raw_records_to_a_model_without_schema_json_are_a_4xx_in_the_container(container):
+    for case, says in (
+        ("raw-json-record", b"records (objects keyed by column name) need a model version with schema.json"),
+        ("raw-json-records", b"this model version carries no schema.json"),
+        ("raw-csv-header", b"raw records need a model version with schema.json"),
+    ):
+        answer = container.invoke(*RAW_REQUESTS[case])
+        assert answer.status == 400
+        assert says in answer.body
 
 
 @pytest.mark.parametrize(
