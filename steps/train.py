@@ -311,6 +311,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err.source or source}: {err}", file=sys.stderr)
         return 2
 
+    if schema is None:  # before training: the log's last line is the kept round's, for the tuner
+        print(f"no {SCHEMA_CHANNEL} channel: the model will take encoded rows only", flush=True)
     print(
         f"training on {len(data['train'][0])} rows, validating on {len(data['validation'][0])}, "
         f"{n_train} features",
@@ -324,9 +326,7 @@ def main(argv: list[str] | None = None) -> int:
     partial = args.model_dir / f".partial-{MODEL_FILENAME}"
     booster.save_model(str(partial))
     os.replace(partial, args.model_dir / MODEL_FILENAME)
-    if schema is None:
-        print(f"no {SCHEMA_CHANNEL} channel: the model will take encoded rows only", flush=True)
-    else:
+    if schema is not None:
         partial = args.model_dir / f".partial-{SCHEMA_FILENAME}"
         partial.write_text(schema, encoding="utf-8")
         os.replace(partial, args.model_dir / SCHEMA_FILENAME)

@@ -289,3 +289,50 @@ def test_missing_values_become_empty_cells_in_the_sample_requests():
     sample = evaluate.sample_requests(features, np.array([0.25]))
     assert sample["rows"] == ["1.0,,3.5"]
     assert sample["predictions"] == [0.25]
+
+
+def test_with_schema_json_in_the_archive_the_sample_is_raw_records_that_score_as_recorded(
+    tmp_path, write, make_model_archive, run_main
+):
+    from raw_model import ENCODING, write_raw_model
+
+    from steps import inference
+
+    model_dir = write_raw_model(tmp_path / "model-dir")
+    make_model_archive(model_dir, tmp_path / "model")
+    # Label, then color=blue, color=red, size, plan=no, plan=yes; the last row's colour was unseen.
+    write(tmp_path / "test" / "test.csv", "1,0,1,2.5,0,1\n0,1,0,-1.0,1,0\n1,0,0,,0,1\n0,1,0,0.25,1,0\n")
+    run = run_main(evaluate.main, argv(tmp_path))
+    assert run.code == 0, run.err
+    sample = json.loads((tmp_path / "out" / evaluate.SAMPLE_FILENAME).read_text())
+    assert sample["columns"] == ["color", "size", "plan"]
+    assert sample["rows"] == ["red,2.5,yes", "blue,-1,no", ",,yes", "blue,0.25,no"]
+    assert sample["records"][2] == {"color": None, "size": None, "plan": "yes"}
+
+    model = inference.model_fn(str(model_dir))
+    assert model.encoding == ENCODING
+    header = ",".join(sample["columns"])
+    for row, record, expected in zip(sample["rows"], sample["records"], sample["predictions"], strict=True):
+        served, _ = inference.transform_fn(model, f"{header}\n{row}", inference.CSV, inference.CSV)
+        assert float(served) == pytest.approx(expected, abs=1e-6)
+        served, _ = inference.transform_fn(model, json.dumps(record), inference.JSON, inference.CSV)
+        assert float(served) == pytest.approx(expected, abs=1e-6)
+
+
+def test_a_schema_json_that_does_not_fit_the_test_data_fails_the_evaluation(
+    tmp_path, write, make_model_archive, tiny_binary_model, run_main
+):
+    from raw_model import write_raw_model
+
+    folder = tmp_path / "model-dir"
+    folder.mkdir()
+    (folder / "xgboost-model.json").write_bytes((tiny_binary_model / "xgboost-model.json").read_bytes())
+    (folder / "schema.json").write_text((write_raw_model(tmp_path / "other") / "schema.json").read_text())
+    make_model_archive(folder, tmp_path / "model")
+    write(tmp_path / "test" / "test.csv", test_csv())
+    run = run_main(evaluate.main, argv(tmp_path))
+    assert run.code == 2
+    assert run.error_lines == [
+        f"error: {tmp_path / 'model' / 'model.tar.gz'}: schema.json describes 5 encoded features, "
+        "the test data has 3"
+    ]

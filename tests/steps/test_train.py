@@ -55,7 +55,8 @@ def test_every_round_and_last_the_kept_round_match_the_containers_regex(channels
     assert best < rounds - 1  # early stopping: the kept round is not the last one trained
     found = container_metric(run.out, "auc")
     assert len(found) == rounds + 1  # every round, then the kept one again, last
-    assert lines[-1] == lines[1 + best]  # the last line repeats the kept round verbatim
+    first_round = next(i for i, line in enumerate(lines) if line.startswith("training on")) + 1
+    assert lines[-1] == lines[first_round + best]  # the last line repeats the kept round verbatim
     assert float(found[-1]) == pytest.approx(max(float(v) for v in found[:-1]), abs=1e-5)
     # The last matched value is the kept model's validation AUC, recomputed from the saved booster.
     booster = xgb.Booster(model_file=str(channels / "model" / train.MODEL_FILENAME))
@@ -272,3 +273,39 @@ def test_regression_objective_trains_on_numeric_labels(tmp_path, write, run_main
     run = run_main(train.main, argv(tmp_path, "--objective", "reg:squarederror", "--eval_metric", "rmse"))
     assert run.code == 0, run.err
     assert re.fullmatch(r"\[\d+\]\ttrain-rmse:[0-9.]+\tvalidation-rmse:[0-9.]+", run.out.splitlines()[-1])
+
+
+# ------------------------------------------------------------------------------------------ the schema
+
+
+def test_the_schema_channel_s_schema_json_is_saved_beside_the_model(channels, run_main, write):
+    from raw_model import write_raw_model
+
+    schema = json.loads((write_raw_model(channels / "raw") / "schema.json").read_text())
+    # A schema of three encoded columns, as many as the channels have.
+    schema["features"] = [{"name": n, "type": "numeric", "encoding": "float", "columns": [n]} for n in "abc"]
+    schema["csv_columns"] = ["churn", "a", "b", "c"]
+    write(channels / "schema" / "schema.json", json.dumps(schema))
+    run = run_main(train.main, [*argv(channels, "--num_round", "5"), "--schema", channels / "schema"])
+    assert run.code == 0, run.err
+    assert json.loads((channels / "model" / "schema.json").read_text()) == schema
+
+
+def test_without_the_schema_channel_the_model_takes_encoded_rows_only(channels, run_main):
+    run = run_main(train.main, [*argv(channels, "--num_round", "5"), "--schema", channels / "absent"])
+    assert run.code == 0, run.err
+    assert not (channels / "model" / "schema.json").exists()
+    assert "no schema channel: the model will take encoded rows only" in run.out
+
+
+def test_a_schema_of_another_preprocess_run_is_refused(channels, run_main):
+    from raw_model import write_raw_model
+
+    write_raw_model(channels / "schema")  # five encoded columns; the channels have three
+    run = run_main(train.main, [*argv(channels, "--num_round", "5"), "--schema", channels / "schema"])
+    assert run.code == 2
+    assert run.error_lines == [
+        f"error: {channels / 'schema'}: schema.json describes 5 encoded features but the train channel has "
+        "3: pass the schema of the Preprocess run that wrote the channels"
+    ]
+    assert not (channels / "model").exists()

@@ -27,6 +27,8 @@ class FakeDeployer(Deployer):
         self.fail_deploy = False
         self.skew = 0.0
         self.deploys = []
+        self.sample = {"content_type": "text/csv", "rows": ROWS, "predictions": PREDICTIONS}
+        self.requests = []
 
     def deploy(self, stage, package):
         if self.fail_deploy:
@@ -41,13 +43,16 @@ class FakeDeployer(Deployer):
     def invoke(self, stage, body, content_type, accept):
         if stage.name not in self.serving:
             return 0, b"no endpoint"
+        self.requests.append((content_type, body.decode()))
+        predictions = self.sample["predictions"]
         if content_type == "application/json":
-            return 200, json.dumps({"predictions": [PREDICTIONS[0] + self.skew]}).encode()
-        return 200, str(PREDICTIONS[ROWS.index(body.decode())] + self.skew).encode()
+            return 200, json.dumps({"predictions": [predictions[0] + self.skew]}).encode()
+        row = body.decode().splitlines()[-1]  # after the header row, when there is one
+        return 200, str(predictions[self.sample["rows"].index(row)] + self.skew).encode()
 
     def read(self, uri):
         assert uri.endswith(f"/{SAMPLE_FILENAME}")
-        return json.dumps({"content_type": "text/csv", "rows": ROWS, "predictions": PREDICTIONS}).encode()
+        return json.dumps(self.sample).encode()
 
 
 @pytest.fixture
@@ -90,6 +95,34 @@ def flow(registry, deployer):
 
 def test_the_sample_file_name_is_the_one_the_evaluate_step_writes():
     assert SAMPLE_FILENAME == evaluate.SAMPLE_FILENAME
+
+
+def test_raw_records_are_sent_with_their_header_row_and_one_as_a_json_record(flow, registry, deployer):
+    deployer.sample = {
+        "content_type": "text/csv",
+        "columns": ["state", "international plan"],
+        "rows": ["KS,no", '"OH, east",yes'],
+        "records": [
+            {"state": "KS", "international plan": "no"},
+            {"state": "OH, east", "international plan": "yes"},
+        ],
+        "predictions": [0.125, 0.75],
+    }
+    register(registry)
+    assert flow.promote("dev").rows == 2
+    csv_bodies = [body for content_type, body in deployer.requests if content_type == "text/csv"]
+    assert csv_bodies == ["state,international plan\nKS,no"] * 2 + [
+        'state,international plan\n"OH, east",yes'
+    ]
+    (json_body,) = [body for content_type, body in deployer.requests if content_type == "application/json"]
+    assert json.loads(json_body) == {"instances": [{"state": "KS", "international plan": "no"}]}
+
+
+def test_a_raw_sample_whose_records_do_not_go_with_its_rows_is_malformed(flow, registry, deployer):
+    deployer.sample = {"content_type": "text/csv", "columns": ["a"], "rows": ["1"], "predictions": [0.5]}
+    register(registry)
+    with pytest.raises(PromotionError, match="is malformed: columns or records do not go with the rows"):
+        flow.promote("dev")
 
 
 def test_the_latest_approved_version_is_selected_by_default(flow, registry):

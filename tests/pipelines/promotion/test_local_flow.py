@@ -18,6 +18,7 @@ from pipelines.registry import cli as registry_cli
 pytestmark = pytest.mark.slow
 
 DEPLOY = Path(__file__).resolve().parents[3] / "deploy"
+CHURN_CSV = Path(__file__).resolve().parents[3] / "data" / "churn" / "churn.csv"
 GROUP = "ChurnModelPackageGroup"
 
 
@@ -131,6 +132,38 @@ def test_each_version_goes_through_dev_staging_the_manual_gate_and_prod(cli, wor
         assert response.status == 200
         answer = float(response.read())
         assert any(abs(answer - prediction) < 1e-6 for prediction in expected[rows[0]])
+    assert not all(_is_number(cell) for cell in rows[0].split(","))  # a raw record, not an encoded row
+
+    # A customer as the table holds them: a row of churn.csv, its label dropped, with and without the
+    # header row, and as a JSON record.
+    header, first = CHURN_CSV.read_text().splitlines()[:2]
+    names, cells = header.split(",")[:-1], first.split(",")[:-1]
+    bodies = [
+        ("text/csv", f"{','.join(names)}\n{','.join(cells)}"),
+        ("text/csv", ",".join(cells)),
+        ("application/json", json.dumps(dict(zip(names, [_typed(c) for c in cells], strict=True)))),
+    ]
+    answers = set()
+    for content_type, body in bodies:
+        request = urllib.request.Request(
+            prod_url(world), data=body.encode(), headers={"Content-Type": content_type, "Accept": "text/csv"}
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert response.status == 200
+            answers.add(float(response.read()))
+    assert len(answers) == 1 and 0 < answers.pop() < 1
+
+
+def _is_number(cell: str) -> bool:
+    try:
+        float(cell)
+    except ValueError:
+        return False
+    return True
+
+
+def _typed(cell: str):
+    return float(cell) if _is_number(cell) else cell
 
 
 def test_where_answers_for_each_version(cli):
