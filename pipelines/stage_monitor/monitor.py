@@ -36,7 +36,7 @@ from pipelines.promotion.flow import History
 from pipelines.registry.base import ModelPackage, ModelRegistry
 from pipelines.stage_monitor.aws import schedule_name
 from pipelines.stage_monitor.baseline import MonitorError, baseline_uris, stage_constraints
-from pipelines.stage_monitor.captured import iter_capture
+from pipelines.stage_monitor.captured import RequestEncoder, iter_capture
 
 COMPLETED = "Completed"
 WITH_VIOLATIONS = "CompletedWithViolations"
@@ -236,10 +236,57 @@ class LocalMonitor:
                 f"baseline constraints {constraints_uri}: features is missing or empty; "
                 "not Model Monitor constraints"
             )
-        chunks = iter_capture(files, len(features))
+        chunks = iter_capture(files, len(features), encode=self._request_encoder(package))
         return self.analyzer(
             chunks, statistics, stage_constraints(constraints, settings), statistics_uri, constraints_uri
         )
+
+    def _request_encoder(self, package: ModelPackage) -> RequestEncoder | None:
+        """How the serving version's handler reads a request, when its model.tar.gz carries schema.json:
+        captured requests are then checked as the encoded rows the model scored, raw records included.
+        None for a version without it, whose requests are encoded rows already."""
+        import tarfile
+
+        from steps import inference
+        from steps.encoding import SCHEMA_FILENAME, SchemaError, encoding_from_schema
+
+        try:
+            artifact = self.store.path(package.model_data_url)
+        except TemplateError:
+            return None  # not a local object (a test double's URI): requests are taken as encoded rows
+        if not artifact.is_file():
+            return None  # nothing to read the encoding from: requests are taken as encoded rows
+        try:
+            with tarfile.open(artifact) as archive:
+                member = next(
+                    (m for m in archive.getmembers() if m.name.removeprefix("./") == SCHEMA_FILENAME), None
+                )
+                if member is None or not member.isfile():
+                    return None
+                document = json.loads(archive.extractfile(member).read())
+        except (OSError, tarfile.TarError, ValueError) as err:
+            raise MonitorError(
+                f"{package.name}: its model {package.model_data_url} cannot be read: {err}"
+            ) from None
+        try:
+            encoding = encoding_from_schema(document)
+        except SchemaError as err:
+            raise MonitorError(f"{package.name}: {err}") from None
+        numeric = set(encoding.spec.feature_names)
+        # As Preprocess writes encoded rows: an indicator as 0 or 1, a number as a float.
+        kinds = [int if column not in numeric else float for column in encoding.columns]
+
+        def encode(body: str, content_type: str) -> list[str]:
+            try:
+                rows = inference.parse_request(body, content_type, encoding)
+            except inference.InferenceError as err:
+                raise ValueError(err.message) from None
+            return [
+                ",".join("" if v != v else repr(kind(v)) for kind, v in zip(kinds, row, strict=True))
+                for row in rows.tolist()
+            ]
+
+        return encode
 
     def _baseline_json(self, uri: str, what: str) -> dict:
         try:

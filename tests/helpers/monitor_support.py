@@ -51,7 +51,9 @@ class World:
         self.retrainings: list[list[str]] = []
         self.lines: list[str] = []
 
-    def register(self, baseline_rows: list[str], deployed: bool = True) -> int:
+    def register(
+        self, baseline_rows: list[str], deployed: bool = True, model_data_url: str = "s3://b/model.tar.gz"
+    ) -> int:
         table = pd.DataFrame([r.split(",") for r in baseline_rows]).astype(float)
         table.columns = [f"_c{i}" for i in range(FEATURES)]
         table["_c0"] = table["_c0"].astype(int)
@@ -67,18 +69,20 @@ class World:
             }
         }
         version = self.registry.register(
-            GROUP, model_data_url="s3://b/model.tar.gz", image_uri="image", model_metrics=metrics
+            GROUP, model_data_url=model_data_url, image_uri="image", model_metrics=metrics
         ).version
         if deployed:
             stamp = "2026-11-30T10:00:00+00:00"
             self.registry.update_metadata(GROUP, version, {key("dev", "deployed-at"): stamp})
         return version
 
-    def capture(self, request_rows: list[str], when: float | None = None) -> Path:
+    def capture(
+        self, request_rows: list[str], when: float | None = None, content_type: str = "text/csv"
+    ) -> Path:
         """One capture file of these requests, as the endpoint's writer files it."""
         when = time.time() if when is None else when
         lines = [
-            json.dumps(capture_record(when, f"id-{i}", r.encode(), "text/csv", b"0.5\n", "text/csv"))
+            json.dumps(capture_record(when, f"id-{i}", r.encode(), content_type, b"0.5\n", "text/csv"))
             for i, r in enumerate(request_rows)
         ]
         folder = self.store.path(capture_prefix(self.stage)) / hour_folder(when)

@@ -1,14 +1,18 @@
 """A stage's monitoring runs: the capture since the last run against the serving version's
 baseline, Model Monitor's output files, the executions, and what a violation does."""
 
+import io
 import json
+import tarfile
 from datetime import datetime, timedelta, timezone
 
+import numpy as np
 import pytest
 from monitor_support import rows
 
 from pipelines.errors import ConfigError, TemplateError
 from pipelines.stage_monitor.monitor import COMPLETED, FAILED, WITH_VIOLATIONS
+from steps.encoding import DatasetSpec, Encoding, schema_document
 
 
 def outputs(world, execution):
@@ -113,6 +117,46 @@ def test_capture_of_another_models_schema_is_named(world):
         "the baseline has 4 features",
     ):
         world.monitor().run("dev")
+
+
+def test_captured_raw_records_are_checked_as_the_encoded_rows_the_model_scored(world, tmp_path):
+    # A version whose model.tar.gz carries schema.json: 'kind' (one category, 'x') then three numbers
+    # encode to the baseline's four columns, as the handler encodes them.
+    spec = DatasetSpec(
+        "y", "regression", (("kind", "categorical"), ("a", "numeric"), ("b", "numeric"), ("c", "numeric"))
+    )
+    encoding = Encoding(spec, (("kind", ("x",)),))
+    schema = schema_document(spec, encoding, {"train": 1}, {}, 0.7, 0.15, 42)
+    archive = tmp_path / "model.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        data = json.dumps(schema).encode()
+        info = tarfile.TarInfo("schema.json")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    model_uri = "s3://sagemaker-local/run-1/model/model.tar.gz"
+    world.store.put_file(archive, model_uri)
+    world.register(rows(2000, seed=1), model_data_url=model_uri)
+
+    encoded = rows(300, seed=2)
+    raw = [f"kind,a,b,c\n{'x' if row[0] == '1' else 'unseen'},{row.split(',', 1)[1]}" for row in encoded]
+    world.capture(raw)
+    first = encoded[0].split(",")
+    record = {
+        "kind": "x" if first[0] == "1" else None,
+        "a": float(first[1]),
+        "b": float(first[2]),
+        "c": float(first[3]),
+    }
+    world.capture([json.dumps({"instances": [record]})], content_type="application/json")
+    result = world.monitor().run("dev")
+    assert result.execution["MonitoringExecutionStatus"] == COMPLETED, result.violations
+    statistics = outputs(world, result.execution)["statistics.json"]
+    assert statistics["dataset"]["item_count"] == 301
+
+    # The rows the model scored: the encoded rows, the JSON record being the first of them again.
+    scored = np.array([[float(v) for v in row.split(",")] for row in [*encoded, encoded[0]]])
+    means = [f["numerical_statistics"]["mean"] for f in statistics["features"]]
+    assert means == pytest.approx(scored.mean(axis=0).tolist(), rel=1e-9)
 
 
 def test_a_file_that_is_json_but_not_capture_is_named(world):
