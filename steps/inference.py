@@ -219,34 +219,36 @@ def _decode(body: str | bytes, charset: str) -> str:
         raise InferenceError(400, f"body is not valid {charset}: byte {err.start}") from None
 
 
-def _csv_cells(text: str) -> list[list[str]]:
-    rows = []
+def _csv_cells(text: str) -> tuple[list[list[str]], list[int]]:
+    """The rows of cells, blank lines left out, and the line number of each (for messages)."""
+    rows, lines = [], []
     try:
-        for cells in csv.reader(io.StringIO(text), strict=True):
+        for line_number, cells in enumerate(csv.reader(io.StringIO(text), strict=True), start=1):
             if not cells or (len(cells) == 1 and not cells[0].strip()):
                 continue  # blank line
             rows.append(cells)
+            lines.append(line_number)
     except csv.Error as err:
         raise InferenceError(400, f"malformed CSV: {err}") from None
-    return rows
+    return rows, lines
 
 
 def _csv_request(text: str, encoding: Encoding | None) -> np.ndarray:
     """CSV rows: raw records (with or without a header row) or encoded rows, told apart by the header
     row, else by the number of values per row, which differs between the two unless every categorical
     feature has one category; that case needs the header row."""
-    rows = _csv_cells(text)
+    rows, lines = _csv_cells(text)
     if encoding is None or not rows:
-        return _to_array(_csv_numbers(rows, _NO_SCHEMA_CSV))
+        return _to_array(_csv_numbers(rows, lines, _NO_SCHEMA_CSV))
     names = encoding.spec.feature_names
     order = _header_order(rows[0], encoding)
     if order is not None:
         if len(rows) == 1:
             raise InferenceError(400, "no rows after the header row")
-        return _raw_csv(rows[1:], order, encoding, first_line=2)
+        return _raw_csv(rows[1:], lines[1:], order, encoding, header=True)
     width, raw_width, encoded_width = len(rows[0]), len(names), len(encoding.columns)
     if width == encoded_width and (raw_width != encoded_width or encoding.is_identity):
-        return _to_array(_csv_numbers(rows))
+        return _to_array(_csv_numbers(rows, lines))
     if width == raw_width == encoded_width:
         raise InferenceError(
             400,
@@ -254,7 +256,7 @@ def _csv_request(text: str, encoding: Encoding | None) -> np.ndarray:
             f"request with the header row ({','.join(names[:3])},...) or send JSON records",
         )
     if width == raw_width:
-        return _raw_csv(rows, list(range(raw_width)), encoding, first_line=1)
+        return _raw_csv(rows, lines, list(range(raw_width)), encoding, header=False)
     label = encoding.spec.label
     hint = f" (drop the label {label!r})" if width == raw_width + 1 else ""
     raise InferenceError(
@@ -287,13 +289,15 @@ def _header_order(cells: list[str], encoding: Encoding) -> list[int] | None:
     return [cells.index(name) for name in names]
 
 
-def _raw_csv(rows: list[list[str]], order: list[int], encoding: Encoding, first_line: int) -> np.ndarray:
+def _raw_csv(
+    rows: list[list[str]], lines: list[int], order: list[int], encoding: Encoding, header: bool
+) -> np.ndarray:
     names = encoding.spec.feature_names
     width = len(order)
     for index, row in enumerate(rows):
         if len(row) != width:
             raise InferenceError(
-                400, f"line {first_line + index} has {len(row)} values, expected {width} (one per feature)"
+                400, f"line {lines[index]} has {len(row)} values, expected {width} (one per feature)"
             )
     columns = {
         name: missing_to_nan([row[position] for row in rows])
@@ -304,11 +308,9 @@ def _raw_csv(rows: list[list[str]], order: list[int], encoding: Encoding, first_
         name, index = _first_bad(bad, names)
         cell = rows[index][order[names.index(name)]]
         hint = ""
-        if first_line == 1 and index == 0:
+        if not header and index == 0:
             hint = f" (a header row names the dataset spec's features: {_shown(names)})"
-        raise InferenceError(
-            400, f"line {first_line + index} column {name!r}: {cell[:40]!r} is not a number{hint}"
-        )
+        raise InferenceError(400, f"line {lines[index]} column {name!r}: {cell[:40]!r} is not a number{hint}")
     return encode_matrix(typed, encoding)
 
 
@@ -320,10 +322,10 @@ def _first_bad(bad: dict[str, np.ndarray], names: tuple[str, ...]) -> tuple[str,
     )
 
 
-def _csv_numbers(rows: list[list[str]], hint: str = "") -> list[list[float]]:
+def _csv_numbers(rows: list[list[str]], lines: list[int], hint: str = "") -> list[list[float]]:
     return [
         [_csv_cell(cell, line_number, column, hint) for column, cell in enumerate(cells, start=1)]
-        for line_number, cells in enumerate(rows, start=1)
+        for line_number, cells in zip(lines, rows, strict=True)
     ]
 
 

@@ -93,6 +93,7 @@ def test_a_raw_row_scores_what_its_encoded_row_scores(model):
         ("color,size,plan\nred,1\n", "line 2 has 2 values, expected 3 (one per feature)"),
         ("red,big,yes\n", "line 1 column 'size': 'big' is not a number (a header row names the dataset spec"),
         ("color,size,plan\nred,1,no\nred,inf,no\n", "line 3 column 'size': 'inf' is not a number"),
+        ("color,size,plan\n\nred,x,no\n", "line 3 column 'size': 'x' is not a number"),  # lines as sent
         (
             "red,1,yes,no\n",
             "line 1 has 4 values: a raw record has 3 ('color', 'size', 'plan'; no label), "

@@ -133,6 +133,9 @@ def test_each_version_goes_through_dev_staging_the_manual_gate_and_prod(cli, wor
         answer = float(response.read())
         assert any(abs(answer - prediction) < 1e-6 for prediction in expected[rows[0]])
     assert not all(_is_number(cell) for cell in rows[0].split(","))  # a raw record, not an encoded row
+    code, out, err = cli(promote.main, "sample", "--header")
+    assert code == 0, err
+    assert out.splitlines() == [header_of(CHURN_CSV), rows[0]]
 
     # A customer as the table holds them: a row of churn.csv, its label dropped, with and without the
     # header row, and as a JSON record.
@@ -152,6 +155,11 @@ def test_each_version_goes_through_dev_staging_the_manual_gate_and_prod(cli, wor
             assert response.status == 200
             answers.add(float(response.read()))
     assert len(answers) == 1 and 0 < answers.pop() < 1
+
+
+def header_of(table: Path) -> str:
+    """The table's header row without the label (the last column)."""
+    return table.read_text().splitlines()[0].rsplit(",", 1)[0]
 
 
 def _is_number(cell: str) -> bool:
