@@ -434,7 +434,9 @@ def test_run_pipeline_local_no_start_stages_code_and_sample_data_and_runs_nothin
         for name, body in bundle.objects().items()
     }
     assert staged == expected
-    assert len(staged) == 6  # five scripts and the tar guard the evaluation script imports
+    # Preprocess 2 (with steps/encoding.py), the spec 1, Train 3 (with label_csv and encoding), Evaluate 4
+    # (with tar_guard, label_csv and encoding), and the serving code as one sourcedir.tar.gz.
+    assert len(staged) == 11
     assert store.get_bytes("s3://sagemaker-local/churn/input/churn.csv") == churn.SAMPLE_DATA.read_bytes()
     assert executions(home) == []
     assert not (home / "jobs").exists() or not any((home / "jobs").iterdir())
