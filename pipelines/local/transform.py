@@ -382,6 +382,8 @@ def _import_script(script: Path, source_dir: Path, module_name: str):
     module = importlib.util.module_from_spec(spec)
     with _import_lock:
         sys.path.insert(0, str(source_dir))  # the script's own sibling imports, as in the container
+        # Registered while it runs, as an import registers it: a dataclass looks its module up there.
+        sys.modules[unique] = module
         try:
             spec.loader.exec_module(module)
         except Exception as err:  # noqa: BLE001 - a user script failing at import fails the job, named
@@ -390,6 +392,7 @@ def _import_script(script: Path, source_dir: Path, module_name: str):
             ) from None
         finally:
             sys.path.remove(str(source_dir))
+            sys.modules.pop(unique, None)
     return module
 
 

@@ -215,7 +215,7 @@ def test_a_record_the_handler_refuses_fails_the_step_and_writes_no_output_for_th
     assert reason == (
         "AlgorithmError: See job logs for more information (transform-tests/input/b-bad.csv: "
         "ClientError: 400: line 1 column 2: 'abc' is not a number "
-        "(rows are numbers only: no header, no label))"
+        "(rows are numbers only: no header, no label; raw records need a model version with schema.json))"
     )
     assert not runner.store.exists(f"{BUCKET}/output/b-bad.csv.out")
     # botocore S3OutputPath: the output of every wholly transformed object is still uploaded.
