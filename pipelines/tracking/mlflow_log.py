@@ -15,8 +15,9 @@ import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from pipelines.report.execution import ExecutionView, StepView, trial_log
-from pipelines.report.insights import Insights, iteration_metrics
+from pipelines.report.execution import ExecutionView, StepView
+from pipelines.report.insights import Insights, iteration_metrics, trial_text
+from pipelines.report.logs import JobLogs, LocalJobLogs, LogMissing
 
 #: ``MLOPS_TRACKING_URI``: unset for the local SQLite store, ``off`` for no tracking, or any MLflow
 #: tracking URI (a SageMaker managed tracking server's ARN goes through the sagemaker-mlflow plugin).
@@ -99,9 +100,10 @@ class MlflowLogger:
     """Logs to one tracking URI. ``open()`` imports MLflow and connects (the slow part, done while
     the first steps run); the ``log_*`` methods each do one step's worth of calls."""
 
-    def __init__(self, uri: str):
+    def __init__(self, uri: str, logs: JobLogs | None = None):
         check_uri(uri)
         self.uri = uri
+        self.logs = logs or LocalJobLogs()
         self.client = None
         self.experiment_id = None
         self.parent_id = None
@@ -174,7 +176,7 @@ class MlflowLogger:
 
     def log_step(self, view: ExecutionView, step: StepView) -> None:
         if step.type == "Training" and step.properties:
-            self._log_training(view, step, step.properties, step.name, self.parent_id, _read(step.log_path))
+            self._log_training(view, step, step.properties, step.name, self.parent_id, self._log_text(step))
         elif step.type == "Tuning" and step.properties:
             self._log_tuning(view, step)
 
@@ -195,6 +197,15 @@ class MlflowLogger:
         for key, value in tags.items():
             self.client.set_tag(self.parent_id, _key(key), value)
         self.client.set_terminated(self.parent_id, "FINISHED" if view.status == "Succeeded" else "FAILED")
+
+    def _log_text(self, step: StepView) -> str:
+        # A missing log is a gap the report shows; the run is logged without per-round metrics.
+        try:
+            return self.logs.training_log(
+                str(step.properties.get("TrainingJobName", step.name)), step.log_path
+            )
+        except LogMissing:
+            return ""
 
     # ---- the runs
 
@@ -273,8 +284,9 @@ class MlflowLogger:
                     if metric.get("Value") is not None
                 ],
             }
-            log_path = trial_log(step, trial_name)
-            self._log_training(view, step, job, trial_name, tuning_run, _read(log_path))
+            self._log_training(
+                view, step, job, trial_name, tuning_run, trial_text(self.logs, step, trial_name)
+            )
         self.client.set_terminated(tuning_run, "FINISHED" if step.status == "Succeeded" else "FAILED")
 
 
@@ -295,27 +307,19 @@ def _key(name: str) -> str:
     return _KEY.sub("_", name)[:250]
 
 
-def _read(path) -> str:
-    if not path:
-        return ""
-    try:
-        return Path(path).read_text(errors="replace") if Path(path).is_file() else ""
-    except OSError:
-        return ""
-
-
 def log_execution(
     uri: str,
     view: ExecutionView,
     found: Insights | None,
     *,
     artifact_root: Path | None = None,
+    logs: JobLogs | None = None,
     warn: Callable[[str], None],
 ) -> bool:
     """Log a whole execution at once (AWS executions, or a local one after the fact); True when
-    logged, else one warning through ``warn``."""
+    logged, else one warning through ``warn``. ``logs`` defaults to the local job logs."""
     try:
-        logger = MlflowLogger(uri)
+        logger = MlflowLogger(uri, logs)
     except TrackingError as err:
         warn(f"warning: {err}; the execution is not tracked")
         return False
