@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from pipelines.local_home import EXECUTIONS_DB, OBJECT_STORE
@@ -68,3 +69,22 @@ def aws_report(
             warn=lambda text: print(text, file=sys.stderr),
         )
     return page.write(output, page.render(view, found))
+
+
+def aws_track(
+    execution_arn: str, tracking_server_arn: str, *, sm, s3, logs, warn: Callable[[str], None]
+) -> bool:
+    """Log a finished SageMaker execution to an MLflow tracking server; True when logged. Reading
+    the execution or logging it may fail: either is one warning through ``warn``, never an error,
+    since tracking is never on the critical path."""
+    from pipelines.errors import TemplateError
+    from pipelines.tracking.mlflow_log import log_execution
+
+    try:
+        view = aws_execution(sm, execution_arn)
+    except TemplateError as err:
+        warn(f"warning: {err}; the execution is not tracked")
+        return False
+    job_logs = CloudWatchJobLogs(logs)
+    found = gather(view, S3Objects(s3), logs=job_logs, with_predictions=False)
+    return log_execution(tracking_server_arn, view, found, logs=job_logs, warn=warn)

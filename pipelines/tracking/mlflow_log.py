@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from pipelines import aws_names as names
 from pipelines.report.execution import ExecutionView, StepView
 from pipelines.report.insights import Insights, iteration_metrics, trial_text
 from pipelines.report.logs import JobLogs, LocalJobLogs, LogMissing
@@ -24,9 +25,6 @@ from pipelines.report.logs import JobLogs, LocalJobLogs, LogMissing
 ENV_VAR = "MLOPS_TRACKING_URI"
 OFF = "off"
 _SCHEMES = ("sqlite", "http", "https", "postgresql", "mysql", "mssql", "file", "databricks")
-_SERVER_ARN = re.compile(
-    r"arn:aws[a-z-]*:sagemaker:[a-z0-9-]+:\d{12}:mlflow-tracking-server/[A-Za-z0-9-]{1,256}"
-)
 _APP_ARN = re.compile(r"arn:aws[a-z-]*:sagemaker:[a-z0-9-]+:\d{12}:mlflow-app/[A-Za-z0-9-]{1,256}")
 _RESERVED_HP = re.compile(r"^sagemaker_")
 _KEY = re.compile(r"[^\w\-. /:]")
@@ -62,7 +60,7 @@ def configured_uri(home: Path, environ: Mapping[str, str] = os.environ) -> str |
 def check_uri(uri: str) -> None:
     """TrackingError for a URI MLflow cannot use, said before MLflow is even imported."""
     if uri.startswith("arn:"):
-        if not (_SERVER_ARN.fullmatch(uri) or _APP_ARN.fullmatch(uri)):
+        if not (names.MLFLOW_TRACKING_SERVER_ARN.match(uri) or _APP_ARN.fullmatch(uri)):
             raise TrackingError(
                 f"tracking URI {uri!r} is not a SageMaker MLflow tracking server ARN "
                 "(arn:aws:sagemaker:<region>:<account>:mlflow-tracking-server/<name>)"
@@ -117,6 +115,13 @@ class MlflowLogger:
             logging.getLogger(name).setLevel(logging.ERROR)
         from mlflow.tracking import MlflowClient
 
+        if self.uri.startswith("arn:"):
+            import mlflow
+
+            # The plugin signs each request for the process-wide tracking URI (sagemaker-mlflow
+            # 0.5.0, auth_provider.py: AuthProvider.get_auth reads mlflow.get_tracking_uri()), not
+            # for the client's: without this every call fails before it is sent.
+            mlflow.set_tracking_uri(self.uri)
         if self.uri.startswith("sqlite:///"):
             Path(self.uri[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
         self.client = MlflowClient(tracking_uri=self.uri)
@@ -189,7 +194,11 @@ class MlflowLogger:
                 for name, value in section.items()
                 if isinstance(value, dict) and isinstance(value.get("value"), int | float)
             ]
-            self.client.log_dict(self.parent_id, found.evaluation, "evaluation.json")
+            # A managed server keeps artifacts in its own S3 location, which the client would write
+            # with its own credentials; the tag points to the evaluation in place instead, so the
+            # role that logs needs the sagemaker-mlflow actions only.
+            if not self.uri.startswith("arn:"):
+                self.client.log_dict(self.parent_id, found.evaluation, "evaluation.json")
             tags["sagemaker.evaluation_report"] = found.evaluation_uri or ""
         for gate in found.gates if found is not None else []:
             tags[f"sagemaker.gate.{gate.step}"] = str(gate.outcome).lower()
