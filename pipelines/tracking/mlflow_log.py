@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import re
+import sqlite3
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -19,6 +20,7 @@ from pipelines import aws_names as names
 from pipelines.report.execution import ExecutionView, StepView
 from pipelines.report.insights import Insights, iteration_metrics, trial_text
 from pipelines.report.logs import JobLogs, LocalJobLogs, LogMissing
+from pipelines.tracking import sqlite_store
 
 #: ``MLOPS_TRACKING_URI``: unset for the local SQLite store, ``off`` for no tracking, or any MLflow
 #: tracking URI (a SageMaker managed tracking server's ARN goes through the sagemaker-mlflow plugin).
@@ -102,12 +104,24 @@ class MlflowLogger:
         check_uri(uri)
         self.uri = uri
         self.logs = logs or LocalJobLogs()
+        # An existing local store at a known schema is written without importing MLflow.
+        self.direct = sqlite_store.usable(uri)
         self.client = None
         self.experiment_id = None
         self.parent_id = None
         self.trial_parents: dict[str, str] = {}
 
+    def errors(self) -> tuple[type[BaseException], ...]:
+        """What a tracking call may raise that makes tracking give up (one warning)."""
+        if self.direct:
+            return (sqlite3.Error, OSError, LookupError, sqlite_store.StoreSchemaError)
+        return (*_errors(), sqlite_store.StoreSchemaError)
+
     def open(self, experiment: str, artifact_root: Path | None) -> None:
+        if self.direct:
+            self.client = sqlite_store.SqliteTrackingClient(self.uri)
+            self._find_or_create(experiment, artifact_root)
+            return
         # A dead server is one warning after one short try, not minutes of retries.
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
@@ -125,6 +139,9 @@ class MlflowLogger:
         if self.uri.startswith("sqlite:///"):
             Path(self.uri[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
         self.client = MlflowClient(tracking_uri=self.uri)
+        self._find_or_create(experiment, artifact_root)
+
+    def _find_or_create(self, experiment: str, artifact_root: Path | None) -> None:
         found = self.client.get_experiment_by_name(experiment)
         if found is not None:
             self.experiment_id = found.experiment_id
@@ -138,7 +155,10 @@ class MlflowLogger:
         return self.client.create_run(self.experiment_id, run_name=name, tags=tags).info.run_id
 
     def _batch(self, run_id: str, metrics=(), params: Mapping[str, str] | None = None) -> None:
-        from mlflow.entities import Metric, Param
+        if self.direct:
+            Metric, Param = sqlite_store.Metric, sqlite_store.Param  # noqa: N806
+        else:
+            from mlflow.entities import Metric, Param
 
         params = params or {}
         now = int(time.time() * 1000)
@@ -333,7 +353,7 @@ def log_execution(
         warn(f"warning: {err}; the execution is not tracked")
         return False
     try:
-        errors = _errors()
+        errors = logger.errors()
     except ImportError as err:
         warn(f"warning: MLflow is not installed ({err}); the execution is not tracked")
         return False
