@@ -49,7 +49,7 @@ def aws_report(
 
         from pipelines.aws_calls import client_config
 
-        # The clients given decide the region of those that are not, so all read the same account place.
+        # The clients given decide the region of those made here, so that all read one region.
         given = next((c for c in (sm, s3, logs) if c is not None), None)
         session = boto3.Session(region_name=region or (given.meta.region_name if given else None))
         sm = sm or session.client("sagemaker", config=client_config())

@@ -159,3 +159,27 @@ def test_with_no_server_nothing_is_logged_and_nothing_warns(aws, refusing, capsy
     assert code == 0, err
     assert err == "" and "MLflow" not in out
     assert refusing.requests == []
+
+
+def test_execution_report_refuses_a_malformed_tracking_server_arn_before_any_aws_call(capsys, tmp_path):
+    from pipelines.report import cli
+
+    execution = "arn:aws:sagemaker:us-east-1:123456789012:pipeline/churn/execution/abc"
+    code, out, err = invoke(
+        cli.main,
+        [
+            execution,
+            "--backend",
+            "aws",
+            "--output",
+            str(tmp_path / "r.html"),
+            "--tracking-server-arn",
+            "team",
+        ],
+        capsys,
+    )
+    assert code == 2 and out == ""
+    assert err.strip().splitlines() == [
+        "Error: --tracking-server-arn 'team' is not a SageMaker MLflow tracking server ARN "
+        "(arn:aws:sagemaker:<region>:<account>:mlflow-tracking-server/<name>)"
+    ]
