@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.errors import UsageError
+from pipelines.local.budget import CpuBudget
 from pipelines.local.definition import Definition, StepSpec, dependencies, parse_definition, validate
 from pipelines.local.executors import EXECUTORS, StepResult, StepRun
 from pipelines.local.expressions import EXECUTION_VARIABLES, Context, ExpressionError, evaluate
@@ -107,6 +108,8 @@ class LocalRunner:
         self.reporter = reporter or SilentReporter()
         self.cpus = cpus or os.cpu_count() or 1
         self.max_workers = max_workers or self.cpus
+        # Shared by every job this runner starts, so jobs running at once split the CPUs.
+        self.budget = CpuBudget(self.cpus)
         self.sleep = sleep
         self._registry = None
 
@@ -436,7 +439,7 @@ class _RunState:
                 step=step,
                 arguments=arguments,
                 job_name=job_name,
-                env=JobEnvironment(runner.store, runner.jobs_dir, runner.cpus, self.stopping),
+                env=JobEnvironment(runner.store, runner.jobs_dir, runner.cpus, self.stopping, runner.budget),
                 context=self.context(self.variables(job_name, executor.job_variable)),
                 registry=runner.registry,
                 warn=functools.partial(runner.reporter.warning, step.name) if attempt == 1 else _quiet,
