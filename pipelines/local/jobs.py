@@ -422,10 +422,11 @@ def processing_job(name: str, arguments: Mapping[str, Any], env: JobEnvironment)
     def instance(index: int) -> None:
         prepare_processing_sandbox(sandboxes[index], arguments, env.store, hosts, index)
         _log_command(log_path, hosts[index], entry.command)
-        # Each instance holds its share of the budget while it runs. A processing container gets
-        # no SM_NUM_CPUS; OpenMP's own variable caps the threads of numeric libraries instead,
-        # unless the job's Environment sets it.
-        with _cpus(env, budget, 1, max(1, env.cpus // count)) as cpus:
+        # Each instance holds one CPU of the budget while it runs: processing code (pandas) is
+        # mostly single-threaded, and independent steps keep running side by side. A processing
+        # container gets no SM_NUM_CPUS; OpenMP's own variable caps the threads of numeric
+        # libraries instead, unless the job's Environment sets it.
+        with _cpus(env, budget, 1, 1) as cpus:
             environment = {"OMP_NUM_THREADS": str(cpus), **entry.environment}
             instance_entry = EntryPoint(entry.command, entry.workdir, environment)
             status = run_entry_point(sandboxes[index], instance_entry, log_path, timeout, env.stop)
