@@ -26,10 +26,17 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from pipelines.errors import UsageError
+from pipelines.errors import UsageError, join_problems
 from pipelines.local.budget import CpuBudget
-from pipelines.local.definition import Definition, StepSpec, dependencies, parse_definition, validate
-from pipelines.local.executors import EXECUTORS, StepResult, StepRun
+from pipelines.local.definition import (
+    Definition,
+    DefinitionError,
+    StepSpec,
+    dependencies,
+    parse_definition,
+    validate,
+)
+from pipelines.local.executors import EXECUTORS, StepResult, StepRun, instance_count_problems
 from pipelines.local.expressions import EXECUTION_VARIABLES, Context, ExpressionError, evaluate
 from pipelines.local.jobs import JobEnvironment, StepFailure, end_jobs
 from pipelines.local.progress import Reporter, SilentReporter
@@ -141,6 +148,14 @@ class LocalRunner:
             return problems
 
         values, order = validate(definition, parameters, EXECUTORS, local_problems)
+        problems = [
+            f"step {name!r}: {problem}"
+            for name, step in definition.steps.items()
+            for problem in instance_count_problems(step, values)
+        ]
+        if problems:
+            count = f"{len(problems)} problem{'s' if len(problems) > 1 else ''}"
+            raise DefinitionError(f"{definition.source}: {count}: {join_problems(problems)}", problems)
         return definition, values, order
 
     # ---- entry points

@@ -209,6 +209,30 @@ def _training_problems(args: Mapping[str, Any]) -> list[str]:
     return problems
 
 
+def instance_count_problems(step: StepSpec, values: Mapping[str, Any]) -> list[str]:
+    """The training instance count of a Training or Tuning step with this run's parameter values,
+    checked before the run: SageMaker refuses it only once the step starts its job."""
+    if step.type == "Training":
+        resources = step.arguments.get("ResourceConfig", {})
+    elif step.type == "Tuning":
+        resources = (step.arguments.get("TrainingJobDefinition") or {}).get("ResourceConfig", {})
+    else:
+        return []
+
+    def known(value: Any) -> Any:
+        if isinstance(value, dict) and set(value) == {"Get"} and isinstance(value["Get"], str):
+            root, _, name = value["Get"].partition(".")
+            if root == "Parameters" and name in values:
+                return values[name]
+        return value
+
+    count = resources.get("InstanceCount", 1)
+    if not isinstance(count, dict):
+        return []  # a literal, checked with the definition (problems)
+    problem = instance_count_problem(known(count), known(resources.get("InstanceType")))
+    return [problem] if problem else []
+
+
 def _training_inputs(arguments: Mapping[str, Any]) -> list[str]:
     return [c["DataSource"]["S3DataSource"]["S3Uri"] for c in arguments.get("InputDataConfig", [])]
 

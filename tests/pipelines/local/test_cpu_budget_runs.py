@@ -7,6 +7,7 @@ import tarfile
 from pathlib import Path
 
 from pipelines.local.engine import LocalRunner
+from pipelines.local.jobs import USAGE_FILE
 
 SCRIPTS = Path(__file__).parent / "fixtures" / "engine"
 BUCKET = "s3://budget-tests"
@@ -87,3 +88,9 @@ def test_train_beside_tunings_trials_never_holds_more_cpus_than_the_runner_has(t
         ]
         assert sum(r["cpus"] for r in overlapping) <= 2, overlapping
     assert runner.budget.in_use == 0
+    # Each process a job ran left its time and peak memory beside the job's log.
+    log = Path(outcome.steps["Train"].log_path)
+    (usage,) = [json.loads(line) for line in (log.parent / USAGE_FILE).read_text().splitlines()]
+    assert usage["status"] == 0
+    assert usage["seconds"] >= 0.6  # the script sleeps that long
+    assert 5 < usage["peak_mib"] < 2048

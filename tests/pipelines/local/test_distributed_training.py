@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipelines.local.definition import StepSpec
+from pipelines.local.definition import DefinitionError, StepSpec
+from pipelines.local.engine import LocalRunner
 from pipelines.local.executors import TrainingExecutor
 from pipelines.local.jobs import (
     DEFAULT_TRAINING_INSTANCE_QUOTA,
@@ -22,6 +23,7 @@ from pipelines.local.jobs import (
     training_job,
 )
 from pipelines.local.store import ObjectStore
+from steps import train
 
 REPO = Path(__file__).resolve().parents[3]
 XGBOOST = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:3.2-0"
@@ -107,15 +109,33 @@ def model_names(store, description) -> list[str]:
         return sorted(archive.getnames())
 
 
+def single_instance_auc(hyperparameters: dict) -> float:
+    """What one instance reaches on all the train rows: the script's own training, in process."""
+    hp = {**train.DEFAULT_HYPERPARAMETERS, "nthread": 1}
+    for name, value in hyperparameters.items():
+        if name in hp:
+            hp[name] = type(hp[name])(value)
+
+    def parse(lines):
+        values = np.array([[float(v) for v in line.split(",")] for line in lines])
+        return values[:, 0], values[:, 1:]
+
+    _, result = train.train_booster(
+        parse(rows(1600, seed=1)), parse(rows(400, seed=2)), hp, log=lambda _: None
+    )
+    return result["validation"]
+
+
 @pytest.mark.slow
 def test_two_instances_reach_the_single_instance_validation_auc(tmp_path, store, code_uri):
     stage(store, parts=2)
+    args = arguments(code_uri, 2)
 
-    single = run_job(tmp_path, store, "single", arguments(code_uri, 1))
-    double = run_job(tmp_path, store, "double", arguments(code_uri, 2))
+    double = run_job(tmp_path, store, "double", args)
 
-    assert validation_auc(single) > 0.85
-    assert abs(validation_auc(double) - validation_auc(single)) <= AUC_TOLERANCE
+    single = single_instance_auc(args["HyperParameters"])
+    assert single > 0.85
+    assert abs(validation_auc(double) - single) <= AUC_TOLERANCE
     assert model_names(store, double) == ["xgboost-model.json"]
     log = (tmp_path / "jobs" / "double" / "log.txt").read_text()
     # Each instance trained on its own half of the train rows and only the first logged rounds.
@@ -177,3 +197,22 @@ def test_the_quota_is_checked_before_the_run_for_a_literal_count_and_follows_the
     assert problems({"Get": "Parameters.TrainingInstanceCount"}) == []
     monkeypatch.setenv(TRAINING_INSTANCE_QUOTA_VARIABLE, "16")
     assert problems(16) == []
+
+
+def test_a_parameter_count_over_the_quota_is_refused_before_anything_runs(tmp_path, code_uri):
+    runner = LocalRunner(tmp_path / "home")
+    args = arguments(code_uri, {"Get": "Parameters.TrainingInstanceCount"})
+    step = {"Name": "Train", "Type": "Training", "Arguments": args}
+    parameter = {"Name": "TrainingInstanceCount", "Type": "Integer", "DefaultValue": 1}
+    text = json.dumps({"Version": "2020-12-01", "Metadata": {}, "Parameters": [parameter], "Steps": [step]})
+
+    with pytest.raises(DefinitionError) as error:
+        runner.start(text, pipeline_name="quota", parameters={"TrainingInstanceCount": 5})
+
+    assert error.value.problems == (
+        "step 'Train': ResourceLimitExceeded: The account-level service limit 'ml.m5.xlarge for training "
+        "job usage' is 4 Instances, with current utilization of 0 Instances and a request delta of 5 "
+        f"Instances. Please use AWS Service Quotas to request an increase for this quota (locally: "
+        f"{TRAINING_INSTANCE_QUOTA_VARIABLE}).",
+    )
+    assert runner.records.list_executions() == []
