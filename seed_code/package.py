@@ -281,7 +281,7 @@ def report(package: Package, region: str | None) -> str:
         "bootstrap template (deploy once in the dev/tooling, staging and prod accounts):",
         f"  s3://{package.bucket}/{package.key(TEMPLATES['bootstrap'])}",
         f"  {https_url(package.bucket, package.key(TEMPLATES['bootstrap']), region)}",
-        "S3 project template: Studio lists it from the bucket (see the README, 'Creating a project').",
+        "S3 project template: Studio lists it from the bucket (see docs/aws.md).",
         "Service Catalog product version:",
         "  aws servicecatalog create-provisioning-artifact --product-id <product id> --parameters "
         f"Name={__version__},Type=CLOUD_FORMATION_TEMPLATE,Info={{LoadTemplateFromURL={project_url}}}",

@@ -41,15 +41,16 @@ def main_path_steps() -> list[tuple[str, list[str]]]:
     environment this test runs in."""
     steps = re.findall(r"^### (\d+\. .+)$", section("## The main path"), re.M)
     assert steps and steps[0] == "1. Install", steps
-    return [
-        (step, [line for block in bash_blocks(section(f"### {step}")) for line in block.splitlines() if line.strip()])
-        for step in steps[1:]
-    ]
+    return [(step, commands(section(f"### {step}"))) for step in steps[1:]]
+
+
+def commands(text: str) -> list[str]:
+    return [line for block in bash_blocks(text) for line in block.splitlines() if line.strip()]
 
 
 def another_table_commands() -> list[str]:
-    (block,) = bash_blocks(section("### Another table"))
-    return [line for line in block.splitlines() if line.strip()]
+    assert len(bash_blocks(section("### Another table"))) == 1
+    return commands(section("### Another table"))
 
 
 def environment(home: Path) -> dict[str, str]:
@@ -71,10 +72,10 @@ def test_the_main_path_is_install_run_look_approve_promote_score_roll_back_clean
         "A second version, and rolling back",
         "Clean up",
     ]
-    commands = [command for _, block in steps for command in block]
-    assert all("\\" not in command for command in commands), "one command a line, so each runs alone"
+    every = [command for _, block in steps for command in block]
+    assert all("\\" not in command for command in every), "one command a line, so each runs alone"
     stages = json.loads((REPO / "deploy" / "promotion.json").read_text())["stages"]
-    assert [c for c in commands if c.startswith("promote undeploy")] == [
+    assert [c for c in every if c.startswith("promote undeploy")] == [
         f"promote undeploy --stage {stage}" for stage in stages
     ], "clean-up stops every stage's endpoint"
 
@@ -131,8 +132,8 @@ def run(command: str, cwd: Path, home: Path) -> subprocess.CompletedProcess:
 def test_the_readmes_main_path_runs_as_written_from_a_fresh_home(checkout):
     root, home, ports = checkout
     registered, statuses, answers = [], [], []
-    for step, commands in main_path_steps():
-        for command in commands:
+    for step, block in main_path_steps():
+        for command in block:
             done = run(as_run_here(command, ports), root, home)
             assert done.returncode == 0, f"{step}: {command}\n{done.stdout[-3000:]}{done.stderr[-2000:]}"
             registered += re.findall(rf"registered {GROUP} version (\d+)", done.stdout)
