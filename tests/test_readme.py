@@ -151,6 +151,10 @@ def test_the_readmes_main_path_runs_as_written_from_a_fresh_home(checkout):
     assert [v.approval_status for v in registry.list_versions(GROUP)] == ["Approved", "Approved"]
     final = run("promote status", root, home)
     assert json.loads(final.stdout) == {"dev": None, "staging": None, "prod": None}
+    where = json.loads(run("promote where --version 1", root, home).stdout)
+    # Clean-up is recorded: version 1 served in every stage and is retired from each.
+    for stage in ("dev", "staging", "prod"):
+        assert where[stage]["serving"] == "no" and "retired-at" in where[stage], where
     for port in ports.values():
         with pytest.raises(urllib.error.URLError):
             urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=5)
