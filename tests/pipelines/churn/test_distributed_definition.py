@@ -20,7 +20,12 @@ def test_train_and_tunings_trials_run_on_the_parameters_instance_count(churn_def
 
     assert train["ResourceConfig"]["InstanceCount"] == PARAMETER
     assert trial["ResourceConfig"]["InstanceCount"] == PARAMETER
-    expected = {"train": "ShardedByS3Key", "validation": "FullyReplicated", "code": "FullyReplicated"}
+    expected = {
+        "train": "ShardedByS3Key",
+        "validation": "FullyReplicated",
+        "schema": "FullyReplicated",  # whichever instance saves the model puts schema.json beside it
+        "code": "FullyReplicated",
+    }
     assert distributions(train["InputDataConfig"]) == expected
     assert distributions(trial["InputDataConfig"]) == expected
 
