@@ -1498,11 +1498,11 @@ def test_a_step_types_progress_and_summary_text_come_from_its_executor_alone(run
     assert summary(outcome, parse_definition(definition(step), "test"))[1:] == ["  Shout says hello"]
 
 
-def test_every_registered_executor_answers_the_whole_executor_interface():
-    """The check executors keep Executor's interface without deriving from it: a method added to
-    the base class must be added there too, or a run fails after its step succeeded."""
+def test_every_registered_executor_is_an_executor_of_its_own_type():
+    """Deriving from Executor, a step type gets every method the engine and the progress view call,
+    including one added to the base class later."""
     from pipelines.local.executors import EXECUTORS, Executor
 
-    interface = {name for name in dir(Executor) if not name.startswith("_")}
     for type_, executor in EXECUTORS.items():
-        assert interface <= set(dir(executor)), (type_, sorted(interface - set(dir(executor))))
+        assert isinstance(executor, Executor), type_
+        assert executor.type == type_
