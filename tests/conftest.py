@@ -34,3 +34,10 @@ def _offline_aws(monkeypatch, tmp_path_factory):
     # MLflow tracking is tested where it is named (tests/pipelines/tracking); elsewhere a local run
     # would create and migrate an MLflow store in every temporary home.
     monkeypatch.setenv("MLOPS_TRACKING_URI", "off")
+
+
+@pytest.fixture(autouse=True)
+def _own_local_home(monkeypatch, tmp_path_factory):
+    """A local home of this test's own unless it sets one: tests run side by side on several
+    workers, and none may share a home with another or write to the user's."""
+    monkeypatch.setenv("MLOPS_LOCAL_HOME", str(tmp_path_factory.mktemp("local-home")))
