@@ -371,6 +371,5 @@ SEEDED_TESTS = (
     "tests/codebuild",
     "tests/steps/test_scripts_end_to_end.py",
     "tests/pipelines/churn/test_definition_golden.py",
-    "tests/pipelines/churn/test_step_contract.py",
     "tests/pipelines/local/test_churn_definition.py",
 )
