@@ -12,6 +12,9 @@ VERSION = re.search(r'__version__ = "([^"]+)"', (ROOT / "pipelines" / "__version
 # SDK call lives in pipelines/<model>/builders.py, so an upgrade is one deliberate change.
 REQUIRED = [
     "sagemaker==3.27.0",
+    # Makes a SageMaker MLflow tracking server's ARN an MLflow tracking URI (docs/tracking.md);
+    # sagemaker-train requires it too, but the tracking code relies on it directly.
+    "sagemaker-mlflow>=0.5,<1",
     "boto3>=1.40",
     "pandas>=2.2",
     "numpy>=1.26",

@@ -1,28 +1,45 @@
-"""Benchmark of Preprocess as the table grows: wall time and peak memory per size, and their ratios.
+"""Benchmark of Preprocess and of the whole local pipeline as the table grows: wall time and peak
+memory per size (and per step), and their ratios.
 
     python benchmarks/scale.py [--rows 100000 1000000 10000000] [--chunk-rows N] [--keep DIR]
+    python benchmarks/scale.py --rows --pipeline-rows 100000 1000000 [--max-tuning-jobs 4]
+                               [--training-instances N]
 
 Each size is a deterministic churn-shaped table (the columns of pipelines/churn/dataset.json, values
 drawn from a fixed seed), written to a CSV and preprocessed by ``steps/preprocess.py`` in its own
 process, as the container runs it. Peak memory is that process's maximum resident set size.
 Goals: at 1e7 rows, at most 2 GB peak and at most 11 times the 1e6 time.
+
+``--pipeline-rows`` runs the churn pipeline's definition on the local runner (uncached) for each
+size: per step its wall time and the peak resident memory of its jobs' processes (the largest one
+instance reached; ``usage.jsonl`` beside each job's log), plus the runner process's own peak (the
+in-process steps: the data-quality baseline, the condition, registration). Goal: whole pipeline
+1e6 / 1e5 at most 10 times.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import logging
 import os
+import resource
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from pipelines.local.jobs import USAGE_FILE  # noqa: E402
+
 SPEC = ROOT / "pipelines" / "churn" / "dataset.json"
 SCRIPT = ROOT / "steps" / "preprocess.py"
 STATES = [f"S{i:02d}" for i in range(51)]
@@ -95,9 +112,95 @@ def run_preprocess(data: Path, out: Path, chunk_rows: int | None) -> tuple[float
     return seconds, usage.ru_maxrss / 1024  # ru_maxrss is in KiB on Linux
 
 
+def step_peak(record) -> float | None:
+    """The largest peak resident MiB of any process of the step's job (its trials, for Tune)."""
+    if not record.log_path:
+        return None
+    root = Path(record.log_path)
+    root = root if root.is_dir() else root.parent
+    peaks = [
+        json.loads(line)["peak_mib"] or 0.0
+        for usage in root.rglob(USAGE_FILE)
+        for line in usage.read_text().splitlines()
+        if line.strip()
+    ]
+    return max(peaks) if peaks else None
+
+
+def run_pipeline(
+    work: Path, data: Path, parameters: dict
+) -> tuple[float, dict[str, tuple[float, float | None]]]:
+    """One uncached local execution of the churn pipeline on ``data``: seconds, and per step
+    (seconds, peak MiB)."""
+    from pipelines.churn import pipeline as churn
+    from pipelines.local.engine import LocalRunner
+    from pipelines.run_pipeline import LOCAL_DEFAULTS
+
+    logging.getLogger("sagemaker").setLevel(logging.ERROR)  # the SDK's notes on building offline
+
+    home = work / "home"
+    shutil.rmtree(home, ignore_errors=True)
+    runner = LocalRunner(home)
+    code = churn.get_code_upload(**LOCAL_DEFAULTS)
+    for bundle in code.bundles:
+        for name, body in bundle.objects().items():
+            runner.store.put_bytes(f"s3://{code.bucket}/{bundle.key_prefix(code.key_prefix)}/{name}", body)
+    (uri,) = churn.get_local_inputs(**LOCAL_DEFAULTS)
+    runner.store.put_file(data, uri)
+    definition = churn.get_pipeline(**LOCAL_DEFAULTS).definition()
+    started = time.perf_counter()
+    outcome = runner.start(definition, pipeline_name="ScaleBenchmark", parameters=parameters, use_cache=False)
+    seconds = time.perf_counter() - started
+    if outcome.status != "Succeeded":
+        sys.exit(f"the pipeline failed on {data}: {outcome.failure_reason}")
+    steps = {}
+    for name, record in outcome.steps.items():
+        if record.started and record.ended:
+            took = (
+                datetime.fromisoformat(record.ended) - datetime.fromisoformat(record.started)
+            ).total_seconds()
+            steps[name] = (took, step_peak(record))
+    return seconds, steps
+
+
+def pipeline_figures(work: Path, sizes: list[int], parameters: dict, keep: bool) -> None:
+    print(f"whole local pipeline, uncached, parameters {parameters}")
+    figures = {}
+    for rows in sizes:
+        data = work / f"churn-{rows}.csv"
+        if not data.exists():
+            write_table(data, rows)
+        seconds, steps = run_pipeline(work / f"pipeline-{rows}", data, parameters)
+        # Cumulative over this process (the SDK's import included): the in-process steps' bound.
+        runner_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        figures[rows] = (seconds, steps)
+        print(f"{rows:>10} rows: {seconds:.1f} s; runner process peak so far {runner_peak:.0f} MiB")
+        print(f"{'':>10} {'step':<24} {'seconds':>9} {'peak MiB':>9}")
+        for name, (took, peak) in steps.items():
+            shown = f"{peak:>9.0f}" if peak is not None else f"{'-':>9}"
+            print(f"{'':>10} {name:<24} {took:>9.1f} {shown}")
+        if not keep:
+            data.unlink()
+            shutil.rmtree(work / f"pipeline-{rows}", ignore_errors=True)
+    sizes = sorted(figures)
+    for small, large in zip(sizes, sizes[1:], strict=False):
+        (t0, s0), (t1, s1) = figures[small], figures[large]
+        ratio = t1 / t0
+        goal = f" (goal <= 10: {'met' if ratio <= 10 else 'missed'})" if large == 10 * small else ""
+        print(f"{large:>10} / {small:<10} whole pipeline time x{ratio:.2f}{goal}")
+        for name in s1:
+            if name in s0 and s0[name][0] > 0:
+                print(f"{'':>10} {name:<24} time x{s1[name][0] / s0[name][0]:.2f}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, nargs="+", default=[100_000, 1_000_000, 10_000_000])
+    parser.add_argument(
+        "--rows", type=int, nargs="*", default=[100_000, 1_000_000, 10_000_000], help="Preprocess alone"
+    )
+    parser.add_argument("--pipeline-rows", type=int, nargs="*", default=[], help="the whole local pipeline")
+    parser.add_argument("--max-tuning-jobs", type=int, default=4)
+    parser.add_argument("--training-instances", type=int, default=1, help="TrainingInstanceCount")
     parser.add_argument("--chunk-rows", type=int, help="passed to preprocess (default: its own)")
     parser.add_argument(
         "--keep", type=Path, help="keep tables and outputs here instead of a temporary folder"
@@ -110,8 +213,9 @@ def main(argv: list[str] | None = None) -> int:
         f"python {sys.version.split()[0]}, pandas {pd.__version__}, numpy {np.__version__}, "
         f"{os.cpu_count()} CPUs"
     )
-    print(f"{'rows':>10} {'csv MiB':>9} {'seconds':>9} {'peak MiB':>9} {'s/1e6 rows':>11}")
     figures: dict[int, tuple[float, float]] = {}
+    if args.rows:
+        print(f"{'rows':>10} {'csv MiB':>9} {'seconds':>9} {'peak MiB':>9} {'s/1e6 rows':>11}")
     try:
         for rows in args.rows:
             data = work / f"churn-{rows}.csv"
@@ -127,6 +231,12 @@ def main(argv: list[str] | None = None) -> int:
             if not args.keep:
                 data.unlink()
                 shutil.rmtree(work / f"out-{rows}")
+        if args.pipeline_rows:
+            parameters = {
+                "MaxTuningJobs": args.max_tuning_jobs,
+                "TrainingInstanceCount": args.training_instances,
+            }
+            pipeline_figures(work, args.pipeline_rows, parameters, bool(args.keep))
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)

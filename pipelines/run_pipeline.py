@@ -356,6 +356,9 @@ def _main(argv: Sequence[str] | None) -> int:
     name = pipeline.name
     execution_parameters = parse_parameters(_cli.parameter_options(args.parameters), definition)
     code = module.get_code_upload(**kwargs) if hasattr(module, "get_code_upload") else None
+    tracking_server = (
+        module.get_tracking_server_arn(**kwargs) if hasattr(module, "get_tracking_server_arn") else None
+    )
     description = args.description or f"Model-build pipeline {name} ({args.module_name})"
 
     if args.definition_file:
@@ -395,16 +398,38 @@ def _main(argv: Sequence[str] | None) -> int:
         execution_arn = sm.start_pipeline_execution(**start)["PipelineExecutionArn"]
         print(f"execution started: {execution_arn}")
         if not args.wait:
+            if tracking_server:
+                print(
+                    f"not logged to MLflow tracking server {tracking_server} (it is logged once it ends: "
+                    f"add --wait, or run execution-report {execution_arn} --backend aws --output PATH "
+                    "--tracking-server-arn ARN then)"
+                )
             return 0
         doing = f"waiting for {execution_arn}"
         final = wait_for_execution(sm, execution_arn)
     except (BotoCoreError, ClientError) as err:
         raise aws_error(err, doing, region_hint="pass region in --kwargs or set AWS_REGION") from None
 
+    if tracking_server:
+        _track(execution_arn, tracking_server, sm, s3, region)
+
     if final["PipelineExecutionStatus"] != "Succeeded":
         reason = final.get("FailureReason", "no reason given; see the failed step in Studio")
         raise AwsError(f"execution {execution_arn} ended {final['PipelineExecutionStatus']}: {reason}")
     return 0
+
+
+def _track(execution_arn: str, tracking_server: str, sm, s3, region: str) -> None:
+    """Log the ended execution to the MLflow tracking server, from outside the jobs; a failure is
+    one warning and the command's outcome stays the execution's."""
+    import boto3
+
+    from pipelines.report.build import aws_track
+
+    logs = boto3.Session(region_name=region).client("logs", config=client_config())
+    warn = lambda text: print(text, file=sys.stderr)  # noqa: E731
+    if aws_track(execution_arn, tracking_server, sm=sm, s3=s3, logs=logs, warn=warn):
+        print(f"execution logged to MLflow tracking server {tracking_server}")
 
 
 def _sample_if_empty(s3, module, kwargs: dict, definition: str, parameters: list[dict], code, name: str):

@@ -33,9 +33,10 @@ REPOSITORY = HERE.parent
 
 #: What a project is seeded with: these files and directories of the repository, nothing else.
 SEED_FILES = (".ci/run", ".gitignore", "LICENSE", "README.md", "pyproject.toml", "setup.py")
-SEED_DIRECTORIES = ("codebuild", "data", "deploy", "pipelines", "steps", "tests")
-#: Inside those directories, what a project does not get: the template's own tests need seed_code/.
-LEFT_OUT = ("tests/seed_code", "tests/helpers/seed_support.py")
+SEED_DIRECTORIES = ("codebuild", "data", "deploy", "docs", "pipelines", "steps", "tests")
+#: Inside those directories, what a project does not get: the template's own tests need seed_code/,
+#: and the benchmark figures are the template's benchmarks/.
+LEFT_OUT = ("tests/seed_code", "tests/helpers/seed_support.py", "docs/benchmarks.md")
 #: Never seeded, wherever they are: environments, caches, build output, editor and OS droppings.
 JUNK_DIRECTORIES = {
     "__pycache__",
@@ -57,12 +58,12 @@ SEED_PARAMETERS = ("SeedCodeBucket", "SeedCodeKey")
 #: S3 object tag that makes Studio list an S3 project template.
 STUDIO_VISIBILITY_TAG = "sagemaker:studio-visibility=true"
 
-#: README.md lines between these two marker lines are about the template itself (its project
-#: template, benchmarks): a seeded project's README.md leaves them out.
+#: README.md and docs/*.md lines between these two marker lines are about the template itself (its
+#: project template, benchmarks): a seeded project's copies leave them out.
 TEMPLATE_ONLY_START = "<!-- template-only -->"
 TEMPLATE_ONLY_END = "<!-- /template-only -->"
 #: An HTML comment opened by this line and closed by a line "-->" is hidden in the template's
-#: README.md and is plain text in a seeded project's: what the project reads in their place.
+#: README.md (or docs/*.md) and is plain text in a seeded project's: what it reads in their place.
 SEED_ONLY_START = "<!-- seed-only"
 SEED_ONLY_END = "-->"
 
@@ -121,6 +122,12 @@ def _left_out(relative: PurePosixPath) -> bool:
     return is_junk(relative) or any(relative.is_relative_to(PurePosixPath(p)) for p in LEFT_OUT)
 
 
+def is_marked(name: str) -> bool:
+    """True for the seeded files that may hold template-only and seed-only regions."""
+    path = PurePosixPath(name)
+    return name == "README.md" or (path.parent == PurePosixPath("docs") and path.suffix == ".md")
+
+
 def seed_readme(text: str, where: str = "README.md") -> str:
     """``text`` without its template-only regions and with its seed-only comments uncommented;
     ConfigError for a marker without its pair."""
@@ -152,14 +159,14 @@ def seed_readme(text: str, where: str = "README.md") -> str:
 
 
 def seed_zip(source: Path, files: Sequence[str]) -> bytes:
-    """The files as a zip, byte-identical for identical contents and modes; README.md as
-    ``seed_readme`` makes it."""
+    """The files as a zip, byte-identical for identical contents and modes; README.md and docs/*.md
+    as ``seed_readme`` makes them."""
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
         for name in sorted(files):
             path = source / name
             body = path.read_bytes()
-            if name == "README.md":
+            if is_marked(name):
                 body = seed_readme(body.decode("utf-8"), str(path)).encode("utf-8")
             info = zipfile.ZipInfo(name, date_time=_ZIP_TIME)
             info.create_system = 3  # Unix, so the permission bits below are read back
@@ -274,7 +281,7 @@ def report(package: Package, region: str | None) -> str:
         "bootstrap template (deploy once in the dev/tooling, staging and prod accounts):",
         f"  s3://{package.bucket}/{package.key(TEMPLATES['bootstrap'])}",
         f"  {https_url(package.bucket, package.key(TEMPLATES['bootstrap']), region)}",
-        "S3 project template: Studio lists it from the bucket (see the README, 'Creating a project').",
+        "S3 project template: Studio lists it from the bucket (see docs/aws.md).",
         "Service Catalog product version:",
         "  aws servicecatalog create-provisioning-artifact --product-id <product id> --parameters "
         f"Name={__version__},Type=CLOUD_FORMATION_TEMPLATE,Info={{LoadTemplateFromURL={project_url}}}",

@@ -790,6 +790,8 @@ PROFILE_DIR = "profile"
 STAGES = ("all", "profile", "encode")
 # ProcessingClusterConfig.InstanceCount is 1 to 100 (botocore's service model for sagemaker).
 MAX_INSTANCES = 100
+#: Train part files one run may write (a part per training instance, or a few).
+MAX_TRAIN_PARTS = 1000
 
 
 class _Reader:
@@ -918,14 +920,32 @@ def _write_outputs(output_dir: Path, outputs: dict[str, str]) -> None:
         os.replace(tmp, target)
 
 
+def train_part_names(name: str, parts: int) -> list[str]:
+    """The train split's file names: ``name`` itself, or ``<stem>-part-<i>.csv`` for several parts
+    (zero-padded, so the keys sort in part order)."""
+    if parts == 1:
+        return [name]
+    stem = name.removesuffix(".csv")
+    return [f"{stem}-part-{index:04d}.csv" for index in range(parts)]
+
+
 def _write_splits(
-    output_dir: Path, names: list[str], reader: _Reader, encoding: Encoding, expected: list[int] | None
+    output_dir: Path,
+    names: list[str],
+    reader: _Reader,
+    encoding: Encoding,
+    expected: list[int] | None,
+    train_parts: int = 1,
 ) -> list[int]:
     """Stream every chunk's encoded rows into the split files; return rows per split. The files
     appear only once complete, each renamed into place from a temporary file beside it, and not at
-    all when the rows per split differ from ``expected`` (what the profile stage counted)."""
+    all when the rows per split differ from ``expected`` (what the profile stage counted). With
+    ``train_parts`` > 1 the train rows are dealt round-robin into that many files, the objects a
+    ShardedByS3Key channel hands out to the instances of a distributed training job."""
+    train_names = train_part_names(names[0], train_parts)
+    folders = [SPLITS[0]] * train_parts + [*SPLITS[1:], BASELINE_DIR]
     targets = [
-        output_dir / folder / name for folder, name in zip((*SPLITS, BASELINE_DIR), names, strict=True)
+        output_dir / folder / name for folder, name in zip(folders, [*train_names, *names[1:]], strict=True)
     ]
     temporaries = []
     try:
@@ -936,7 +956,14 @@ def _write_splits(
         rows = [0, 0, 0]
         for table, codes in reader.chunks():
             for i, text in enumerate(encode_chunk(table, codes, encoding)):
-                temporaries[i][0].write(text)
+                if i == 0 and train_parts > 1:
+                    lines = text.splitlines(keepends=True)
+                    for part in range(train_parts):  # train row r goes to part r % train_parts
+                        temporaries[part][0].write(
+                            "".join(lines[(part - rows[0]) % train_parts :: train_parts])
+                        )
+                else:
+                    temporaries[i + train_parts - 1 if i else 0][0].write(text)
                 if i < 3:
                     rows[i] += int(np.count_nonzero(codes == i))
         if expected is not None and rows != expected:
@@ -982,6 +1009,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--profiles", type=Path, help="folder of every profile-<host>.json (--stage encode)")
     parser.add_argument("--resource-config", type=Path, default=Path("/opt/ml/config/resourceconfig.json"))
+    parser.add_argument(
+        "--train-parts",
+        type=int,
+        default=1,
+        help="write the train split as this many files (at least one per instance of a distributed "
+        "training job reading it ShardedByS3Key)",
+    )
 
     source, reader = "arguments", None
     try:
@@ -989,6 +1023,8 @@ def main(argv: list[str] | None = None) -> int:
         check_fractions(args.train_fraction, args.validation_fraction)
         if args.chunk_rows < 1:
             raise DataError(f"--chunk-rows must be at least 1, got {args.chunk_rows}")
+        if not 1 <= args.train_parts <= MAX_TRAIN_PARTS:
+            raise DataError(f"--train-parts must be 1 to {MAX_TRAIN_PARTS}, got {args.train_parts}")
         if (args.stage == "encode") != (args.profiles is not None):
             raise DataError("--profiles goes with --stage encode, and only with it")
         spec = load_spec(args.spec)
@@ -1025,7 +1061,7 @@ def main(argv: list[str] | None = None) -> int:
         stems = [*SPLITS, BASELINE_DATASET_FILENAME.removesuffix(".csv")]
         names = [f"{stem}.csv" if host is None else f"{stem}-{host}.csv" for stem in stems]
         expected = own[host].rows if args.stage == "encode" else None
-        rows = _write_splits(args.output_dir, names, reader, profile.encoding, expected)
+        rows = _write_splits(args.output_dir, names, reader, profile.encoding, expected, args.train_parts)
         if host is None or host == hosts[0]:  # one instance writes what every instance shares
             _write_outputs(args.output_dir, profile.outputs())
     except SpecError as err:

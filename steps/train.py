@@ -4,14 +4,23 @@ channel with early stopping on the validation channel and saves it as ``xgboost-
 SageMaker treats that image as a built-in algorithm: it refuses custom MetricDefinitions and reads the
 container's own ``validation:<metric>`` from the log, so each round is logged as the built-in algorithm logs
 it and the last such line is the best (kept) round's, the value a tuning job ranks this trial by.
+
+With several instances (``resourceconfig.json`` names more than one host) each trains on its shard of
+the train channel in one XGBoost collective; the first host starts the tracker, logs the rounds and
+saves the model (docs/scale.md).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import os
+import socket
 import sys
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -99,6 +108,172 @@ def check_hyperparameters(hp: dict) -> None:
         )
     if problems:
         raise TrainingError("; ".join(problems))
+
+
+# ------------------------------------------------------------------------------------------ cluster
+
+#: The tracker port of the XGBoost container's own distributed helper
+#: (aws/sagemaker-xgboost-container, src/sagemaker_xgboost_container/distributed.py: Rabit, 9099).
+DEFAULT_TRACKER_PORT = 9099
+#: How long an instance keeps trying to reach the tracker, which the first host may start later.
+CONNECT_SECONDS = 120
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """The job's hosts in the order ranks are given (sorted, as the container's helper sorts them)
+    and this instance's host."""
+
+    hosts: tuple[str, ...]
+    current: str
+
+    @property
+    def size(self) -> int:
+        return len(self.hosts)
+
+    @property
+    def rank(self) -> int:
+        return self.hosts.index(self.current)
+
+    @property
+    def master(self) -> str:
+        return self.hosts[0]
+
+    @property
+    def is_master(self) -> bool:
+        return self.current == self.master
+
+
+SINGLE = Cluster(("algo-1",), "algo-1")
+
+
+def parse_resource_config(text: str) -> Cluster:
+    """The cluster from SageMaker's ``/opt/ml/input/config/resourceconfig.json``."""
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise TrainingError(f"resource config is not valid JSON: {err.msg}") from None
+    hosts = obj.get("hosts") if isinstance(obj, dict) else None
+    if not isinstance(hosts, list) or not hosts or not all(isinstance(h, str) and h for h in hosts):
+        raise TrainingError("resource config has no 'hosts' list of host names")
+    if len(set(hosts)) != len(hosts):
+        raise TrainingError(f"resource config names a host more than once: {', '.join(hosts)}")
+    current = obj.get("current_host")
+    if current not in hosts:
+        raise TrainingError(
+            f"resource config does not name this instance: current_host {current!r} is not one of "
+            f"its hosts ({', '.join(hosts)})"
+        )
+    return Cluster(tuple(sorted(hosts)), current)
+
+
+def tracker_address(cluster: Cluster, environ: dict | None = None) -> tuple[str, int]:
+    """Where the tracker listens: the first host, on the container helper's port, unless the dmlc
+    launchers' variables say otherwise (the local runner sets them: loopback, a free port)."""
+    environ = os.environ if environ is None else environ
+    port = int(environ.get("DMLC_TRACKER_PORT", DEFAULT_TRACKER_PORT))
+    uri = environ.get("DMLC_TRACKER_URI")
+    if not uri:
+        uri = _resolve(cluster.master)
+    return uri, port
+
+
+def _resolve(host: str) -> str:
+    # Instances come up at different times; a host's name may resolve only a little later.
+    deadline = time.monotonic() + CONNECT_SECONDS
+    while True:
+        try:
+            return socket.gethostbyname(host)
+        except OSError:
+            if time.monotonic() > deadline:
+                raise TrainingError(f"cannot resolve host {host!r} of the cluster") from None
+            time.sleep(2)
+
+
+@contextlib.contextmanager
+def tracker(cluster: Cluster, address: tuple[str, int]) -> Iterator[None]:
+    """On the first host, the collective's tracker for the block (started before anything else, so
+    the other instances find it when they join); nothing on the others."""
+    if not cluster.is_master:
+        yield
+        return
+    from xgboost.tracker import RabitTracker
+
+    uri, port = address
+    running = RabitTracker(n_workers=cluster.size, host_ip=uri, port=port, sortby="task")
+    running.start()
+    try:
+        yield
+    finally:
+        with contextlib.suppress(Exception):
+            running.wait_for(timeout=30)
+        with contextlib.suppress(Exception):
+            running.free()
+
+
+@contextlib.contextmanager
+def collective(cluster: Cluster, address: tuple[str, int]) -> Iterator[None]:
+    """This instance in the XGBoost collective for the block, with its rank (what the container's
+    ``distributed.Rabit`` does, with xgboost's own API so that it also runs outside the container)."""
+    from xgboost import collective as xgb_collective
+
+    uri, port = address
+    args = {"dmlc_tracker_uri": uri, "dmlc_tracker_port": port, "dmlc_task_id": str(cluster.rank)}
+    deadline = time.monotonic() + CONNECT_SECONDS
+    context = None
+    while context is None:
+        try:
+            context = xgb_collective.CommunicatorContext(**args)
+            context.__enter__()
+        except xgb.core.XGBoostError as err:
+            context = None
+            if time.monotonic() > deadline:
+                raise TrainingError(f"cannot join the tracker at {uri}:{port}: {err}") from None
+            time.sleep(1)
+    try:
+        yield
+    finally:
+        context.__exit__(None, None, None)
+
+
+#: Bytes of a failure message every instance receives from the first instance that failed.
+_MESSAGE_BYTES = 2048
+
+
+def agree(cluster: Cluster, problem: TrainingError | None, shape: tuple[int, int, int], binary: bool) -> None:
+    """Every instance learns whether any instance failed to read its data, whether the shards'
+    feature counts differ or the labels over all shards are one class, and all stop with the same
+    message; otherwise the others would wait in the first round until the collective timed out."""
+    from xgboost import collective as xgb_collective
+
+    features, rows, ones = shape
+    failed = np.zeros(cluster.size)
+    failed[cluster.rank] = 1.0 if problem else 0.0
+    failed = xgb_collective.allreduce(failed, xgb_collective.Op.SUM)
+    widths = xgb_collective.allreduce(
+        np.array([features, -features], dtype=np.float64), xgb_collective.Op.MAX
+    )
+    counts = xgb_collective.allreduce(np.array([rows, ones], dtype=np.float64), xgb_collective.Op.SUM)
+    if failed.any():
+        # The first failed instance's message, summed into a buffer the others leave at zero (no
+        # pickled objects cross the network).
+        first = int(np.flatnonzero(failed)[0])
+        buffer = np.zeros(_MESSAGE_BYTES, dtype=np.float64)
+        if cluster.rank == first:
+            text = f"{cluster.current}: {problem.source}\0{problem}".encode()[:_MESSAGE_BYTES]
+            buffer[: len(text)] = np.frombuffer(text, dtype=np.uint8)
+        buffer = xgb_collective.allreduce(buffer, xgb_collective.Op.SUM)
+        where, _, message = (
+            bytes(buffer.astype(np.uint8)).rstrip(b"\0").decode(errors="replace").partition("\0")
+        )
+        raise TrainingError(message, source=where)
+    if widths[0] != -widths[1]:
+        raise TrainingError(
+            f"the instances' train shards have different feature counts "
+            f"({int(-widths[1])} to {int(widths[0])}): they are not parts of one encoded table"
+        )
+    if binary and counts[1] in (0, counts[0]):
+        raise TrainingError("the labels of all shards are one class: both 0 and 1 must occur")
 
 
 # ----------------------------------------------------------------------------------------- data
@@ -294,6 +469,11 @@ def main(argv: list[str] | None = None) -> int:
         type=Path,
         default=os.environ.get("SM_CHANNEL_VALIDATION", "/opt/ml/input/data/validation"),
     )
+    parser.add_argument(
+        "--resource-config",
+        type=Path,
+        default=Path(os.environ.get("SM_INPUT_CONFIG_DIR", "/opt/ml/input/config")) / "resourceconfig.json",
+    )
     source = "hyperparameters"
     try:
         args, rest = parser.parse_known_args(argv)
@@ -303,35 +483,116 @@ def main(argv: list[str] | None = None) -> int:
             raise TrainingError(f"unknown hyperparameter(s) {', '.join(unknown)} (known: {known})")
         hp = {name: getattr(args, name) for name in [*DEFAULT_HYPERPARAMETERS, "nthread"]}
         check_hyperparameters(hp)
-        data = {}
-        for channel in CHANNELS:
-            source = str(getattr(args, channel))
-            data[channel] = _read_channel(getattr(args, channel), hp["objective"])
-        source = str(args.validation)
-        n_train, n_validation = data["train"][1].shape[1], data["validation"][1].shape[1]
-        if n_train != n_validation:
-            raise TrainingError(f"has {n_validation} feature columns but the train channel has {n_train}")
-        if objective_family(hp["objective"]) == "binary" and len(np.unique(data["train"][0])) < 2:
-            source = str(args.train)
-            raise TrainingError("the labels are all one class: both 0 and 1 must occur")
+        source = str(args.resource_config)
+        cluster = _cluster(args.resource_config)
+        if cluster.size == 1:
+            data = _load(args, hp, cluster)
+            _train_and_save(args, hp, data, cluster)
+            return 0
+        source = cluster.current
+        address = tracker_address(cluster)
+        with tracker(cluster, address):
+            # Read before joining: a bad shard is reported through the collective, to every instance.
+            data, problem = None, None
+            try:
+                data = _load(args, hp, cluster)
+            except TrainingError as err:
+                problem = err
+            with collective(cluster, address):
+                agree(cluster, problem, _shape(data), objective_family(hp["objective"]) == "binary")
+                _train_and_save(args, hp, data, cluster)
     except TrainingError as err:
         print(f"error: {err.source or source}: {err}", file=sys.stderr)
         return 2
+    return 0
 
-    print(
-        f"training on {len(data['train'][0])} rows, validating on {len(data['validation'][0])}, "
-        f"{n_train} features",
-        flush=True,
+
+def _say(line: str) -> None:
+    # One write per line: the instances of a local job share one log, and print's separate write
+    # of the newline lets another instance's line in between.
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+def _cluster(path: Path) -> Cluster:
+    """The cluster SageMaker describes in resourceconfig.json; one host when there is no such file
+    (the script run outside a training container)."""
+    if not path.exists():
+        return SINGLE
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise TrainingError(f"cannot read the resource config: {getattr(err, 'strerror', err)}") from None
+    return parse_resource_config(text)
+
+
+def _load(args, hp: dict, cluster: Cluster) -> dict:
+    """Both channels, checked; with several instances the train channel is this instance's shard."""
+    data = {}
+    for channel in CHANNELS:
+        path = getattr(args, channel)
+        try:
+            data[channel] = _read_channel(path, hp["objective"])
+        except TrainingError as err:
+            if channel == "train" and cluster.size > 1 and str(err).startswith("no *.csv"):
+                raise TrainingError(_empty_shard(cluster), source=str(path)) from None
+            raise TrainingError(str(err), source=err.source or str(path)) from None
+    n_train, n_validation = data["train"][1].shape[1], data["validation"][1].shape[1]
+    if n_train != n_validation:
+        raise TrainingError(
+            f"has {n_validation} feature columns but the train channel has {n_train}",
+            source=str(args.validation),
+        )
+    if (
+        cluster.size == 1
+        and objective_family(hp["objective"]) == "binary"
+        and len(np.unique(data["train"][0])) < 2
+    ):
+        raise TrainingError("the labels are all one class: both 0 and 1 must occur", source=str(args.train))
+    return data
+
+
+def _empty_shard(cluster: Cluster) -> str:
+    # ShardedByS3Key hands out whole objects: with more instances than objects "some nodes won't get
+    # any data" (SageMaker API reference, S3DataSource.S3DataDistributionType).
+    return (
+        f"the shard of {cluster.current} ({cluster.rank + 1} of {cluster.size} instances) of the "
+        f"ShardedByS3Key train channel holds no file: write the train split as at least "
+        f"{cluster.size} part files (one or more per instance)"
     )
-    booster, _ = train_booster(
-        data["train"], data["validation"], hp, log=lambda line: print(line, flush=True)
+
+
+def _shape(data: dict | None) -> tuple[int, int, int]:
+    """(features, train rows, train rows labelled 1) of this instance's data; zeros without data."""
+    if data is None:
+        return 0, 0, 0
+    labels, features = data["train"]
+    return features.shape[1], len(labels), int(np.count_nonzero(labels == 1))
+
+
+def _train_and_save(args, hp: dict, data: dict, cluster: Cluster) -> None:
+    rows = len(data["train"][0])
+    scope = (
+        "" if cluster.size == 1 else f" on {cluster.current}'s shard ({cluster.rank + 1} of {cluster.size})"
     )
+    _say(
+        f"training on {rows} rows{scope}, validating on {len(data['validation'][0])}, "
+        f"{data['train'][1].shape[1]} features"
+    )
+
+    def log(line: str) -> None:
+        # One instance logs the rounds: its lines are the metrics the job reports.
+        if cluster.is_master:
+            _say(line)
+
+    booster, _ = train_booster(data["train"], data["validation"], hp, log=log)
+    if not cluster.is_master:
+        return
     args.model_dir.mkdir(parents=True, exist_ok=True)
     # The partial name still ends in .json, which is what makes save_model write JSON.
     partial = args.model_dir / f".partial-{MODEL_FILENAME}"
     booster.save_model(str(partial))
     os.replace(partial, args.model_dir / MODEL_FILENAME)
-    return 0
 
 
 if __name__ == "__main__":

@@ -78,6 +78,7 @@ class Parameters:
     processing_type: ParameterString
     processing_count: ParameterInteger
     training_type: ParameterString
+    training_count: ParameterInteger
     max_jobs: ParameterInteger
     max_parallel: ParameterInteger
     threshold: ParameterFloat
@@ -196,6 +197,7 @@ def _parameters(settings: churn.Settings, gate_metric: str, higher_is_better: bo
         processing_type=ParameterString("ProcessingInstanceType", default_value="ml.m5.xlarge"),
         processing_count=ParameterInteger("ProcessingInstanceCount", default_value=1),
         training_type=ParameterString("TrainingInstanceType", default_value="ml.m5.xlarge"),
+        training_count=ParameterInteger("TrainingInstanceCount", default_value=1),
         max_jobs=ParameterInteger("MaxTuningJobs", default_value=8),
         max_parallel=ParameterInteger("MaxParallelTuningJobs", default_value=2),
         threshold=ParameterFloat(
@@ -283,6 +285,10 @@ def preprocess_step_of(ctx: BuildContext) -> ProcessingStep:
                 f"{root}/input/spec/{ctx.bundles['dataset-spec'].entry}",
                 "--output-dir",
                 out,
+                # One train file per training instance: the train channel is ShardedByS3Key, which
+                # hands out whole objects, so a single file would go to one instance alone.
+                "--train-parts",
+                ctx.parameters.training_count.to_string(),
             ],
         ),
         cache_config=ctx.cache,
@@ -296,19 +302,23 @@ def preprocess_step_of(ctx: BuildContext) -> ProcessingStep:
 
 
 def _channels(ctx: BuildContext, preprocess: ProcessingStep) -> list[Channel]:
-    def channel(name: str, uri, content_type: str | None = "text/csv") -> Channel:
+    def channel(
+        name: str, uri, content_type: str | None = "text/csv", distribution: str = "FullyReplicated"
+    ) -> Channel:
         return Channel(
             channel_name=name,
             data_source=DataSource(
                 s3_data_source=S3DataSource(
-                    s3_data_type="S3Prefix", s3_uri=uri, s3_data_distribution_type="FullyReplicated"
+                    s3_data_type="S3Prefix", s3_uri=uri, s3_data_distribution_type=distribution
                 )
             ),
             content_type=content_type,
         )
 
+    # Each training instance trains on its share of the train files (with one instance, all of
+    # them); every instance validates on the whole validation split.
     return [
-        channel("train", _split_uri(preprocess, "train")),
+        channel("train", _split_uri(preprocess, "train"), distribution="ShardedByS3Key"),
         channel("validation", _split_uri(preprocess, "validation")),
         channel(churn.TRAINING_CODE_CHANNEL, ctx.code_uri("train"), content_type=None),
     ]
@@ -338,7 +348,7 @@ def _trainer(ctx: BuildContext, name: str, hyperparameters: dict, output: str) -
         base_job_name=f"{s.base_job_prefix}-{name}",
         compute=Compute(
             instance_type=ctx.parameters.training_type,
-            instance_count=1,
+            instance_count=ctx.parameters.training_count,
             volume_size_in_gb=30,
             volume_kms_key_id=s.kms_key_id,
         ),

@@ -59,6 +59,11 @@ _NAME_RULES = {
     "kms_key_id": (names.KMS_KEY, "a KMS key id, key ARN or alias"),
     "cache_expire_after": (names.ISO_DURATION, "an ISO 8601 duration such as 'P30D'"),
     "sagemaker_project_arn": (names.PROJECT_ARN, "a SageMaker project ARN"),
+    "mlflow_tracking_server_arn": (
+        names.MLFLOW_TRACKING_SERVER_ARN,
+        "a SageMaker MLflow tracking server ARN "
+        "(arn:aws:sagemaker:<region>:<account>:mlflow-tracking-server/<name>)",
+    ),
 }
 
 
@@ -81,6 +86,7 @@ class Settings:
     encrypt_inter_container_traffic: bool
     cache_expire_after: str
     sagemaker_project_arn: str | None
+    mlflow_tracking_server_arn: str | None
 
 
 def get_pipeline(
@@ -99,6 +105,7 @@ def get_pipeline(
     encrypt_inter_container_traffic: bool = False,
     cache_expire_after: str = "P30D",
     sagemaker_project_arn: str | None = None,
+    mlflow_tracking_server_arn: str | None = None,
 ):
     """Build the SageMaker Pipeline object (``sagemaker.mlops.workflow.pipeline.Pipeline``).
 
@@ -124,6 +131,10 @@ def get_pipeline(
         cache_expire_after: ISO 8601 duration for which a step's earlier result is reused.
         sagemaker_project_arn: the SageMaker project that owns the pipeline; recorded on each
             registered model version.
+        mlflow_tracking_server_arn: the SageMaker managed MLflow tracking server the executions
+            are logged to, from outside the jobs (``get_tracking_server_arn``; docs/tracking.md).
+            It is not written into the definition: the same definition runs with any server or
+            none, and changing servers neither updates the pipeline nor invalidates its step cache.
     """
     settings = _validate(**locals())
     spec = _load_spec(settings.dataset_spec)
@@ -149,6 +160,14 @@ def get_code_upload(**kwargs) -> CodeUpload:
         bundles=tuple(_bundles(settings).values()),
         kms_key_id=settings.kms_key_id,
     )
+
+
+def get_tracking_server_arn(**kwargs) -> str | None:
+    """The MLflow tracking server ``run-pipeline --wait`` logs the execution to, None for none.
+
+    Takes the same arguments as ``get_pipeline`` and validates them the same way.
+    """
+    return _validate(**kwargs).mlflow_tracking_server_arn
 
 
 #: The pipeline parameter that names the input table (an S3 object or prefix of CSVs).
@@ -288,6 +307,7 @@ def _validate(**kw) -> Settings:
         encrypt_inter_container_traffic=kw["encrypt_inter_container_traffic"],
         cache_expire_after=kw["cache_expire_after"],
         sagemaker_project_arn=kw["sagemaker_project_arn"],
+        mlflow_tracking_server_arn=kw["mlflow_tracking_server_arn"],
     )
 
 

@@ -26,9 +26,17 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from pipelines.errors import UsageError
-from pipelines.local.definition import Definition, StepSpec, dependencies, parse_definition, validate
-from pipelines.local.executors import EXECUTORS, StepResult, StepRun
+from pipelines.errors import UsageError, join_problems
+from pipelines.local.budget import CpuBudget
+from pipelines.local.definition import (
+    Definition,
+    DefinitionError,
+    StepSpec,
+    dependencies,
+    parse_definition,
+    validate,
+)
+from pipelines.local.executors import EXECUTORS, StepResult, StepRun, instance_count_problems
 from pipelines.local.expressions import EXECUTION_VARIABLES, Context, ExpressionError, evaluate
 from pipelines.local.jobs import JobEnvironment, StepFailure, end_jobs
 from pipelines.local.progress import Reporter, SilentReporter
@@ -107,6 +115,8 @@ class LocalRunner:
         self.reporter = reporter or SilentReporter()
         self.cpus = cpus or os.cpu_count() or 1
         self.max_workers = max_workers or self.cpus
+        # Shared by every job this runner starts, so jobs running at once split the CPUs.
+        self.budget = CpuBudget(self.cpus)
         self.sleep = sleep
         self._registry = None
 
@@ -138,6 +148,14 @@ class LocalRunner:
             return problems
 
         values, order = validate(definition, parameters, EXECUTORS, local_problems)
+        problems = [
+            f"step {name!r}: {problem}"
+            for name, step in definition.steps.items()
+            for problem in instance_count_problems(step, values)
+        ]
+        if problems:
+            count = f"{len(problems)} problem{'s' if len(problems) > 1 else ''}"
+            raise DefinitionError(f"{definition.source}: {count}: {join_problems(problems)}", problems)
         return definition, values, order
 
     # ---- entry points
@@ -519,7 +537,7 @@ class _RunState:
             step=step,
             arguments=arguments,
             job_name=job_name,
-            env=JobEnvironment(runner.store, runner.jobs_dir, runner.cpus, self.stopping),
+            env=JobEnvironment(runner.store, runner.jobs_dir, runner.cpus, self.stopping, runner.budget),
             context=self.context(self.variables(job_name, executor.job_variable)),
             registry=runner.registry,
             warn=functools.partial(runner.reporter.warning, step.name) if attempt == 1 else _quiet,

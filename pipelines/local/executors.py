@@ -20,6 +20,7 @@ from pipelines.local.jobs import (
     JobEnvironment,
     StepFailure,
     arn,
+    instance_count_problem,
     processing_job,
     training_job,
 )
@@ -132,12 +133,35 @@ def _training_problems(args: Mapping[str, Any]) -> list[str]:
             problems.append(
                 f"InputDataConfig[{index}]: S3DataType {source.get('S3DataType')!r} is not supported locally"
             )
-    count = args.get("ResourceConfig", {}).get("InstanceCount", 1)
-    if isinstance(count, int) and count != 1:
-        problems.append(
-            f"ResourceConfig.InstanceCount {count}: distributed training does not run locally; use 1"
-        )
+    resources = args.get("ResourceConfig", {})
+    problem = instance_count_problem(resources.get("InstanceCount", 1), resources.get("InstanceType"))
+    if problem is not None:
+        problems.append(problem)
     return problems
+
+
+def instance_count_problems(step: StepSpec, values: Mapping[str, Any]) -> list[str]:
+    """The training instance count of a Training or Tuning step with this run's parameter values,
+    checked before the run: SageMaker refuses it only once the step starts its job."""
+    if step.type == "Training":
+        resources = step.arguments.get("ResourceConfig", {})
+    elif step.type == "Tuning":
+        resources = (step.arguments.get("TrainingJobDefinition") or {}).get("ResourceConfig", {})
+    else:
+        return []
+
+    def known(value: Any) -> Any:
+        if isinstance(value, dict) and set(value) == {"Get"} and isinstance(value["Get"], str):
+            root, _, name = value["Get"].partition(".")
+            if root == "Parameters" and name in values:
+                return values[name]
+        return value
+
+    count = resources.get("InstanceCount", 1)
+    if not isinstance(count, dict):
+        return []  # a literal, checked with the definition (problems)
+    problem = instance_count_problem(known(count), known(resources.get("InstanceType")))
+    return [problem] if problem else []
 
 
 def _training_inputs(arguments: Mapping[str, Any]) -> list[str]:
@@ -259,11 +283,13 @@ class TuningExecutor(Executor):
         warn_if_paths_are_rewritten(run)
         name = run.job_name[:32].rstrip("-")
         trials_dir = run.env.jobs_dir / name
-        # Trials share the CPUs: each gets its part, so parallel trials do not oversubscribe.
+        # Each trial wants its part of the CPUs; the budget it shares with every other running job
+        # decides what it gets.
         limits = run.arguments["HyperParameterTuningJobConfig"].get("ResourceLimits", {})
         parallel = max(1, int(limits.get("MaxParallelTrainingJobs", 1)))
         cpus = max(1, run.env.cpus // parallel)
-        trial_env = JobEnvironment(run.env.store, trials_dir, cpus, run.env.stop)
+        budget = run.env.cpu_budget()
+        trial_env = JobEnvironment(run.env.store, trials_dir, cpus, run.env.stop, budget)
 
         def train(job_name: str, arguments: dict) -> dict:
             return training_job(job_name, arguments, trial_env)

@@ -14,10 +14,12 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tarfile
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -26,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.errors import NotFoundError, TemplateError
+from pipelines.local.budget import BudgetStopped, CpuBudget
 from pipelines.local.metrics import MetricPattern, custom_metrics, final_metrics, override_refused
 from pipelines.local.runtimes import Runtime, runtime_for, unknown_image
 from pipelines.local.sandbox import CONTAINER_ROOT, Sandbox, support
@@ -53,12 +56,17 @@ class StepFailure(TemplateError):
 
 @dataclass(frozen=True)
 class JobEnvironment:
-    """Where jobs keep their sandboxes and data, and how many CPUs one job may use."""
+    """Where jobs keep their sandboxes and data, the most CPUs one job instance may want, and the
+    budget every job running at once shares (None: the job's own budget of ``cpus``)."""
 
     store: ObjectStore
     jobs_dir: Path
     cpus: int = 1
     stop: threading.Event | None = None  # set when the execution is interrupted: start no process
+    budget: CpuBudget | None = None
+
+    def cpu_budget(self) -> CpuBudget:
+        return self.budget if self.budget is not None else CpuBudget(self.cpus)
 
 
 def now() -> datetime:
@@ -94,6 +102,7 @@ def run_process(
     log_path: Path,
     timeout: float | None,
     stop: threading.Event | None = None,
+    group: ProcessGroup | None = None,
 ) -> int:
     """Run a job's process with its output in ``log_path``; its exit status (negative: a signal).
 
@@ -120,8 +129,13 @@ def run_process(
                 f"could not start {command[0]!r}: {err.strerror}", RESOURCE_LIMIT, log_path
             ) from None
         _live.add(process)
+    if group is not None:
+        group.add(process)
+    started = time.monotonic()
     try:
-        return process.wait(timeout=timeout)
+        status, peak = _wait(process, timeout)
+        _record_usage(log_path.parent / USAGE_FILE, status, time.monotonic() - started, peak)
+        return status
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
@@ -141,6 +155,70 @@ def run_process(
 
 _live: set[subprocess.Popen] = set()
 _live_lock = threading.Lock()
+
+#: Beside a job's log: one JSON line per process it ran, with its wall time and peak resident memory
+#: (what benchmarks/scale.py reports per step).
+USAGE_FILE = "usage.jsonl"
+
+
+def _wait(process: subprocess.Popen, timeout: float | None) -> tuple[int, float | None]:
+    """The process's exit status and peak resident MiB (None where the OS does not say);
+    TimeoutExpired, with the process killed, after ``timeout`` seconds."""
+    if not hasattr(os, "wait4"):
+        return process.wait(timeout=timeout), None
+    expired = threading.Event()
+    timer = None
+    if timeout is not None:
+
+        def expire() -> None:
+            expired.set()
+            with contextlib.suppress(OSError):
+                os.kill(process.pid, signal.SIGKILL)
+
+        timer = threading.Timer(timeout, expire)
+        timer.daemon = True
+        timer.start()
+    try:
+        _, status, usage = os.wait4(process.pid, 0)
+    finally:
+        if timer is not None:
+            timer.cancel()
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if expired.is_set():
+        raise subprocess.TimeoutExpired(process.args, timeout)
+    # ru_maxrss is KiB on Linux, bytes on macOS.
+    peak = usage.ru_maxrss / (2**20 if sys.platform == "darwin" else 2**10)
+    return process.returncode, peak
+
+
+def _record_usage(path: Path, status: int, seconds: float, peak: float | None) -> None:
+    line = json.dumps({"status": status, "seconds": round(seconds, 3), "peak_mib": peak})
+    with _log_lock, contextlib.suppress(OSError), open(path, "a") as handle:
+        handle.write(line + "\n")
+
+
+class ProcessGroup:
+    """The processes of one job's instances: when one instance fails the others are ended, as
+    their collective would otherwise wait for it until it times out."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._processes: list[subprocess.Popen] = []
+        self.ended = False
+
+    def add(self, process: subprocess.Popen) -> None:
+        with self._lock:
+            self._processes.append(process)
+            if self.ended:
+                with contextlib.suppress(OSError):
+                    process.kill()
+
+    def end(self) -> None:
+        with self._lock:
+            self.ended = True
+            for process in self._processes:
+                with contextlib.suppress(OSError):
+                    process.kill()
 
 
 def end_jobs() -> None:
@@ -246,6 +324,7 @@ def run_entry_point(
     log_path: Path,
     timeout: float | None,
     stop: threading.Event | None = None,
+    group: ProcessGroup | None = None,
 ) -> int:
     """Start the entry point with the sandbox as its /opt/ml; its exit status (none is started once
     ``stop`` is set)."""
@@ -253,7 +332,9 @@ def run_entry_point(
     command, cwd = sandbox.command(sandbox.seen(entry.command), workdir)
     process_env = _base_environment()
     process_env.update(sandbox.seen(entry.environment))
-    return run_process(command, cwd=cwd, env=process_env, log_path=log_path, timeout=timeout, stop=stop)
+    return run_process(
+        command, cwd=cwd, env=process_env, log_path=log_path, timeout=timeout, stop=stop, group=group
+    )
 
 
 _log_lock = threading.Lock()
@@ -278,6 +359,42 @@ def _run_all(worker: Callable[[int], None], count: int, cpus: int) -> None:
         future.result()
 
 
+def _run_together(worker: Callable[[int, ProcessGroup], None], count: int) -> None:
+    """Run ``worker(i, group)`` for every instance at once (a distributed job's instances wait for
+    each other); the first to fail ends the others, and its failure is the one raised."""
+    if count == 1:
+        worker(0, ProcessGroup())
+        return
+    group = ProcessGroup()
+    failures: list[BaseException] = []
+    lock = threading.Lock()
+
+    def run(index: int) -> None:
+        try:
+            worker(index, group)
+        except BaseException as err:  # noqa: BLE001 - re-raised in the caller's thread below
+            with lock:
+                failures.append(err)
+            group.end()
+
+    threads = [threading.Thread(target=run, args=(index,), daemon=True) for index in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if failures:
+        raise failures[0]
+
+
+@contextlib.contextmanager
+def _cpus(env: JobEnvironment, budget: CpuBudget, instances: int, want: int):
+    try:
+        with budget.lease(instances, want, env.stop) as cpus:
+            yield cpus
+    except BudgetStopped:
+        raise StepFailure("stopped by an interrupt") from None
+
+
 def _runtime(image: str) -> Runtime:
     runtime = runtime_for(image)
     if runtime is None:
@@ -300,11 +417,19 @@ def processing_job(name: str, arguments: Mapping[str, Any], env: JobEnvironment)
     isolation = support()
     sandboxes = [Sandbox(job_dir / host, isolation) for host in hosts]
     entry = processing_entry_point(arguments, runtime)
+    budget = env.cpu_budget()
 
     def instance(index: int) -> None:
         prepare_processing_sandbox(sandboxes[index], arguments, env.store, hosts, index)
         _log_command(log_path, hosts[index], entry.command)
-        status = run_entry_point(sandboxes[index], entry, log_path, timeout, env.stop)
+        # Each instance holds one CPU of the budget while it runs: processing code (pandas) is
+        # mostly single-threaded, and independent steps keep running side by side. A processing
+        # container gets no SM_NUM_CPUS; OpenMP's own variable caps the threads of numeric
+        # libraries instead, unless the job's Environment sets it.
+        with _cpus(env, budget, 1, 1) as cpus:
+            environment = {"OMP_NUM_THREADS": str(cpus), **entry.environment}
+            instance_entry = EntryPoint(entry.command, entry.workdir, environment)
+            status = run_entry_point(sandboxes[index], instance_entry, log_path, timeout, env.stop)
         if status != 0:
             failure = sandboxes[index].local(f"{CONTAINER_ROOT}/output/message")
             raise exit_failure(status, f"processing job {name} ({hosts[index]})", log_path, failure)
@@ -420,27 +545,116 @@ def training_job(name: str, arguments: Mapping[str, Any], env: JobEnvironment) -
     # Checked again here: an image given by a parameter is only known once the step runs.
     if runtime.is_builtin_algorithm and algorithm.get("MetricDefinitions"):
         raise StepFailure(override_refused(algorithm.get("TrainingImage")))
+    count = training_instance_count(arguments)
+    hosts = [f"algo-{index + 1}" for index in range(count)]
     job_dir = env.jobs_dir / name
     log_path = job_dir / "log.txt"
     fresh_directory(job_dir)
-    sandbox = Sandbox(job_dir / "algo-1", support())
-    setup = prepare_training_sandbox(sandbox, arguments, env.store)
-    entry = training_entry_point(sandbox, arguments, runtime, setup, env)
+    isolation = support()
+    sandboxes = [Sandbox(job_dir / host, isolation) for host in hosts]
+    setups = [
+        prepare_training_sandbox(sandbox, arguments, env.store, hosts, index)
+        for index, sandbox in enumerate(sandboxes)
+    ]
     timeout = arguments.get("StoppingCondition", {}).get("MaxRuntimeInSeconds")
-    _log_command(log_path, "algo-1", entry.command)
-    status = run_entry_point(sandbox, entry, log_path, timeout, env.stop)
-    if status != 0:
-        failure = sandbox.local(f"{CONTAINER_ROOT}/output/failure")
-        raise exit_failure(status, f"training job {name}", log_path, failure)
-    model_uri = collect_training_outputs(sandbox, name, arguments, env.store)
+    # A distributed job's instances meet at a collective tracker on the first host. Here every
+    # host is this machine, so the tracker listens on loopback, on a port of its own (jobs run
+    # side by side); the variables are the dmlc launchers' convention, which steps/train.py reads.
+    tracker = {"DMLC_TRACKER_URI": "127.0.0.1", "DMLC_TRACKER_PORT": str(free_port())} if count > 1 else {}
+
+    with _cpus(env, env.cpu_budget(), count, env.cpus) as cpus:
+
+        def instance(index: int, group: ProcessGroup) -> None:
+            sandbox = sandboxes[index]
+            entry = training_entry_point(
+                sandbox, arguments, runtime, setups[index], env.store, cpus, hosts, index
+            )
+            entry = EntryPoint(entry.command, entry.workdir, {**entry.environment, **tracker})
+            _log_command(log_path, hosts[index], entry.command)
+            status = run_entry_point(sandbox, entry, log_path, timeout, env.stop, group)
+            if status != 0 and not (group.ended and status < 0):
+                failure = sandbox.local(f"{CONTAINER_ROOT}/output/failure")
+                what = f"training job {name}" + (f" ({hosts[index]})" if count > 1 else "")
+                raise exit_failure(status, what, log_path, failure)
+            if status != 0:  # ended because another instance failed first: that failure is raised
+                raise StepFailure(f"training job {name} ({hosts[index]}) was ended", None, log_path)
+
+        _run_together(instance, count)
+    # The first host is the one that saves the model (steps/train.py, and the XGBoost container's
+    # distributed example): its model directory is the job's artifact.
+    model_uri = collect_training_outputs(sandboxes[0], name, arguments, env.store)
     metrics = final_metrics(log_path, training_metrics(runtime, algorithm))
     return describe_training_job(name, arguments, model_uri, metrics, started, now())
 
 
+#: Instances one local training job may ask for, standing in for the account's SageMaker quota
+#: (CreateTrainingJob has no maximum of its own: botocore's ResourceConfig.InstanceCount has only
+#: "min": 0; the account-level quotas refuse more). 4 was the default of "Number of instances
+#: across all training jobs" (awsdocs/amazon-sagemaker-developer-guide issue 70); set the
+#: variable to your account's quota.
+TRAINING_INSTANCE_QUOTA_VARIABLE = "MLOPS_LOCAL_TRAINING_INSTANCE_QUOTA"
+DEFAULT_TRAINING_INSTANCE_QUOTA = 4
+
+
+def training_instance_quota() -> int:
+    text = os.environ.get(TRAINING_INSTANCE_QUOTA_VARIABLE, "")
+    try:
+        return max(1, int(text)) if text else DEFAULT_TRAINING_INSTANCE_QUOTA
+    except ValueError:
+        return DEFAULT_TRAINING_INSTANCE_QUOTA
+
+
+def instance_count_problem(count: Any, instance_type: Any) -> str | None:
+    """Why SageMaker would refuse a training job of ``count`` instances, or None."""
+    if not isinstance(count, int) or isinstance(count, bool):
+        return None  # known only at run time; checked then
+    if count < 1:
+        # 0 is the API's minimum only for heterogeneous clusters (InstanceGroups), which do not
+        # run locally.
+        return f"ResourceConfig.InstanceCount {count}: a training job needs at least 1 instance"
+    quota = training_instance_quota()
+    if count > quota:
+        kind = instance_type if isinstance(instance_type, str) else "ml instance"
+        # SageMaker's own wording for CreateTrainingJob over a quota (ResourceLimitExceeded).
+        return (
+            f"ResourceLimitExceeded: The account-level service limit '{kind} for training job usage' "
+            f"is {quota} Instances, with current utilization of 0 Instances and a request delta of "
+            f"{count} Instances. Please use AWS Service Quotas to request an increase for this quota "
+            f"(locally: {TRAINING_INSTANCE_QUOTA_VARIABLE})."
+        )
+    return None
+
+
+def training_instance_count(arguments: Mapping[str, Any]) -> int:
+    resources = arguments.get("ResourceConfig", {})
+    count = resources.get("InstanceCount", 1)
+    if isinstance(count, str) and count.strip().isdigit():
+        count = int(count)
+    problem = instance_count_problem(count, resources.get("InstanceType"))
+    if problem is None and not isinstance(count, int):
+        problem = f"ResourceConfig.InstanceCount {count!r} is not a whole number"
+    if problem is not None:
+        limit = problem.startswith("ResourceLimitExceeded")
+        raise StepFailure(problem, RESOURCE_LIMIT if limit else None)
+    return count
+
+
+def free_port() -> int:
+    """A TCP port free on loopback now (the tracker binds it a moment later)."""
+    with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 def prepare_training_sandbox(
-    sandbox: Sandbox, arguments: Mapping[str, Any], store: ObjectStore
+    sandbox: Sandbox,
+    arguments: Mapping[str, Any],
+    store: ObjectStore,
+    hosts: Sequence[str] = ("algo-1",),
+    index: int = 0,
 ) -> TrainingSetup:
-    """The channels under /opt/ml/input/data and the three files under /opt/ml/input/config."""
+    """The channels under /opt/ml/input/data (this instance's shard of a ShardedByS3Key channel)
+    and the three files under /opt/ml/input/config."""
     ml = sandbox.ml
     for directory in ("model", "output/data", "input/config", "code"):
         (ml / directory).mkdir(parents=True, exist_ok=True)
@@ -449,7 +663,11 @@ def prepare_training_sandbox(
     for channel in arguments.get("InputDataConfig", []):
         channel_name = channel["ChannelName"]
         source = channel["DataSource"]["S3DataSource"]
-        fetch_input(store, source["S3Uri"], ml / "input/data" / channel_name, f"channel {channel_name!r}")
+        sharded = source.get("S3DataDistributionType") == "ShardedByS3Key" and len(hosts) > 1
+        shard = (index, len(hosts)) if sharded else None
+        fetch_input(
+            store, source["S3Uri"], ml / "input/data" / channel_name, f"channel {channel_name!r}", shard
+        )
         channels[channel_name] = {
             "ContentType": channel.get("ContentType", ""),
             "TrainingInputMode": channel.get("InputMode", algorithm.get("TrainingInputMode", "File")),
@@ -459,7 +677,7 @@ def prepare_training_sandbox(
     hyperparameters = {
         key: _hyperparameter(value) for key, value in arguments.get("HyperParameters", {}).items()
     }
-    resource = {"current_host": "algo-1", "hosts": ["algo-1"], "network_interface_name": "eth0"}
+    resource = {"current_host": hosts[index], "hosts": list(hosts), "network_interface_name": "eth0"}
     config = ml / "input/config"
     (config / "hyperparameters.json").write_text(json.dumps(hyperparameters, indent=1))
     (config / "resourceconfig.json").write_text(json.dumps(resource))
@@ -472,7 +690,10 @@ def training_entry_point(
     arguments: Mapping[str, Any],
     runtime: Runtime,
     setup: TrainingSetup,
-    env: JobEnvironment,
+    store: ObjectStore,
+    cpus: int,
+    hosts: Sequence[str] = ("algo-1",),
+    index: int = 0,
 ) -> EntryPoint:
     """Script mode (``sagemaker_program`` from the submitted code, run in /opt/ml/code as the
     training toolkit runs it) or the image's built-in algorithm."""
@@ -480,10 +701,10 @@ def training_entry_point(
     hyperparameters = setup.hyperparameters
     user = setup.user_hyperparameters
     program = hyperparameters.get("sagemaker_program") or algorithm.get("ContainerEntrypoint")
-    environment = _training_environment(setup.channels, user, env.cpus)
+    environment = _training_environment(setup.channels, user, cpus, hosts, index)
     environment.update(arguments.get("Environment", {}))
     if isinstance(program, str):
-        code_dir = _submit_directory(hyperparameters, sandbox, env.store)
+        code_dir = _submit_directory(hyperparameters, sandbox, store)
         if not sandbox.local(f"{code_dir}/{program}").is_file():
             raise StepFailure(
                 f"sagemaker_program {program!r} is not in the submitted code ({sandbox.local(code_dir)})"
@@ -565,9 +786,16 @@ def describe_training_job(
     }
 
 
-def _training_environment(channels: Mapping[str, dict], user: Mapping[str, str], cpus: int) -> dict[str, str]:
+def _training_environment(
+    channels: Mapping[str, dict],
+    user: Mapping[str, str],
+    cpus: int,
+    hosts: Sequence[str] = ("algo-1",),
+    index: int = 0,
+) -> dict[str, str]:
     """The SM_* variables of the SageMaker training toolkit, as container paths."""
     ml = CONTAINER_ROOT
+    host = hosts[index]
     env = {
         "SM_MODEL_DIR": f"{ml}/model",
         "SM_INPUT_DIR": f"{ml}/input",
@@ -578,12 +806,12 @@ def _training_environment(channels: Mapping[str, dict], user: Mapping[str, str],
         "SM_CHANNELS": json.dumps(sorted(channels)),
         # The toolkit JSON-decodes each value ("3" -> 3, "true" -> true); the argv stays text.
         "SM_HPS": json.dumps({key: _decoded(value) for key, value in user.items()}),
-        "SM_HOSTS": json.dumps(["algo-1"]),
-        "SM_CURRENT_HOST": "algo-1",
+        "SM_HOSTS": json.dumps(list(hosts)),
+        "SM_CURRENT_HOST": host,
         "SM_NUM_CPUS": str(cpus),
         "SM_NUM_GPUS": "0",
         "SM_LOG_LEVEL": "20",
-        "SM_RESOURCE_CONFIG": json.dumps({"current_host": "algo-1", "hosts": ["algo-1"]}),
+        "SM_RESOURCE_CONFIG": json.dumps({"current_host": host, "hosts": list(hosts)}),
         "SM_INPUT_DATA_CONFIG": json.dumps(channels),
         "SM_NETWORK_INTERFACE_NAME": "eth0",
     }

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from pipelines.local_home import EXECUTIONS_DB, OBJECT_STORE
 from pipelines.report import page
 from pipelines.report.execution import aws_execution, local_execution
 from pipelines.report.insights import gather
+from pipelines.report.logs import CloudWatchJobLogs
 from pipelines.report.objects import LocalObjects, S3Objects
 
 REPORTS_DIR = "reports"
@@ -35,23 +37,54 @@ def aws_report(
     *,
     sm=None,
     s3=None,
+    logs=None,
     region: str | None = None,
     tracking_server_arn: str | None = None,
 ) -> Path:
-    """The report of a SageMaker pipeline execution, from its steps, job descriptions and S3 outputs;
-    with ``tracking_server_arn``, the execution is also logged to that MLflow tracking server (a
-    failure there is one warning on stderr)."""
-    if sm is None or s3 is None:
+    """The report of a SageMaker pipeline execution, from its steps, job descriptions, training logs
+    in CloudWatch Logs and S3 outputs; with ``tracking_server_arn``, the execution is also logged to
+    that MLflow tracking server (a failure there is one warning on stderr)."""
+    if sm is None or s3 is None or logs is None:
         import boto3
 
         from pipelines.aws_calls import client_config
 
-        sm = sm or boto3.client("sagemaker", region_name=region, config=client_config())
-        s3 = s3 or boto3.client("s3", region_name=region, config=client_config())
+        # The clients given decide the region of those made here, so that all read one region.
+        given = next((c for c in (sm, s3, logs) if c is not None), None)
+        session = boto3.Session(region_name=region or (given.meta.region_name if given else None))
+        sm = sm or session.client("sagemaker", config=client_config())
+        s3 = s3 or session.client("s3", config=client_config())
+        logs = logs or session.client("logs", config=client_config())
     view = aws_execution(sm, execution_arn)
-    found = gather(view, S3Objects(s3))
+    job_logs = CloudWatchJobLogs(logs)
+    found = gather(view, S3Objects(s3), logs=job_logs)
     if tracking_server_arn:
         from pipelines.tracking.mlflow_log import log_execution
 
-        log_execution(tracking_server_arn, view, found, warn=lambda text: print(text, file=sys.stderr))
+        log_execution(
+            tracking_server_arn,
+            view,
+            found,
+            logs=job_logs,
+            warn=lambda text: print(text, file=sys.stderr),
+        )
     return page.write(output, page.render(view, found))
+
+
+def aws_track(
+    execution_arn: str, tracking_server_arn: str, *, sm, s3, logs, warn: Callable[[str], None]
+) -> bool:
+    """Log a finished SageMaker execution to an MLflow tracking server; True when logged. Reading
+    the execution or logging it may fail: either is one warning through ``warn``, never an error,
+    since tracking is never on the critical path."""
+    from pipelines.errors import TemplateError
+    from pipelines.tracking.mlflow_log import log_execution
+
+    try:
+        view = aws_execution(sm, execution_arn)
+    except TemplateError as err:
+        warn(f"warning: {err}; the execution is not tracked")
+        return False
+    job_logs = CloudWatchJobLogs(logs)
+    found = gather(view, S3Objects(s3), logs=job_logs, with_predictions=False)
+    return log_execution(tracking_server_arn, view, found, logs=job_logs, warn=warn)

@@ -14,7 +14,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from pipelines import _cli
-from pipelines.errors import UsageError
+from pipelines import aws_names as names
+from pipelines.errors import ConfigError, UsageError
 
 
 def add_report_arguments(parser) -> None:
@@ -39,6 +40,11 @@ def _main(argv: Sequence[str] | None) -> int:
         raise UsageError(f"--backend aws needs the execution's ARN, got {args.execution!r}")
     if args.output is None:
         raise UsageError("--backend aws needs --output PATH for the page")
+    if args.tracking_server_arn and not names.MLFLOW_TRACKING_SERVER_ARN.match(args.tracking_server_arn):
+        raise ConfigError(
+            f"--tracking-server-arn {args.tracking_server_arn!r} is not a SageMaker MLflow tracking server "
+            "ARN (arn:aws:sagemaker:<region>:<account>:mlflow-tracking-server/<name>)"
+        )
     from pipelines.report.build import aws_report
 
     print(

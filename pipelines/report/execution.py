@@ -54,6 +54,7 @@ class ExecutionView:
     parameters: dict[str, Any]
     steps: dict[str, StepView]  # in a dependency order
     source: str  # "local" or "aws"
+    definition: str | None = None  # the definition JSON the execution ran
 
     @property
     def seconds(self) -> float | None:
@@ -159,6 +160,7 @@ def local_execution(records, reference: str) -> ExecutionView:
         parameters=dict(execution.parameters),
         steps=_assemble(order, shapes, entries),
         source="local",
+        definition=execution.definition,
     )
 
 
@@ -238,6 +240,7 @@ def aws_execution(sm, execution_arn: str) -> ExecutionView:
         parameters=parameters,
         steps=_assemble(order, shapes, entries),
         source="aws",
+        definition=definition,
     )
 
 
@@ -274,6 +277,8 @@ def _describe_job(sm, metadata: Mapping[str, Any]) -> dict:
         if "RegisterModel" in metadata:
             return _plain(sm.describe_model_package(ModelPackageName=metadata["RegisterModel"]["Arn"]))
         if "Condition" in metadata:
+            # ConditionStepMetadata holds only the outcome ('True'/'False'); the compared values are
+            # recomputed from the definition and the step outputs (insights.gate_values).
             return {"Outcome": str(metadata["Condition"].get("Outcome", "")).lower() == "true"}
         if "Fail" in metadata:
             return {"ErrorMessage": metadata["Fail"].get("ErrorMessage")}

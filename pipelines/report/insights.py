@@ -17,7 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from pipelines.report.execution import ExecutionView, StepView
+from pipelines.report.execution import ExecutionView, StepView, trial_log
+from pipelines.report.logs import JobLogs, LocalJobLogs, LogMissing
 from pipelines.report.objects import ObjectMissing, Objects
 
 EVALUATION_FILE = "evaluation.json"  # steps/evaluate.py EVALUATION_FILENAME
@@ -26,7 +27,9 @@ SCHEMA_FILE = "schema.json"  # steps/preprocess.py SCHEMA_FILENAME
 #: ProcessingInputs of the evaluation step that carry the evaluated model and the test split.
 MODEL_INPUT, TEST_INPUT = "model", "test"
 
-_ROUND = re.compile(r"^\[(\d+)\](.*)$")
+# The container's own metric regexes start with ``.*\[[0-9]+\].*`` (sagemaker-xgboost-container
+# algorithm_mode/metrics.py): a prefix such as a timestamp may come before the round.
+_ROUND = re.compile(r"\[(\d+)\]((?:#011|\t).*)$")
 _METRIC = re.compile(r"(?:#011|\t)(train|validation)-([\w@.-]+?):(-?[0-9.]+(?:[eE][-+]?\d+)?)")
 
 
@@ -36,7 +39,7 @@ def iteration_metrics(log_text: str) -> dict[str, list[tuple[int, float]]]:
     ``{"train:auc": [(0, v), ...], ...}``. The ``[best]`` summary line is not a round."""
     series: dict[str, list[tuple[int, float]]] = {}
     for line in log_text.splitlines():
-        match = _ROUND.match(line.strip())
+        match = _ROUND.search(line.strip())
         if not match:
             continue
         step = int(match.group(1))
@@ -82,6 +85,8 @@ class Insights:
     importance: list[tuple[str, float]] = field(default_factory=list)
     baseline: list[dict] = field(default_factory=list)
     feature_names: list[str] | None = None
+    #: Per-round metrics of each Training step, from its job's log: step name -> iteration_metrics.
+    training_curves: dict[str, dict[str, list[tuple[int, float]]]] = field(default_factory=dict)
     gaps: list[str] = field(default_factory=list)
 
 
@@ -132,15 +137,33 @@ def _missing_outputs(view: ExecutionView, objects: Objects) -> list[str]:
     return gaps
 
 
-def gather(view: ExecutionView, objects: Objects, *, with_predictions: bool = True) -> Insights:
+def gather(
+    view: ExecutionView, objects: Objects, *, logs: JobLogs | None = None, with_predictions: bool = True
+) -> Insights:
+    """``logs`` defaults to the local job logs (each step's LogPath)."""
     found = Insights()
     found.gaps += _missing_outputs(view, objects)
     for step in view.of_type("Condition"):
         if step.status == "Succeeded" or "Outcome" in step.properties:
             outcome = step.properties.get("Outcome")
-            found.gates.append(
-                Gate(step.name, outcome, list(step.properties.get("EvaluatedConditions") or []))
-            )
+            conditions = step.properties.get("EvaluatedConditions")
+            if conditions is None:
+                conditions, gap = gate_values(view, step, objects)
+                if gap:
+                    found.gaps.append(gap)
+            found.gates.append(Gate(step.name, outcome, list(conditions)))
+    logs = logs or LocalJobLogs()
+    for step in view.of_type("Training"):
+        job = step.properties.get("TrainingJobName")
+        if step.status != "Succeeded" or not job:
+            continue
+        try:
+            series = iteration_metrics(logs.training_log(job, step.log_path))
+        except LogMissing as err:
+            found.gaps.append(f"{step.name}: no per-round metrics: {err}")
+            continue
+        if series:
+            found.training_curves[step.name] = series
     for step in view.of_type("Tuning"):
         if step.properties.get("TrainingJobSummaries"):
             found.tunings.append(tuning_of(step))
@@ -171,6 +194,77 @@ def gather(view: ExecutionView, objects: Objects, *, with_predictions: bool = Tr
     if evaluate_step is not None and with_predictions:
         _predictions(found, evaluate_step, objects)
     return found
+
+
+def trial_text(logs: JobLogs, step: StepView, trial_name: str) -> str:
+    """A tuning trial's log text, empty when there is none (a trial's log is not worth a gap each)."""
+    try:
+        return logs.training_log(trial_name, trial_log(step, trial_name))
+    except LogMissing:
+        return ""
+
+
+def gate_values(view: ExecutionView, step: StepView, objects: Objects) -> tuple[list[dict], str | None]:
+    """The values a Condition step compared, recomputed from the definition, the execution's
+    parameters and the property files in the step outputs: SageMaker records only the outcome
+    (ListPipelineExecutionSteps ``Metadata.Condition.Outcome``). ([conditions], gap or None)."""
+    from pipelines.local.definition import DefinitionError, parse_definition, resolve_parameters
+    from pipelines.local.expressions import Context, ExpressionError, evaluate
+
+    try:
+        definition = parse_definition(view.definition or "", f"execution {view.execution_id}")
+        spec = definition.steps[step.name]
+        parameters = resolve_parameters(definition, view.parameters)
+    except (DefinitionError, KeyError) as err:
+        return [], f"{step.name}: the compared values cannot be recomputed: {err}"
+    missing: list[str] = []
+
+    def properties(name: str):
+        other = view.steps.get(name)
+        return other.properties if other is not None and other.status == "Succeeded" else None
+
+    def property_file(name: str, file_name: str):
+        other, producer = view.steps.get(name), definition.steps.get(name)
+        files = [f for f in (producer.property_files if producer else ()) if f.name == file_name]
+        prefixes = dict(_outputs(other)) if other is not None else {}
+        if not files or files[0].output_name not in prefixes:
+            return None
+        uri = f"{prefixes[files[0].output_name]}/{files[0].file_path}"
+        try:
+            return json.loads(objects.get(uri))
+        except ObjectMissing as err:
+            missing.append(str(err))
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            missing.append(f"{uri} is not JSON ({err})")
+        return None
+
+    context = Context(
+        parameters=parameters,
+        execution={
+            "PipelineExecutionId": view.execution_id,
+            "PipelineExecutionArn": view.arn,
+            "PipelineName": view.pipeline_name,
+        },
+        step_properties=properties,
+        property_file=property_file,
+    )
+    conditions = []
+    for condition in spec.arguments.get("Conditions") or []:
+        if not isinstance(condition, dict) or "LeftValue" not in condition:
+            conditions.append({"Type": condition.get("Type") if isinstance(condition, dict) else "?"})
+            continue
+        try:
+            conditions.append(
+                {
+                    "Type": condition.get("Type"),
+                    "LeftValue": evaluate(condition["LeftValue"], context),
+                    "RightValue": evaluate(condition.get("RightValue"), context),
+                }
+            )
+        except ExpressionError as err:
+            reason = missing[-1] if missing else str(err)
+            return conditions, f"{step.name}: the compared values cannot be recomputed: {reason}"
+    return conditions, None
 
 
 def tuning_of(step: StepView) -> Tuning:

@@ -11,7 +11,7 @@ import numpy as np
 
 from pipelines.report import svg
 from pipelines.report.execution import NOT_STARTED, RUNNING_STATUSES, ExecutionView
-from pipelines.report.insights import Insights, curves, iteration_metrics
+from pipelines.report.insights import Insights, curves
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:24px;color:#222;max-width:1200px}
@@ -181,24 +181,23 @@ def _tuning_section(view: ExecutionView, found: Insights) -> str:
         if tuning.best:
             parts.append(f'<p class="best">best: {escape(tuning.best)}</p>')
     for step in view.of_type("Training"):
-        if step.log_path and Path(step.log_path).is_file():
-            series = iteration_metrics(Path(step.log_path).read_text(errors="replace"))
-            if series:
-                parts.append(f"<h2>Training curves: {escape(step.name)}</h2>")
-                parts.append(
-                    '<div class="plots">'
-                    + _figure(
-                        svg.line_chart(
-                            f"training-{step.name}",
-                            "per-round metrics",
-                            list(series.items()),
-                            "round",
-                            "metric",
-                        ),
-                        "per-round metrics from the job's log",
-                    )
-                    + "</div>"
+        series = found.training_curves.get(step.name)
+        if series:
+            parts.append(f"<h2>Training curves: {escape(step.name)}</h2>")
+            parts.append(
+                '<div class="plots">'
+                + _figure(
+                    svg.line_chart(
+                        f"training-{step.name}",
+                        "per-round metrics",
+                        list(series.items()),
+                        "round",
+                        "metric",
+                    ),
+                    "per-round metrics from the job's log",
                 )
+                + "</div>"
+            )
     return "".join(parts)
 
 

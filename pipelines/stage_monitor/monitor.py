@@ -45,7 +45,7 @@ STATISTICS = "statistics.json"
 VIOLATIONS = "constraint_violations.json"
 EXECUTION = "execution.json"
 STATE = "state.json"
-#: What runs the retraining: the same command a person types (README, "Run the whole pipeline").
+#: What runs the retraining: the same command a person types (README, "2. Run the pipeline locally").
 DEFAULT_PIPELINE_MODULE = "pipelines.churn.pipeline"
 
 # The analyzer: (captured rows, baseline statistics, baseline constraints) -> (statistics, violations).

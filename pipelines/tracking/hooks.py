@@ -20,6 +20,8 @@ from pipelines.local.progress import Reporter
 from pipelines.local_home import EXECUTIONS_DB, MLFLOW, OBJECT_STORE
 
 _DONE = ("Succeeded", "Cached", "Failed")
+#: The step types MlflowLogger.log_step makes runs of.
+TRACKED_TYPES = ("Training", "Tuning")
 #: How long the end of a run waits for tracking still in flight (a slow server, a first migration).
 FINISH_TIMEOUT_S = 120
 
@@ -27,9 +29,10 @@ FINISH_TIMEOUT_S = 120
 class _Worker:
     """One thread running submitted calls in order; after the first failure the rest are skipped."""
 
-    def __init__(self, warn: Callable[[str], None], uri: str):
+    def __init__(self, warn: Callable[[str], None], uri: str, errors: Callable[[], tuple]):
         self.warn = warn
         self.uri = uri
+        self.errors = errors
         self.calls: queue.Queue = queue.Queue()
         self.failed = False
         self.thread = threading.Thread(target=self._loop, name="mlflow-tracking", daemon=True)
@@ -52,10 +55,10 @@ class _Worker:
         # import and calls then use what the jobs leave idle instead of slowing them down.
         with contextlib.suppress(AttributeError, OSError):
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
-        from pipelines.tracking.mlflow_log import _errors, _one_line
+        from pipelines.tracking.mlflow_log import _one_line
 
         try:
-            errors = _errors()
+            errors = self.errors()
         except ImportError as err:
             self.warn(f"warning: MLflow is not installed ({err}); the execution is not tracked")
             errors, self.failed = (), True
@@ -88,6 +91,7 @@ class TrackedReporter(Reporter):
         self.arn: str | None = None
         self.logger = None
         self.worker: _Worker | None = None
+        self.types: dict[str, str] = {}
 
     def _warn(self, text: str) -> None:
         self.err.write(text + "\n")
@@ -106,6 +110,7 @@ class TrackedReporter(Reporter):
     def started(self, execution_arn: str, steps: list[tuple[str, str]], kept: set[str]) -> None:
         self.inner.started(execution_arn, steps, kept)
         self.arn = execution_arn
+        self.types = dict(steps)
         if self.uri is None:
             return
         from pipelines.tracking.mlflow_log import MlflowLogger, TrackingError
@@ -115,14 +120,18 @@ class TrackedReporter(Reporter):
         except TrackingError as error:
             self._warn(f"warning: {error}; the execution is not tracked")
             return
-        self.worker = _Worker(self._warn, self.uri)
+        self.worker = _Worker(self._warn, self.uri, self.logger.errors)
         view = self._view()
         pipeline = view.pipeline_name
         self.worker.submit(lambda: self.logger.open(pipeline, self.home / MLFLOW / "artifacts"))
         reopened = []
         self.worker.submit(lambda: reopened.append(self.logger.log_start(view)))
-        for name in sorted(kept):  # a retry's steps that succeeded before: logged then, unless not tracked
+        for name in sorted(kept & self._tracked_steps()):  # a retry's, logged then unless not tracked
             self.worker.submit(lambda name=name: None if reopened[0] else self._log_step(name))
+
+    def _tracked_steps(self) -> set[str]:
+        # Only these become runs (MlflowLogger.log_step): the others need no view rebuilt for them.
+        return {name for name, type_ in self.types.items() if type_ in TRACKED_TYPES}
 
     def _log_step(self, name: str) -> None:
         view = self._view()
@@ -131,7 +140,7 @@ class TrackedReporter(Reporter):
 
     def step(self, name: str, status: str, detail: str = "", log_path: Path | None = None) -> None:
         self.inner.step(name, status, detail, log_path)
-        if self.worker is not None and status in _DONE:
+        if self.worker is not None and status in _DONE and self.types.get(name) in TRACKED_TYPES:
             self.worker.submit(lambda: self._log_step(name))
 
     def finished(self, outcome: Any, definition: Any) -> None:

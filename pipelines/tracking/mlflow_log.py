@@ -11,21 +11,22 @@ import json
 import logging
 import os
 import re
+import sqlite3
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from pipelines.report.execution import ExecutionView, StepView, trial_log
-from pipelines.report.insights import Insights, iteration_metrics
+from pipelines import aws_names as names
+from pipelines.report.execution import ExecutionView, StepView
+from pipelines.report.insights import Insights, iteration_metrics, trial_text
+from pipelines.report.logs import JobLogs, LocalJobLogs, LogMissing
+from pipelines.tracking import sqlite_store
 
 #: ``MLOPS_TRACKING_URI``: unset for the local SQLite store, ``off`` for no tracking, or any MLflow
 #: tracking URI (a SageMaker managed tracking server's ARN goes through the sagemaker-mlflow plugin).
 ENV_VAR = "MLOPS_TRACKING_URI"
 OFF = "off"
 _SCHEMES = ("sqlite", "http", "https", "postgresql", "mysql", "mssql", "file", "databricks")
-_SERVER_ARN = re.compile(
-    r"arn:aws[a-z-]*:sagemaker:[a-z0-9-]+:\d{12}:mlflow-tracking-server/[A-Za-z0-9-]{1,256}"
-)
 _APP_ARN = re.compile(r"arn:aws[a-z-]*:sagemaker:[a-z0-9-]+:\d{12}:mlflow-app/[A-Za-z0-9-]{1,256}")
 _RESERVED_HP = re.compile(r"^sagemaker_")
 _KEY = re.compile(r"[^\w\-. /:]")
@@ -61,7 +62,7 @@ def configured_uri(home: Path, environ: Mapping[str, str] = os.environ) -> str |
 def check_uri(uri: str) -> None:
     """TrackingError for a URI MLflow cannot use, said before MLflow is even imported."""
     if uri.startswith("arn:"):
-        if not (_SERVER_ARN.fullmatch(uri) or _APP_ARN.fullmatch(uri)):
+        if not (names.MLFLOW_TRACKING_SERVER_ARN.match(uri) or _APP_ARN.fullmatch(uri)):
             raise TrackingError(
                 f"tracking URI {uri!r} is not a SageMaker MLflow tracking server ARN "
                 "(arn:aws:sagemaker:<region>:<account>:mlflow-tracking-server/<name>)"
@@ -99,15 +100,28 @@ class MlflowLogger:
     """Logs to one tracking URI. ``open()`` imports MLflow and connects (the slow part, done while
     the first steps run); the ``log_*`` methods each do one step's worth of calls."""
 
-    def __init__(self, uri: str):
+    def __init__(self, uri: str, logs: JobLogs | None = None):
         check_uri(uri)
         self.uri = uri
+        self.logs = logs or LocalJobLogs()
+        # An existing local store at a known schema is written without importing MLflow.
+        self.direct = sqlite_store.usable(uri)
         self.client = None
         self.experiment_id = None
         self.parent_id = None
         self.trial_parents: dict[str, str] = {}
 
+    def errors(self) -> tuple[type[BaseException], ...]:
+        """What a tracking call may raise that makes tracking give up (one warning)."""
+        if self.direct:
+            return (sqlite3.Error, OSError, LookupError, sqlite_store.StoreSchemaError)
+        return (*_errors(), sqlite_store.StoreSchemaError)
+
     def open(self, experiment: str, artifact_root: Path | None) -> None:
+        if self.direct:
+            self.client = sqlite_store.SqliteTrackingClient(self.uri)
+            self._find_or_create(experiment, artifact_root)
+            return
         # A dead server is one warning after one short try, not minutes of retries.
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
@@ -115,9 +129,19 @@ class MlflowLogger:
             logging.getLogger(name).setLevel(logging.ERROR)
         from mlflow.tracking import MlflowClient
 
+        if self.uri.startswith("arn:"):
+            import mlflow
+
+            # The plugin signs each request for the process-wide tracking URI (sagemaker-mlflow
+            # 0.5.0, auth_provider.py: AuthProvider.get_auth reads mlflow.get_tracking_uri()), not
+            # for the client's: without this every call fails before it is sent.
+            mlflow.set_tracking_uri(self.uri)
         if self.uri.startswith("sqlite:///"):
             Path(self.uri[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
         self.client = MlflowClient(tracking_uri=self.uri)
+        self._find_or_create(experiment, artifact_root)
+
+    def _find_or_create(self, experiment: str, artifact_root: Path | None) -> None:
         found = self.client.get_experiment_by_name(experiment)
         if found is not None:
             self.experiment_id = found.experiment_id
@@ -131,7 +155,10 @@ class MlflowLogger:
         return self.client.create_run(self.experiment_id, run_name=name, tags=tags).info.run_id
 
     def _batch(self, run_id: str, metrics=(), params: Mapping[str, str] | None = None) -> None:
-        from mlflow.entities import Metric, Param
+        if self.direct:
+            Metric, Param = sqlite_store.Metric, sqlite_store.Param  # noqa: N806
+        else:
+            from mlflow.entities import Metric, Param
 
         params = params or {}
         now = int(time.time() * 1000)
@@ -174,7 +201,7 @@ class MlflowLogger:
 
     def log_step(self, view: ExecutionView, step: StepView) -> None:
         if step.type == "Training" and step.properties:
-            self._log_training(view, step, step.properties, step.name, self.parent_id, _read(step.log_path))
+            self._log_training(view, step, step.properties, step.name, self.parent_id, self._log_text(step))
         elif step.type == "Tuning" and step.properties:
             self._log_tuning(view, step)
 
@@ -187,7 +214,11 @@ class MlflowLogger:
                 for name, value in section.items()
                 if isinstance(value, dict) and isinstance(value.get("value"), int | float)
             ]
-            self.client.log_dict(self.parent_id, found.evaluation, "evaluation.json")
+            # A managed server keeps artifacts in its own S3 location, which the client would write
+            # with its own credentials; the tag points to the evaluation in place instead, so the
+            # role that logs needs the sagemaker-mlflow actions only.
+            if not self.uri.startswith("arn:"):
+                self.client.log_dict(self.parent_id, found.evaluation, "evaluation.json")
             tags["sagemaker.evaluation_report"] = found.evaluation_uri or ""
         for gate in found.gates if found is not None else []:
             tags[f"sagemaker.gate.{gate.step}"] = str(gate.outcome).lower()
@@ -195,6 +226,15 @@ class MlflowLogger:
         for key, value in tags.items():
             self.client.set_tag(self.parent_id, _key(key), value)
         self.client.set_terminated(self.parent_id, "FINISHED" if view.status == "Succeeded" else "FAILED")
+
+    def _log_text(self, step: StepView) -> str:
+        # A missing log is a gap the report shows; the run is logged without per-round metrics.
+        try:
+            return self.logs.training_log(
+                str(step.properties.get("TrainingJobName", step.name)), step.log_path
+            )
+        except LogMissing:
+            return ""
 
     # ---- the runs
 
@@ -273,8 +313,9 @@ class MlflowLogger:
                     if metric.get("Value") is not None
                 ],
             }
-            log_path = trial_log(step, trial_name)
-            self._log_training(view, step, job, trial_name, tuning_run, _read(log_path))
+            self._log_training(
+                view, step, job, trial_name, tuning_run, trial_text(self.logs, step, trial_name)
+            )
         self.client.set_terminated(tuning_run, "FINISHED" if step.status == "Succeeded" else "FAILED")
 
 
@@ -295,32 +336,24 @@ def _key(name: str) -> str:
     return _KEY.sub("_", name)[:250]
 
 
-def _read(path) -> str:
-    if not path:
-        return ""
-    try:
-        return Path(path).read_text(errors="replace") if Path(path).is_file() else ""
-    except OSError:
-        return ""
-
-
 def log_execution(
     uri: str,
     view: ExecutionView,
     found: Insights | None,
     *,
     artifact_root: Path | None = None,
+    logs: JobLogs | None = None,
     warn: Callable[[str], None],
 ) -> bool:
     """Log a whole execution at once (AWS executions, or a local one after the fact); True when
-    logged, else one warning through ``warn``."""
+    logged, else one warning through ``warn``. ``logs`` defaults to the local job logs."""
     try:
-        logger = MlflowLogger(uri)
+        logger = MlflowLogger(uri, logs)
     except TrackingError as err:
         warn(f"warning: {err}; the execution is not tracked")
         return False
     try:
-        errors = _errors()
+        errors = logger.errors()
     except ImportError as err:
         warn(f"warning: MLflow is not installed ({err}); the execution is not tracked")
         return False

@@ -243,3 +243,16 @@ def test_the_build_reads_the_input_location_the_project_gives_it(tmp_path):
         assert json.loads(argv[argv.index("--kwargs") + 1])["input_data_url"] == url
     done, (_, aws) = run_model_build(tmp_path)
     assert "input_data_url" not in json.loads(aws[aws.index("--kwargs") + 1])
+
+
+def test_with_a_tracking_server_the_build_passes_it_to_get_pipeline_and_waits_to_log(tmp_path):
+    import json
+
+    server = "arn:aws:sagemaker:eu-west-1:111122223333:mlflow-tracking-server/team"
+    done, (local, aws) = run_model_build(tmp_path, MLFLOW_TRACKING_SERVER_ARN=server)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(aws[aws.index("--kwargs") + 1])["mlflow_tracking_server_arn"] == server
+    assert "--wait" in aws and "--wait" not in local
+    done, (_, aws) = run_model_build(tmp_path)
+    assert "mlflow_tracking_server_arn" not in json.loads(aws[aws.index("--kwargs") + 1])
+    assert "--wait" not in aws

@@ -57,6 +57,18 @@ def definition() -> str:
     return json.dumps({"Version": "2020-12-01", "Parameters": [], "Steps": steps})
 
 
+def step_types() -> list[tuple[str, str]]:
+    """(name, type) of every step, branch steps included, as the runner announces them."""
+    document = json.loads(definition())
+    steps = document["Steps"] + [
+        branch
+        for step in document["Steps"]
+        for key in ("IfSteps", "ElseSteps")
+        for branch in step["Arguments"].get(key, [])
+    ]
+    return [(step["Name"], step["Type"]) for step in steps]
+
+
 def _table(rows: int = 120, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     features = np.column_stack([rng.uniform(0, 60, rows), rng.integers(0, 9, rows), rng.integers(0, 2, rows)])

@@ -119,20 +119,29 @@ def test_the_zip_holds_what_a_project_needs(capsys, tmp_path):
     assert not modes["setup.py"] & 0o111
 
 
-def test_a_seeded_project_gets_a_readme_of_its_own_without_the_template_only_sections(capsys, tmp_path):
+def test_a_seeded_project_gets_a_readme_and_docs_of_its_own_without_the_template_only_sections(
+    capsys, tmp_path
+):
     code, _, stderr, out = dry_run(capsys, tmp_path)
     assert code == 0, stderr
     with zipfile.ZipFile(zip_of(out)) as opened:
-        seeded = opened.read("README.md").decode()
+        seeded = {
+            name: opened.read(name).decode()
+            for name in opened.namelist()
+            if name == "README.md" or name.startswith("docs/") and name.endswith(".md")
+        }
     template = (ROOT / "README.md").read_text(encoding="utf-8")
     assert "seed_code/" in template and "benchmarks/" in template
-    # What the project does not have, its README does not mention.
-    for absent in ("seed_code/", "benchmarks/", "package-template", "<!--", "-->"):
-        assert absent not in seeded, absent
-    assert "\n\n\n" not in seeded
-    assert "This repository was seeded by the SageMaker MLOps project template" in seeded
-    for kept in ("## Quick start", "## Running it locally", "### 4. What a push does", "## Development"):
-        assert kept in seeded
+    assert "docs/benchmarks.md" not in seeded and "docs/aws.md" in seeded
+    # What the project does not have, its README and docs do not mention.
+    for name, text in seeded.items():
+        for absent in ("seed_code/", "benchmarks/", "benchmarks.md", "package-template", "<!--", "-->"):
+            assert absent not in text, f"{name}: {absent}"
+        assert "\n\n\n" not in text, name
+    assert "This repository was seeded by the SageMaker MLOps project template" in seeded["README.md"]
+    for kept in ("## The main path", "### 2. Run the pipeline locally", "## Scenarios", "## Development"):
+        assert kept in seeded["README.md"]
+    assert "### 4. What a push does" in seeded["docs/aws.md"]
 
 
 @pytest.mark.parametrize(

@@ -852,6 +852,16 @@ def test_studio_shows_every_parameter_with_a_description_and_a_label(project_sou
         ("StagingAccountId", ["222222222222"], ["2222", "22222222222a"]),
         ("DataPrefix", ["", "churn/input/", "a/b/"], ["churn/input", "/churn/", "a//b/", "a b/"]),
         ("RetrainingSchedule", ["", "cron(0 3 ? * MON *)", "rate(7 days)"], ["weekly"]),
+        (
+            "MlflowTrackingServerArn",
+            ["", f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:mlflow-tracking-server/team-1"],
+            [
+                f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:mlflow-app/app-1",
+                f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:mlflow-tracking-server/",
+                f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:mlflow-tracking-server/team_1",
+                "team-1",
+            ],
+        ),
     ],
 )
 def test_parameters_refuse_what_would_break_the_project(project_source, parameter, good, bad):
@@ -864,3 +874,52 @@ def test_parameters_refuse_what_would_break_the_project(project_source, paramete
 
 def test_rendering_the_defaults_uses_the_project_parameters():
     assert set(PROJECT) == {"SageMakerProjectName", "SageMakerProjectId", "StagingAccountId", "ProdAccountId"}
+
+
+# ---- experiment tracking
+
+TRACKING_SERVER = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:mlflow-tracking-server/team"
+
+
+def mlflow_statements(resources: dict) -> list[dict]:
+    return [
+        statement
+        for role in of_type(resources, "AWS::IAM::Role").values()
+        for statement in role_statements(role)
+        if any(action.startswith("sagemaker-mlflow:") for action in as_list(statement["Action"]))
+    ]
+
+
+def test_without_a_tracking_server_the_build_neither_waits_nor_may_call_mlflow(project):
+    assert mlflow_statements(project) == []
+    assert "MLFLOW_TRACKING_SERVER_ARN" not in project_variables(project["BuildProject"])
+    assert project["BuildProject"]["Properties"]["TimeoutInMinutes"] == 60
+
+
+def test_a_tracking_server_reaches_the_build_with_mlflow_calls_on_that_server_only(render_project):
+    resources = render_project(MlflowTrackingServerArn=TRACKING_SERVER)["Resources"]
+    assert project_variables(resources["BuildProject"])["MLFLOW_TRACKING_SERVER_ARN"] == TRACKING_SERVER
+    # The build waits for the execution it starts before it logs it.
+    assert resources["BuildProject"]["Properties"]["TimeoutInMinutes"] > 60
+    (statement,) = mlflow_statements(resources)
+    assert statement["Resource"] == TRACKING_SERVER
+    # What MlflowLogger calls: get_experiment_by_name, create_experiment, search_runs, create_run,
+    # update_run / set_terminated, log_batch, set_tag.
+    assert set(as_list(statement["Action"])) == {
+        f"sagemaker-mlflow:{name}"
+        for name in (
+            "GetExperimentByName",
+            "CreateExperiment",
+            "SearchRuns",
+            "CreateRun",
+            "UpdateRun",
+            "LogBatch",
+            "SetTag",
+        )
+    }
+    assert_least_privilege(resources)
+    reads = {s["Sid"]: s for s in role_statements(resources["BuildRole"])}
+    assert reads["ReadTheExecutionToTrackIt"]["Resource"] == f"{PIPELINE_ARN}/execution/*"
+    assert reads["ReadTheTrainingLogs"]["Resource"] == (
+        f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:/aws/sagemaker/TrainingJobs:*"
+    )

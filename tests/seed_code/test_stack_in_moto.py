@@ -195,3 +195,13 @@ def test_the_reduction_keeps_every_supported_resource(project_source):
     # A reference to a dropped resource (the CodePipelines) becomes a placeholder.
     events_role = json.dumps(kept["EventsRole"])
     assert "placeholder-buildpipeline" in events_role and "BuildPipeline" not in events_role
+
+
+def test_with_a_tracking_server_the_build_role_names_it(aws, project_source):
+    server = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:mlflow-tracking-server/team"
+    create_stack(aws, project_source, {**PROJECT, "MlflowTrackingServerArn": server})
+    document = aws.client("iam").get_role_policy(
+        RoleName=f"sagemaker-mlops-{PROJECT_ID}-build", PolicyName="build"
+    )
+    text = json.dumps(document["PolicyDocument"], default=str)
+    assert server in text and "sagemaker-mlflow:LogBatch" in text

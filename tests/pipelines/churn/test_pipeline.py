@@ -187,6 +187,7 @@ def test_parameters_and_their_defaults(churn_definition):
         "ProcessingInstanceType": ("String", "ml.m5.xlarge"),
         "ProcessingInstanceCount": ("Integer", 1),
         "TrainingInstanceType": ("String", "ml.m5.xlarge"),
+        "TrainingInstanceCount": ("Integer", 1),
         "MaxTuningJobs": ("Integer", 8),
         "MaxParallelTuningJobs": ("Integer", 2),
         "AucThreshold": ("Float", 0.8),

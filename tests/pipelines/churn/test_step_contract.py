@@ -17,10 +17,12 @@ REPO = Path(__file__).resolve().parents[3]
 
 
 class Sandbox:
-    """Maps container paths (``/opt/ml/...``) to directories under one temp root."""
+    """Maps container paths (``/opt/ml/...``) to directories under one temp root; an argument
+    joined from parameters takes their default values."""
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, defaults: dict | None = None):
         self.root = root
+        self.defaults = defaults or {}
 
     def path(self, container_path: str) -> Path:
         assert container_path.startswith("/opt/ml/"), container_path
@@ -31,8 +33,18 @@ class Sandbox:
         target.mkdir(parents=True, exist_ok=True)
         shutil.copy(source, target)
 
-    def args(self, arguments: list[str]) -> list[str]:
-        return [str(self.path(a)) if a.startswith("/opt/ml/") else a for a in arguments]
+    def args(self, arguments: list) -> list[str]:
+        return [str(self.path(a)) if a.startswith("/opt/ml/") else a for a in map(self.value, arguments)]
+
+    def value(self, argument) -> str:
+        if isinstance(argument, dict):  # {"Std:Join": {"On": ..., "Values": [str | {"Get": "Parameters.X"}]}}
+            join = argument["Std:Join"]
+            parts = [
+                self.defaults[v["Get"].removeprefix("Parameters.")] if isinstance(v, dict) else v
+                for v in join["Values"]
+            ]
+            return join["On"].join(str(part) for part in parts)
+        return argument
 
 
 def processing_io(step: dict) -> tuple[dict, dict]:
@@ -54,8 +66,13 @@ def steps(churn_definition):
     return all_steps(churn_definition)
 
 
-def test_the_scripts_run_as_the_definition_wires_them(steps, tmp_path, monkeypatch, capsys):
-    box = Sandbox(tmp_path)
+@pytest.fixture
+def defaults(churn_definition):
+    return {p["Name"]: p.get("DefaultValue") for p in churn_definition["Parameters"]}
+
+
+def test_the_scripts_run_as_the_definition_wires_them(steps, defaults, tmp_path, monkeypatch, capsys):
+    box = Sandbox(tmp_path, defaults)
 
     # Preprocess: the raw data and the spec land at the input LocalPaths.
     pre_in, pre_out = processing_io(steps["Preprocess"])
@@ -117,9 +134,11 @@ def test_the_scripts_run_as_the_definition_wires_them(steps, tmp_path, monkeypat
     assert isinstance(auc, float) and auc > 0.85
 
 
-def test_every_tuning_trial_gets_hyperparameters_the_training_script_accepts(steps, tmp_path, monkeypatch):
+def test_every_tuning_trial_gets_hyperparameters_the_training_script_accepts(
+    steps, defaults, tmp_path, monkeypatch
+):
     # A misspelt range name or an out-of-range bound would fail every trial, hours in.
-    box = Sandbox(tmp_path)
+    box = Sandbox(tmp_path, defaults)
     pre_in, pre_out = processing_io(steps["Preprocess"])
     box.place(REPO / "data" / "churn" / "churn.csv", pre_in["raw"])
     box.place(REPO / "pipelines" / "churn" / "dataset.json", pre_in["spec"])

@@ -29,7 +29,7 @@ def runs_by_name(uri: str) -> dict:
 
 def simulate_run(built, reporter) -> None:
     """The events the runner sends for the fixture's execution."""
-    reporter.started(built.arn, [(n, "x") for n in execution_fixture.STEP_NAMES], set())
+    reporter.started(built.arn, execution_fixture.step_types(), set())
     for name in ("Preprocess", "Train", "Tune", "Evaluate", "CheckAuc", "RegisterModel"):
         reporter.step(name, "Executing")
         reporter.step(name, "Succeeded")
@@ -124,7 +124,7 @@ def test_a_retried_execution_reopens_its_parent_run_instead_of_a_second_one(buil
     monkeypatch.delenv("MLOPS_TRACKING_URI")
     simulate_run(built, tracked(SilentReporter(), built.home, err=io.StringIO(), out=io.StringIO()))
     reporter = tracked(SilentReporter(), built.home, err=io.StringIO(), out=io.StringIO())
-    reporter.started(built.arn, [(n, "x") for n in execution_fixture.STEP_NAMES], {"Preprocess", "Train"})
+    reporter.started(built.arn, execution_fixture.step_types(), {"Preprocess", "Train"})
     reporter.step("Tune", "Succeeded")
     reporter.finished(None, None)
     client = MlflowClient(tracking_uri=local_uri(built.home))
