@@ -34,6 +34,12 @@ REQUIRED = [
 EXTRAS = {
     "dev": [
         "pytest>=8",
+        # The suite runs on every CPU (-n auto in pyproject.toml), each module on one worker so that
+        # its module-scoped pipeline runs are made once.
+        "pytest-xdist>=3.8,<4",
+        # Tests run in a new random order on every run (the seed is printed; --randomly-seed=N
+        # repeats one, -p no:randomly turns it off): a test that needs its neighbours fails in CI.
+        "pytest-randomly>=3.15,<6",
         # cloudformation: tests/seed_code creates the project template's stack in moto.
         "moto[cloudformation,s3,sagemaker,sts,iam]>=5.1,<6",
         # A minor range: a new ruff minor adds rules and changes formatting, which would fail branch

@@ -10,72 +10,36 @@ linearly with the step count (goal: 10,000 steps in well under the 11 s the quad
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "helpers")]
+
+from step_definitions import definition, processing_step, s3_input, s3_output  # noqa: E402
 
 from pipelines.local.engine import LocalRunner  # noqa: E402
-
-IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1"
 
 
 def chain(count: int) -> str:
     steps = []
     for index in range(count):
-        previous = f"S{index - 1}"
         source = (
-            {"Get": f"Steps.{previous}.ProcessingOutputConfig.Outputs['out'].S3Output.S3Uri"}
+            {"Get": f"Steps.S{index - 1}.ProcessingOutputConfig.Outputs['out'].S3Output.S3Uri"}
             if index
             else "s3://bench/in"
         )
-        steps.append(
-            {
-                "Name": f"S{index}",
-                "Type": "Processing",
-                "Arguments": {
-                    "ProcessingResources": {
-                        "ClusterConfig": {
-                            "InstanceCount": 1,
-                            "InstanceType": "ml.m5.large",
-                            "VolumeSizeInGB": 30,
-                        }
-                    },
-                    "AppSpecification": {
-                        "ImageUri": IMAGE,
-                        "ContainerEntrypoint": ["python3", "/opt/ml/processing/input/code/run.py"],
-                    },
-                    "RoleArn": "arn:aws:iam::000000000000:role/Bench",
-                    "ProcessingInputs": [
-                        {
-                            "InputName": "in",
-                            "S3Input": {
-                                "S3Uri": source,
-                                "LocalPath": "/opt/ml/processing/input",
-                                "S3DataType": "S3Prefix",
-                            },
-                        }
-                    ],
-                    "ProcessingOutputConfig": {
-                        "Outputs": [
-                            {
-                                "OutputName": "out",
-                                "S3Output": {
-                                    "S3Uri": f"s3://bench/out/{index}",
-                                    "LocalPath": "/opt/ml/processing/output",
-                                    "S3UploadMode": "EndOfJob",
-                                },
-                            }
-                        ]
-                    },
-                },
-            }
+        step = processing_step(
+            f"S{index}",
+            "run.py",
+            "s3://bench/code/run.py",
+            inputs=[s3_input("in", source, "/opt/ml/processing/input/data")],
+            outputs=[s3_output("out", f"s3://bench/out/{index}")],
         )
-    return json.dumps({"Version": "2020-12-01", "Parameters": [], "Steps": steps})
+        steps.append(step)
+    return definition(*steps)
 
 
 def main() -> None:

@@ -18,12 +18,13 @@ import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 import pandas as pd
 
 from pipelines.errors import TemplateError
 from pipelines.local.definition import StepSpec
+from pipelines.local.executor_base import Executor, StepResult, StepRun
 from pipelines.local.expressions import STEPS, ExpressionError, evaluate, parse_reference
 from pipelines.local.jobs import StepFailure, arn
 from pipelines.local.store import ObjectStore, StoreError
@@ -43,9 +44,6 @@ from pipelines.monitoring import (
     suggest_model_quality_constraints,
     to_json,
 )
-
-if TYPE_CHECKING:  # the executor table imports this module, so it is not imported back at run time
-    from pipelines.local.executors import StepResult, StepRun
 
 DATA_QUALITY, MODEL_QUALITY = "DATA_QUALITY", "MODEL_QUALITY"
 DATA_BIAS, MODEL_BIAS, MODEL_EXPLAINABILITY = "DATA_BIAS", "MODEL_BIAS", "MODEL_EXPLAINABILITY"
@@ -87,18 +85,13 @@ class Baseline:
     constraints: str
 
 
-class CheckExecutor:
+class CheckExecutor(Executor):
     """What QualityCheck and ClarifyCheck share: the step fields, the baseline lookup, the outputs.
 
-    It has the interface of ``executors.Executor`` without deriving from it, because that module's
-    table registers these executors. Not cacheable locally: the runner's cache key covers
-    ``Arguments`` only, and a check's outcome also depends on ``SkipCheck`` and the baselines,
-    which sit beside them.
+    Not cacheable locally (Executor's default): the runner's cache key covers ``Arguments`` only,
+    and a check's outcome also depends on ``SkipCheck`` and the baselines, which sit beside them.
     """
 
-    type: ClassVar[str]
-    cacheable: ClassVar[bool] = False
-    job_variable: ClassVar[str | None] = None
     check_types: ClassVar[tuple[str, ...]]
     image_marker: ClassVar[str]
     fields: ClassVar[tuple[str, ...]]
@@ -129,26 +122,6 @@ class CheckExecutor:
 
     def check_problems(self, step: StepSpec, check_type: Any) -> list[str]:
         return []
-
-    cache_key_attributes: ClassVar[tuple[str, ...] | None] = None
-
-    def cache_key_arguments(self, arguments: Mapping[str, Any]) -> dict[str, Any] | None:
-        return None
-
-    def cache_inputs(self, arguments: Mapping[str, Any]) -> list[str]:
-        return []
-
-    def outputs(self, properties: Mapping[str, Any]) -> list[str]:
-        return []
-
-    def detail(self, result: StepResult) -> str:
-        return ""
-
-    def summary_lines(self, name: str, properties: Mapping[str, Any]) -> list[str]:
-        return []
-
-    def run(self, run: StepRun) -> StepResult:
-        raise NotImplementedError
 
     # ---- run
 
@@ -272,8 +245,6 @@ class CheckExecutor:
             else f"{len(violations)} violation(s)" + (f", report {report}" if violations else "")
         )
         log_path.write_text("\n".join([*log, f"wrote {', '.join(files)} to {output}/", summary]) + "\n")
-        from pipelines.local.executors import StepResult
-
         if violations and settings.fail_on_violation:
             kinds = sorted({v["constraint_check_type"] for v in violations})
             names = [v.get("feature_name") or v.get("metric_name") or v.get("name") for v in violations]

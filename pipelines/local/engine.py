@@ -377,141 +377,62 @@ class _RunState:
     # ---- one step
 
     def run_step(self, step: StepSpec) -> StepResult:
-        runner, records, arn = self.runner, self.runner.records, self.execution.arn
         executor = EXECUTORS[step.type]
         base_name = _job_name(self.execution.execution_id, step.name)
         try:
-            arguments = evaluate(
-                step.arguments, self.context(self.variables(base_name, executor.job_variable))
-            )
+            arguments = self._arguments(step, executor, base_name)
         except ExpressionError as err:
             return self._fail(step, 0, None, f"cannot evaluate its arguments: {err}")
-
-        cache_key = hit = None
+        cache_key = digests = None
         if executor.cacheable and (step.cache_config or {}).get("Enabled"):
             # The key is recorded even when this run does not look it up (--no-cache), so that a
             # later run can reuse the work.
             cache_key = self._cache_key(step, executor, arguments)
             if self.execution.use_cache:
-                hit = records.cached(
-                    step.type, cache_key, parse_duration(step.cache_config.get("ExpireAfter", ""))
-                )
-            if hit is not None and self._outputs_present(executor, hit[1].properties):
-                source, record = hit
-                now = _now()
-                # The data the reused result was computed from, carried along a chain of hits.
-                computed_from = record.input_digests or {}
-                current = self._input_digests(executor, arguments)
-                changed = sorted(
-                    uri
-                    for uri, digest in current.items()
-                    if uri in computed_from and computed_from[uri] != digest
-                )
-                records.put_step(
-                    arn,
-                    step.name,
-                    step.type,
-                    SUCCEEDED,
-                    attempts=0,
-                    started=now,
-                    ended=now,
-                    properties=record.properties,
-                    metadata=record.metadata,
-                    cache_key=cache_key,
-                    cache_source=source,
-                    log_path=record.log_path,
-                    input_digests=computed_from,
-                    changed_inputs=changed,
-                )
-                runner.reporter.step(step.name, "Cached", f"from {source.rsplit('/', 1)[-1]}")
-                return StepResult(record.properties, record.metadata or {}, None, _branch(record.properties))
+                reused = self._reuse_cached(step, executor, arguments, cache_key)
+                if reused is not None:
+                    return reused
+            digests = self._input_digests(executor, arguments)
+        return self._run_with_retries(step, executor, base_name, arguments, cache_key, digests)
 
-        digests = self._input_digests(executor, arguments) if cache_key is not None else None
-        attempt = 0
-        while True:
-            if self.stopping.is_set():
-                return self._fail(step, attempt, None, "stopped by an interrupt", status=STOPPED)
-            attempt += 1
-            job_name = base_name if attempt == 1 else f"{base_name[:58]}-r{attempt}"
-            if job_name != base_name:
-                arguments = evaluate(
-                    step.arguments, self.context(self.variables(job_name, executor.job_variable))
-                )
-            log_path = runner.jobs_dir / job_name / "log.txt"
-            started = _now()
-            records.put_step(
-                arn,
-                step.name,
-                step.type,
-                EXECUTING,
-                attempts=attempt,
-                started=started,
-                cache_key=cache_key,
-                log_path=str(log_path),
-            )
-            runner.reporter.step(step.name, "Executing", f"attempt {attempt}" if attempt > 1 else "")
-            run = StepRun(
-                step=step,
-                arguments=arguments,
-                job_name=job_name,
-                env=JobEnvironment(runner.store, runner.jobs_dir, runner.cpus, self.stopping, runner.budget),
-                context=self.context(self.variables(job_name, executor.job_variable)),
-                registry=runner.registry,
-                warn=functools.partial(runner.reporter.warning, step.name) if attempt == 1 else _quiet,
-            )
-            try:
-                result = executor.run(run)
-            except StepFailure as failure:
-                if self.stopping.is_set():  # the job was ended by the interrupt: not a failure to retry
-                    return self._fail(
-                        step,
-                        attempt,
-                        failure.log_path or log_path,
-                        "stopped by an interrupt",
-                        started,
-                        cache_key,
-                        status=STOPPED,
-                    )
-                wait_seconds = _retry_wait(step, failure.exception_type, attempt)
-                if wait_seconds is None:
-                    return self._fail(
-                        step, attempt, failure.log_path or log_path, failure.reason, started, cache_key
-                    )
-                runner.reporter.step(step.name, "Retrying", f"{failure.exception_type} in {wait_seconds:g} s")
-                (runner.sleep or self.stopping.wait)(wait_seconds)
-                continue
-            records.put_step(
-                arn,
-                step.name,
-                step.type,
-                SUCCEEDED,
-                attempts=attempt,
-                started=started,
-                ended=_now(),
-                properties=result.properties,
-                metadata=result.metadata,
-                cache_key=cache_key,
-                log_path=str(result.log_path) if result.log_path else None,
-                input_digests=digests,
-            )
-            runner.reporter.step(step.name, "Succeeded", EXECUTORS[step.type].detail(result))
-            return result
+    def _arguments(self, step: StepSpec, executor, job_name: str) -> dict:
+        return evaluate(step.arguments, self.context(self.variables(job_name, executor.job_variable)))
 
-    def _fail(self, step, attempts, log_path, reason, started=None, cache_key=None, status=FAILED):
+    # ---- the cache
+
+    def _reuse_cached(self, step: StepSpec, executor, arguments: dict, cache_key: str) -> StepResult | None:
+        """Record the step as a hit on an earlier run's result and return that result, or None."""
+        hit = self.runner.records.cached(
+            step.type, cache_key, parse_duration(step.cache_config.get("ExpireAfter", ""))
+        )
+        if hit is None or not self._outputs_present(executor, hit[1].properties):
+            return None
+        source, record = hit
+        now = _now()
+        # The data the reused result was computed from, carried along a chain of hits.
+        computed_from = record.input_digests or {}
+        current = self._input_digests(executor, arguments)
+        changed = sorted(
+            uri for uri, digest in current.items() if uri in computed_from and computed_from[uri] != digest
+        )
         self.runner.records.put_step(
             self.execution.arn,
             step.name,
             step.type,
-            status,
-            attempts=attempts,
-            started=started or _now(),
-            ended=_now(),
-            failure_reason=reason,
+            SUCCEEDED,
+            attempts=0,
+            started=now,
+            ended=now,
+            properties=record.properties,
+            metadata=record.metadata,
             cache_key=cache_key,
-            log_path=str(log_path) if log_path else None,
+            cache_source=source,
+            log_path=record.log_path,
+            input_digests=computed_from,
+            changed_inputs=changed,
         )
-        self.runner.reporter.step(step.name, status, reason, log_path)
-        raise StepFailure(reason)
+        self.runner.reporter.step(step.name, "Cached", f"from {source.rsplit('/', 1)[-1]}")
+        return StepResult(record.properties, record.metadata or {}, None, _branch(record.properties))
 
     def _cache_key(self, step: StepSpec, executor, arguments: dict) -> str:
         # SageMaker's key: the step's arguments, input URIs as strings, not the data behind them
@@ -540,6 +461,104 @@ class _RunState:
             return all(self.runner.store.exists(uri) for uri in executor.outputs(properties or {}))
         except (KeyError, TypeError, StoreError):
             return False
+
+    # ---- attempts and retries
+
+    def _run_with_retries(
+        self, step: StepSpec, executor, base_name: str, arguments: dict, cache_key, digests
+    ) -> StepResult:
+        """Attempts until one succeeds, one fails in a way no RetryPolicy covers, or an interrupt."""
+        runner = self.runner
+        attempt = 0
+        while True:
+            if self.stopping.is_set():
+                return self._fail(step, attempt, None, "stopped by an interrupt", status=STOPPED)
+            attempt += 1
+            job_name = base_name if attempt == 1 else f"{base_name[:58]}-r{attempt}"
+            if job_name != base_name:
+                arguments = self._arguments(step, executor, job_name)
+            log_path = runner.jobs_dir / job_name / "log.txt"
+            started = _now()
+            try:
+                result = self._attempt(step, executor, job_name, arguments, attempt, started, cache_key)
+            except StepFailure as failure:
+                if self.stopping.is_set():  # the job was ended by the interrupt: not a failure to retry
+                    return self._fail(
+                        step,
+                        attempt,
+                        failure.log_path or log_path,
+                        "stopped by an interrupt",
+                        started,
+                        cache_key,
+                        status=STOPPED,
+                    )
+                wait_seconds = _retry_wait(step, failure.exception_type, attempt)
+                if wait_seconds is None:
+                    return self._fail(
+                        step, attempt, failure.log_path or log_path, failure.reason, started, cache_key
+                    )
+                runner.reporter.step(step.name, "Retrying", f"{failure.exception_type} in {wait_seconds:g} s")
+                (runner.sleep or self.stopping.wait)(wait_seconds)
+                continue
+            runner.records.put_step(
+                self.execution.arn,
+                step.name,
+                step.type,
+                SUCCEEDED,
+                attempts=attempt,
+                started=started,
+                ended=_now(),
+                properties=result.properties,
+                metadata=result.metadata,
+                cache_key=cache_key,
+                log_path=str(result.log_path) if result.log_path else None,
+                input_digests=digests,
+            )
+            runner.reporter.step(step.name, "Succeeded", executor.detail(result))
+            return result
+
+    def _attempt(
+        self, step: StepSpec, executor, job_name: str, arguments: dict, attempt: int, started: str, cache_key
+    ) -> StepResult:
+        """One job for the step, recorded as Executing first; StepFailure when it fails."""
+        runner = self.runner
+        runner.records.put_step(
+            self.execution.arn,
+            step.name,
+            step.type,
+            EXECUTING,
+            attempts=attempt,
+            started=started,
+            cache_key=cache_key,
+            log_path=str(runner.jobs_dir / job_name / "log.txt"),
+        )
+        runner.reporter.step(step.name, "Executing", f"attempt {attempt}" if attempt > 1 else "")
+        run = StepRun(
+            step=step,
+            arguments=arguments,
+            job_name=job_name,
+            env=JobEnvironment(runner.store, runner.jobs_dir, runner.cpus, self.stopping, runner.budget),
+            context=self.context(self.variables(job_name, executor.job_variable)),
+            registry=runner.registry,
+            warn=functools.partial(runner.reporter.warning, step.name) if attempt == 1 else _quiet,
+        )
+        return executor.run(run)
+
+    def _fail(self, step, attempts, log_path, reason, started=None, cache_key=None, status=FAILED):
+        self.runner.records.put_step(
+            self.execution.arn,
+            step.name,
+            step.type,
+            status,
+            attempts=attempts,
+            started=started or _now(),
+            ended=_now(),
+            failure_reason=reason,
+            cache_key=cache_key,
+            log_path=str(log_path) if log_path else None,
+        )
+        self.runner.reporter.step(step.name, status, reason, log_path)
+        raise StepFailure(reason)
 
 
 def _quiet(text: str) -> None:

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from pipelines.errors import NotFoundError
-from pipelines.local.executors import Executor, StepResult, StepRun
+from pipelines.local.executor_base import Executor, StepResult, StepRun
 from pipelines.local.jobs import StepFailure, arn, extract_archive, fresh_directory, now
 from pipelines.local.runtimes import BUILTIN_XGBOOST, runtime_for, unknown_image
 from pipelines.local.store import StoreError, parse_uri

@@ -1,10 +1,10 @@
 """Sharded Preprocess through the local runner: two processing jobs of three instances each, with a
 ShardedByS3Key raw input, write what one instance writes alone."""
 
-import json
 from pathlib import Path
 
 import pytest
+from step_definitions import definition, processing_step, s3_input, s3_output
 
 from pipelines.code_bundles import script_bundle
 from pipelines.local.engine import LocalRunner
@@ -14,78 +14,37 @@ pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[2]
 BUCKET = "s3://shard-tests"
-IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1"
 ROOT = "/opt/ml/processing"
 SPEC = "pipelines/churn/dataset.json"
 
 
-def s3_input(name, uri, local, distribution="FullyReplicated"):
-    return {
-        "InputName": name,
-        "AppManaged": False,
-        "S3Input": {
-            "S3Uri": uri,
-            "LocalPath": local,
-            "S3DataType": "S3Prefix",
-            "S3InputMode": "File",
-            "S3DataDistributionType": distribution,
-            "S3CompressionType": "None",
-        },
-    }
-
-
 def job(name, instances, arguments, extra_inputs=(), **step):
-    return {
-        "Name": name,
-        "Type": "Processing",
-        "Arguments": {
-            "ProcessingResources": {
-                "ClusterConfig": {
-                    "InstanceType": "ml.m5.large",
-                    "InstanceCount": instances,
-                    "VolumeSizeInGB": 30,
-                }
-            },
-            "AppSpecification": {
-                "ImageUri": IMAGE,
-                "ContainerEntrypoint": ["python3", f"{ROOT}/input/code/preprocess.py"],
-                "ContainerArguments": [
-                    "--input",
-                    f"{ROOT}/input/raw",
-                    "--spec",
-                    f"{ROOT}/input/spec/dataset.json",
-                    "--output-dir",
-                    f"{ROOT}/output",
-                    "--chunk-rows",
-                    "300",
-                    "--resource-config",
-                    "/opt/ml/config/resourceconfig.json",
-                    *arguments,
-                ],
-            },
-            "RoleArn": "arn:aws:iam::000000000000:role/LocalPipelineRole",
-            "ProcessingInputs": [
-                s3_input("code", f"{BUCKET}/code", f"{ROOT}/input/code"),
-                s3_input("spec", f"{BUCKET}/spec/dataset.json", f"{ROOT}/input/spec"),
-                s3_input("raw", f"{BUCKET}/raw", f"{ROOT}/input/raw", "ShardedByS3Key"),
-                *extra_inputs,
-            ],
-            "ProcessingOutputConfig": {
-                "Outputs": [
-                    {
-                        "OutputName": "out",
-                        "AppManaged": False,
-                        "S3Output": {
-                            "S3Uri": f"{BUCKET}/{name}",
-                            "LocalPath": f"{ROOT}/output",
-                            "S3UploadMode": "EndOfJob",
-                        },
-                    }
-                ]
-            },
-        },
+    return processing_step(
+        name,
+        "preprocess.py",
+        f"{BUCKET}/code",
+        instances=instances,
+        arguments=[
+            "--input",
+            f"{ROOT}/input/raw",
+            "--spec",
+            f"{ROOT}/input/spec/dataset.json",
+            "--output-dir",
+            f"{ROOT}/output",
+            "--chunk-rows",
+            "300",
+            "--resource-config",
+            "/opt/ml/config/resourceconfig.json",
+            *arguments,
+        ],
+        inputs=[
+            s3_input("spec", f"{BUCKET}/spec/dataset.json", f"{ROOT}/input/spec"),
+            s3_input("raw", f"{BUCKET}/raw", f"{ROOT}/input/raw", "ShardedByS3Key"),
+            *extra_inputs,
+        ],
+        outputs=[s3_output("out", f"{BUCKET}/{name}", f"{ROOT}/output")],
         **step,
-    }
+    )
 
 
 def sharded_definition(instances: int) -> str:
@@ -97,7 +56,7 @@ def sharded_definition(instances: int) -> str:
         [s3_input("profiles", f"{BUCKET}/Profile/profile", f"{ROOT}/input/profiles")],
         DependsOn=["Profile"],
     )
-    return json.dumps({"Version": "2020-12-01", "Metadata": {}, "Parameters": [], "Steps": [profile, encode]})
+    return definition(profile, encode)
 
 
 @pytest.fixture

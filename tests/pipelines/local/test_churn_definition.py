@@ -5,38 +5,43 @@ from pathlib import Path
 
 import botocore.session
 import pytest
+from support import all_steps
 
-from pipelines.local.definition import DefinitionError, parse_definition, validate
+from pipelines.local.definition import DefinitionError, dependencies, parse_definition, validate
 from pipelines.local.expressions import Context, evaluate, evaluate_conditions
 
 INSTANCE_TYPES = (
     botocore.session.get_session().get_service_model("sagemaker").shape_for("ProcessingInstanceType").enum
 )
 GOLDEN = Path(__file__).parents[1] / "churn" / "golden" / "definition.json"
-CHURN_TYPES = ("Processing", "QualityCheck", "Training", "Tuning", "Condition", "RegisterModel", "Fail")
-ORDER = [
-    "Preprocess",
-    "DataQualityBaseline",
-    "Train",
-    "Tune",
-    "Evaluate",
-    "CheckAuc",
-    "RegisterModel",
-    "MetricBelowThreshold",
-]
 
 
 @pytest.fixture(params=["golden", "built"])
-def churn(request):
+def churn_text(request):
     """The reviewed golden file, and a fresh build from get_pipeline (the golden test ties the two)."""
     if request.param == "golden":
-        return parse_definition(GOLDEN.read_text(), str(GOLDEN))
-    return parse_definition(request.getfixturevalue("churn_definition_text"), "get_pipeline()")
+        return GOLDEN.read_text(), str(GOLDEN)
+    return request.getfixturevalue("churn_definition_text"), "get_pipeline()"
 
 
-def test_the_churn_definition_validates_with_its_seven_step_types(churn):
-    values, order = validate(churn, {"AucThreshold": "0.9"}, CHURN_TYPES)
-    assert order == ORDER
+@pytest.fixture
+def churn(churn_text):
+    return parse_definition(*churn_text)
+
+
+@pytest.fixture
+def churn_types(churn_text):
+    """The step types the definition uses, read from its JSON: the runner must support each."""
+    return sorted({step["Type"] for step in all_steps(json.loads(churn_text[0])).values()})
+
+
+def test_the_churn_definition_validates_every_step_after_what_it_waits_for(churn, churn_text, churn_types):
+    values, order = validate(churn, {"AucThreshold": "0.9"}, churn_types)
+    assert sorted(order) == sorted(all_steps(json.loads(churn_text[0])))
+    position = {name: index for index, name in enumerate(order)}
+    for name in order:
+        waits_for = dependencies(churn.steps[name])
+        assert all(position[other] < position[name] for other in waits_for), (name, sorted(waits_for))
     assert values["AucThreshold"] == 0.9
     assert values["MaxTuningJobs"] == 8
 
@@ -105,13 +110,13 @@ def test_the_fail_step_message_and_the_register_arguments_evaluate(churn):
     assert json.dumps(register).count('"Get"') == 0
 
 
-def test_parameter_values_the_step_apis_refuse_are_reported_together_before_any_step(churn):
+def test_parameter_values_the_step_apis_refuse_are_reported_together_before_any_step(churn, churn_types):
     """Reproduction: ``local-pipeline run ... --parameters MaxTuningJobs=-1 ModelApprovalStatus=Yes``
     failed only at Tune (CreateHyperParameterTuningJob: MaxNumberOfTrainingJobs has a minimum of 1),
     and with a valid MaxTuningJobs, only at RegisterModel after every trial had run."""
     overrides = {"MaxTuningJobs": "-1", "ModelApprovalStatus": "Yes", "ProcessingInstanceType": "ml.m5.xlage"}
     with pytest.raises(DefinitionError) as caught:
-        validate(churn, overrides, CHURN_TYPES)
+        validate(churn, overrides, churn_types)
     assert list(caught.value.problems) == [
         "step 'Preprocess': Arguments.ProcessingResources.ClusterConfig.InstanceType: parameter "
         "ProcessingInstanceType='ml.m5.xlage' is not a valid ProcessingInstanceType "

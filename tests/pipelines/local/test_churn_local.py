@@ -1,16 +1,18 @@
 """The project's own pipeline run end to end by ``run-pipeline --local`` on the bundled churn table.
 
-One local home for the whole module: a first run registers version 1, an uncached run version 2,
-a cached run skips the expensive steps, and a run with an unreachable threshold ends at the Fail
-step. Tuning is cut to 2 trials to keep the module at about half a minute.
+A first run registers version 1, once for the module; each later test runs again on its own copy of
+that home, so each passes alone and in any order: an uncached run registers version 2, a cached run
+skips the expensive steps, and a run with an unreachable threshold ends at the Fail step. Tuning is
+cut to 2 trials to keep the module at about half a minute.
 """
 
+import contextlib
 import io
 import json
+import shutil
 import tarfile
 
 import pytest
-from support import invoke
 
 from pipelines import run_pipeline
 from pipelines.churn import pipeline as churn
@@ -27,22 +29,34 @@ EXPENSIVE = {"Preprocess", "Train", "Tune", "Evaluate"}
 SMALL_TUNING = ["MaxTuningJobs=2", "MaxParallelTuningJobs=2"]
 
 
+def run_locally(*extra):
+    """``run-pipeline --local`` on the churn pipeline in $MLOPS_LOCAL_HOME: (exit code, stdout, stderr)."""
+    out, err = io.StringIO(), io.StringIO()
+    argv = ["--local", "--module-name", "pipelines.churn.pipeline", *extra]
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = run_pipeline.main(argv)
+        except SystemExit as exit_:
+            code = exit_.code
+    return code, out.getvalue(), err.getvalue()
+
+
 @pytest.fixture(scope="module")
-def home(tmp_path_factory):
-    return tmp_path_factory.mktemp("local-home")
+def first_run(tmp_path_factory):
+    """(home, exit code, stdout, stderr) of a first run in a fresh home."""
+    home = tmp_path_factory.mktemp("first-run")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLOPS_LOCAL_HOME", str(home))
+        return (home, *run_locally("--parameters", *SMALL_TUNING))
 
 
 @pytest.fixture
-def local(home, monkeypatch, capsys):
+def home(first_run, tmp_path, monkeypatch):
+    """This test's own copy of the home the first run left."""
+    home = tmp_path / "home"
+    shutil.copytree(first_run[0], home)
     monkeypatch.setenv("MLOPS_LOCAL_HOME", str(home))
-    for name in ("AWS_REGION", "AWS_DEFAULT_REGION"):
-        monkeypatch.delenv(name, raising=False)
-
-    def run(*extra):
-        argv = ["--local", "--module-name", "pipelines.churn.pipeline", *extra]
-        return invoke(run_pipeline.main, argv, capsys)
-
-    return run
+    return home
 
 
 def newest(home):
@@ -52,8 +66,8 @@ def newest(home):
     return runner, execution, {step["StepName"]: step for step in steps}
 
 
-def test_a_first_local_run_executes_the_definition_and_registers_version_1(local, home):
-    code, out, err = local("--parameters", *SMALL_TUNING)
+def test_a_first_local_run_executes_the_definition_and_registers_version_1(first_run):
+    home, code, out, err = first_run
 
     assert code == 0, err
     runner, execution, steps = newest(home)
@@ -92,8 +106,8 @@ def test_a_first_local_run_executes_the_definition_and_registers_version_1(local
     assert (evidence.gate_metric, evidence.threshold, evidence.gate_value) == ("auc", "0.8", auc)
 
 
-def test_an_uncached_second_run_does_all_the_work_again_and_registers_version_2(local, home):
-    code, out, err = local("--no-cache", "--parameters", *SMALL_TUNING)
+def test_an_uncached_second_run_does_all_the_work_again_and_registers_version_2(home):
+    code, out, err = run_locally("--no-cache", "--parameters", *SMALL_TUNING)
 
     assert code == 0, err
     _, execution, steps = newest(home)
@@ -102,25 +116,25 @@ def test_an_uncached_second_run_does_all_the_work_again_and_registers_version_2(
     assert f"registered {GROUP} version 2" in out
 
 
-def test_a_cached_rerun_reuses_the_expensive_steps_of_an_earlier_execution(local, home):
+def test_a_cached_rerun_reuses_the_expensive_steps_of_an_earlier_execution(home):
     before = {e.arn for e in LocalRunner(home).records.list_executions()}
 
-    code, out, err = local("--parameters", *SMALL_TUNING)
+    code, out, err = run_locally("--parameters", *SMALL_TUNING)
 
     assert code == 0, err
     _, execution, steps = newest(home)
     for name in EXPENSIVE:
         assert steps[name]["CacheHitResult"]["SourcePipelineExecutionArn"] in before
-    # The gate and the registration are not cached, as on SageMaker: version 3 is registered.
+    # The gate and the registration are not cached, as on SageMaker: a new version is registered.
     assert "CacheHitResult" not in steps["RegisterModel"]
     cached = out.split("from cache: ", 1)[1].splitlines()[0]
     assert set(cached.split(", ")) == EXPENSIVE
 
 
-def test_a_run_whose_gate_fails_ends_failed_at_the_fail_step_with_its_message(local, home):
+def test_a_run_whose_gate_fails_ends_failed_at_the_fail_step_with_its_message(home):
     versions_before = len(LocalModelRegistry(home / FILE_NAME).list_versions(GROUP))
 
-    code, out, err = local("--parameters", *SMALL_TUNING, "AucThreshold=0.9999")
+    code, out, err = run_locally("--parameters", *SMALL_TUNING, "AucThreshold=0.9999")
 
     assert code == 1
     _, execution, steps = newest(home)

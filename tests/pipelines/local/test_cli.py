@@ -5,6 +5,7 @@ import json
 import re
 
 import pytest
+from step_definitions import definition, processing_step
 from support import MODULE, invoke
 
 from pipelines import _cli, run_pipeline
@@ -12,7 +13,6 @@ from pipelines.errors import UsageError
 from pipelines.local import cli
 from pipelines.local.engine import LocalRunner
 
-IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1"
 SCRIPT_URI = "s3://bkt/code/s.py"
 GOOD_SCRIPT = 'import sys\nprint("hello from the step")\nprint("done", file=sys.stderr)\n'
 FAILING_SCRIPT = 'import sys\nprint("loading rows")\nprint("ValueError: no rows in the input")\nsys.exit(1)\n'
@@ -25,52 +25,15 @@ def home(tmp_path, monkeypatch):
     return home
 
 
-def definition(parameters=()):
-    """One Processing step running the script at SCRIPT_URI."""
-    return {
-        "Version": "2020-12-01",
-        "Parameters": list(parameters),
-        "Steps": [
-            {
-                "Name": "Hello",
-                "Type": "Processing",
-                "Arguments": {
-                    "ProcessingResources": {
-                        "ClusterConfig": {
-                            "InstanceCount": 1,
-                            "InstanceType": "ml.m5.large",
-                            "VolumeSizeInGB": 30,
-                        }
-                    },
-                    "AppSpecification": {
-                        "ImageUri": IMAGE,
-                        "ContainerEntrypoint": ["python3", "/opt/ml/processing/input/code/s.py"],
-                    },
-                    "RoleArn": "arn:aws:iam::000000000000:role/Local",
-                    "ProcessingInputs": [
-                        {
-                            "InputName": "code",
-                            "S3Input": {
-                                "S3Uri": SCRIPT_URI,
-                                "LocalPath": "/opt/ml/processing/input/code",
-                                "S3DataType": "S3Prefix",
-                                "S3InputMode": "File",
-                            },
-                        }
-                    ],
-                },
-            }
-        ],
-    }
-
-
 @pytest.fixture
 def tiny(tmp_path):
     """(definition file, script file) of a one-step pipeline whose script succeeds."""
     script = tmp_path / "s.py"
     script.write_text(GOOD_SCRIPT)
     path = tmp_path / "tiny.json"
-    path.write_text(json.dumps(definition([{"Name": "Rows", "Type": "Integer", "DefaultValue": 3}])))
+    # One Processing step running the script at SCRIPT_URI.
+    hello = processing_step("Hello", "s.py", SCRIPT_URI)
+    path.write_text(definition(hello, parameters=[{"Name": "Rows", "Type": "Integer", "DefaultValue": 3}]))
     return path, script
 
 

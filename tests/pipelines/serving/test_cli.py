@@ -69,9 +69,11 @@ def test_list_shows_the_endpoint_as_a_table_and_as_json(started, run, model_arch
     code, out, _ = run("list")
     assert code == 0
     assert out.splitlines()[0].split() == ["NAME", "STATUS", "URL", "STARTED", "MODEL", "DATA"]
-    assert out.splitlines()[1].split()[:3] == ["churn-dev", "InService", f"http://127.0.0.1:{port}"]
+    # By name: a stage account's endpoint that another test of this module started may be listed too.
+    rows = {line.split()[0]: line.split()[:3] for line in out.splitlines()[1:]}
+    assert rows["churn-dev"] == ["churn-dev", "InService", f"http://127.0.0.1:{port}"]
     code, out, _ = run("list", "--json")
-    (listed,) = json.loads(out)
+    (listed,) = [e for e in json.loads(out) if (e["account"], e["name"]) == (None, "churn-dev")]
     assert (listed["name"], listed["status"], listed["model_data_url"]) == (
         "churn-dev",
         "InService",
@@ -131,13 +133,23 @@ def test_errors_are_one_line_with_their_exit_code(started, run, argv, exit_code,
     assert err.startswith(message) and err.count("\n") == 1
 
 
-def test_stop_stops_it_and_invoke_then_says_how_to_start_it(started, run):
-    port, _ = started
-    assert run("stop", "churn-dev")[:2] == (0, "churn-dev: Stopped\n")
-    code, _, err = run("invoke", "churn-dev", "--body", "1,2,3")
-    assert code == 1
-    assert err == (
-        "Error: endpoint 'churn-dev' is Stopped, not InService; start it with: "
-        f"local-endpoint start churn-dev --model-data-url ... --port {port}\n"
-    )
-    assert json.loads(run("list", "--json")[1])[0]["status"] == "Stopped"
+def test_stop_stops_it_and_invoke_then_says_how_to_start_it(tmp_path, monkeypatch, capsys, model_archive):
+    # An endpoint of its own: the module's shared one must stay InService for the other tests.
+    home = tmp_path / "home"
+    monkeypatch.setenv("MLOPS_LOCAL_HOME", str(home))
+    port = free_port()
+    argv = ["start", "churn-dev", "--model-data-url", str(model_archive), "--port", str(port)]
+    try:
+        assert invoke(cli.main, argv, capsys)[0] == 0
+        assert invoke(cli.main, ["stop", "churn-dev"], capsys)[:2] == (0, "churn-dev: Stopped\n")
+        code, _, err = invoke(cli.main, ["invoke", "churn-dev", "--body", "1,2,3"], capsys)
+        assert code == 1
+        assert err == (
+            "Error: endpoint 'churn-dev' is Stopped, not InService; start it with: "
+            f"local-endpoint start churn-dev --model-data-url ... --port {port}\n"
+        )
+        assert json.loads(invoke(cli.main, ["list", "--json"], capsys)[1])[0]["status"] == "Stopped"
+    finally:
+        endpoints = LocalEndpoints(home)
+        for endpoint in endpoints.list():
+            endpoints.stop(endpoint.name)
