@@ -23,7 +23,7 @@ Outputs, one folder each under ``--output-dir`` (one ProcessingOutput per folder
 
 The input is read in chunks, in two passes (``--stage all``). Sharded over N instances it runs as two
 jobs: ``--stage profile`` writes ``profile/profile-<host>.json`` per instance, and ``--stage encode``
-merges them and writes ``<split>/<split>-<host>.csv`` per instance (README, "Larger tables").
+merges them and writes ``<split>/<split>-<host>.csv`` per instance (docs/pipeline.md, "Larger tables").
 """
 
 from __future__ import annotations

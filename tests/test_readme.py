@@ -145,8 +145,10 @@ def test_the_readmes_main_path_runs_as_written_from_a_fresh_home(checkout):
     assert registered == ["1", "2"]
     # After prod's deploy, and after dev's rollback from version 2.
     assert statuses == [{"dev": 1, "staging": 1, "prod": 1}] * 2
-    (answer,) = answers
-    assert 0.0 <= float(answer) <= 1.0, answer
+    # The sample record alone, then with its header row: the same customer, the same score.
+    headerless, with_header = answers
+    assert 0.0 <= float(headerless) <= 1.0, headerless
+    assert with_header == headerless
     registry = LocalModelRegistry(home / FILE_NAME)
     assert [v.approval_status for v in registry.list_versions(GROUP)] == ["Approved", "Approved"]
     final = run("promote status", root, home)
