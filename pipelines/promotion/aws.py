@@ -16,6 +16,7 @@ ROLLBACK_COMPLETE stack, which the next deploy deletes before it creates the sta
 
 from __future__ import annotations
 
+import io
 import json
 import time
 from collections.abc import Callable, Sequence
@@ -27,8 +28,9 @@ from pipelines.errors import NotFoundError, TemplateError
 from pipelines.promotion.config import StageConfig
 from pipelines.promotion.flow import Deployer, PromotionError
 from pipelines.registry.base import ModelPackage
-from pipelines.stage_monitor.aws import baseline_prefix, monitoring_resources
+from pipelines.stage_monitor.aws import baseline_prefix, monitoring_resources, record_preprocessor_uri
 from pipelines.stage_monitor.baseline import baseline_uris, stage_constraints
+from pipelines.stage_monitor.preprocessor import SCRIPT_NAME, render, schema_from_artifact
 
 STACK_PREFIX = "sagemaker-mlops-"
 INVOCATION_TIMEOUT_S = 60  # SageMaker's limit for one invocation
@@ -71,11 +73,13 @@ def endpoint_template(
     package: ModelPackage,
     features: Sequence[str] = (),
     tooling_account: str | None = None,
+    record_preprocessor: str | None = None,
 ) -> dict:
     """The CloudFormation template of ``stage``'s endpoint serving ``package``. Deterministic: the
     same stage and package give the same template, so a redeploy of what serves is a no-op.
     With the stage's monitoring on, its monitors too (``pipelines.stage_monitor.aws``): ``features``
-    are the baseline's, ``tooling_account`` receives ``retrain`` violations."""
+    are the baseline's, ``tooling_account`` receives ``retrain`` violations, ``record_preprocessor``
+    is the S3 URI of the version's record preprocessor (a version that serves raw records)."""
     endpoint = stage.endpoint
     aws = stage.aws
     tags = [
@@ -192,7 +196,9 @@ def endpoint_template(
                     },
                 },
             }
-    resources.update(monitoring_resources(stage, package, features, tooling_account, tags))
+    resources.update(
+        monitoring_resources(stage, package, features, tooling_account, tags, record_preprocessor)
+    )
     return {
         "AWSTemplateFormatVersion": "2010-09-09",
         "Description": (
@@ -315,7 +321,7 @@ class AwsDeployer(Deployer):
             self._call(f"deleting stack {name}", cfn.delete_stack, StackName=name)
             self._wait_stack(cfn, name, stage, deleting=True)
             status = None
-        features, tooling = self._publish_baseline(stage, package, session)
+        features, tooling, preprocessor = self._publish_baseline(stage, package, session)
         change_type = "CREATE" if status is None else "UPDATE"
         change_set = f"promote-v{package.version}-{datetime.now(timezone.utc):%Y%m%d%H%M%S}"
         self._call(
@@ -324,7 +330,7 @@ class AwsDeployer(Deployer):
             StackName=name,
             ChangeSetName=change_set,
             ChangeSetType=change_type,
-            TemplateBody=template_body(endpoint_template(stage, package, features, tooling)),
+            TemplateBody=template_body(endpoint_template(stage, package, features, tooling, preprocessor)),
             Description=f"{package.group} version {package.version} to {stage.name}",
             Tags=[{"Key": "sagemaker-mlops:stage", "Value": stage.name}],
         )
@@ -342,11 +348,12 @@ class AwsDeployer(Deployer):
 
     def _publish_baseline(
         self, stage: StageConfig, package: ModelPackage, session
-    ) -> tuple[list[str], str | None]:
+    ) -> tuple[list[str], str | None, str | None]:
         """Copy the version's data-quality baseline into the stage's capture bucket, with the stage's
-        thresholds in constraints.json; the baseline's feature names and the registry's account."""
+        thresholds in constraints.json, and beside it the version's record preprocessor when it serves
+        raw records; the baseline's feature names, the registry's account, the preprocessor's URI."""
         if stage.monitoring is None or not stage.monitoring.enabled:
-            return [], None
+            return [], None, None
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
@@ -357,22 +364,46 @@ class AwsDeployer(Deployer):
             raise PromotionError(f"{stage.name}: the baseline of {package.name} is not JSON: {err}") from None
         except TemplateError as err:
             raise PromotionError(f"{stage.name}: monitoring {package.name}: {err}") from None
+        script = self._record_preprocessor(stage, package)
         s3 = self._client(session, "s3", stage.region)
         prefix = baseline_prefix(stage, package)
         bucket, key = prefix[len("s3://") :].split("/", 1)
-        for name, document in (("statistics.json", statistics), ("constraints.json", constraints)):
+        files = [
+            (name, json.dumps(document, indent=1, sort_keys=True).encode())
+            for name, document in (("statistics.json", statistics), ("constraints.json", constraints))
+        ]
+        if script is not None:
+            files.append((SCRIPT_NAME, script.encode("utf-8")))
+        for name, body in files:
             try:
                 s3.put_object(
                     Bucket=bucket,
                     Key=f"{key}/{name}",
-                    Body=json.dumps(document, indent=1, sort_keys=True).encode(),
+                    Body=body,
                     ServerSideEncryption="aws:kms",
                     SSEKMSKeyId=stage.aws.kms_key_arn,
                 )
             except (BotoCoreError, ClientError) as err:
                 raise aws_error(err, f"writing {prefix}/{name} for stage {stage.name}") from None
         features = [f["name"] for f in constraints.get("features", []) if isinstance(f, dict) and "name" in f]
-        return features, package.arn.split(":")[4]
+        uri = record_preprocessor_uri(stage, package) if script is not None else None
+        return features, package.arn.split(":")[4], uri
+
+    def _record_preprocessor(self, stage: StageConfig, package: ModelPackage) -> str | None:
+        """The version's record preprocessor (its schema.json written into the script), or None for a
+        version trained without schema.json, whose captured requests are encoded rows already."""
+        try:
+            archive = self.read(package.model_data_url)
+        except TemplateError as err:
+            raise PromotionError(f"{stage.name}: monitoring {package.name}: {err}") from None
+        try:
+            schema = schema_from_artifact(io.BytesIO(archive))
+            return None if schema is None else render(schema)
+        except (OSError, ValueError) as err:  # SchemaError is a ValueError
+            raise PromotionError(
+                f"{stage.name}: monitoring {package.name}: its model {package.model_data_url} "
+                f"cannot be read: {err}"
+            ) from None
 
     def undeploy(self, stage: StageConfig) -> None:
         cfn = self._client(self.stage_session(stage), "cloudformation", stage.region)

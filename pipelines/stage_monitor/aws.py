@@ -29,6 +29,7 @@ from pathlib import Path
 from pipelines.errors import ConfigError
 from pipelines.promotion.config import StageConfig
 from pipelines.registry.base import ModelPackage
+from pipelines.stage_monitor.preprocessor import SCRIPT_NAME
 
 NAMESPACE = "aws/sagemaker/Endpoints/data-metrics"
 ANALYZER_REPOSITORY = "sagemaker-model-monitor-analyzer"
@@ -76,6 +77,11 @@ def baseline_prefix(stage: StageConfig, package: ModelPackage) -> str:
     return f"s3://{bucket}/monitoring/{stage.endpoint.name}/baselines/{package.group}/{package.version}"
 
 
+def record_preprocessor_uri(stage: StageConfig, package: ModelPackage) -> str:
+    """Where the deploy puts the version's record preprocessor: beside its baseline copy."""
+    return f"{baseline_prefix(stage, package)}/{SCRIPT_NAME}"
+
+
 def reports_uri(stage: StageConfig, kind: str) -> str:
     return f"s3://{bucket_of(stage.aws.data_capture_s3_uri)}/monitoring/{stage.endpoint.name}/reports/{kind}"
 
@@ -95,11 +101,14 @@ def monitoring_resources(
     features: Sequence[str],
     tooling_account: str | None = None,
     tags: Sequence[dict] = (),
+    record_preprocessor_uri: str | None = None,
 ) -> dict:
     """The resources the stage's monitoring adds to its endpoint stack (empty when it is off).
 
     ``features`` are the baseline's feature names (one drift alarm each); ``tooling_account`` is
-    where a ``retrain`` violation is sent (the account that runs the model-build pipeline)."""
+    where a ``retrain`` violation is sent (the account that runs the model-build pipeline);
+    ``record_preprocessor_uri`` is the version's record preprocessor beside its baseline copy, for a
+    version that serves raw records (None: captured requests are encoded rows already)."""
     settings = stage.monitoring
     if settings is None or not settings.enabled:
         return {}
@@ -121,10 +130,14 @@ def monitoring_resources(
     tags = list(tags)
     resources: dict = {}
     if "data_quality" in settings.checks:
+        app = {"ImageUri": image}
+        if record_preprocessor_uri:
+            # Captures hold requests as sent (raw records); the baseline holds encoded features.
+            app["RecordPreprocessorSourceUri"] = record_preprocessor_uri
         resources["DataQualityJobDefinition"] = {
             "Type": "AWS::SageMaker::DataQualityJobDefinition",
             "Properties": {
-                "DataQualityAppSpecification": {"ImageUri": image},
+                "DataQualityAppSpecification": app,
                 "DataQualityBaselineConfig": {
                     "ConstraintsResource": {"S3Uri": f"{baseline}/constraints.json"},
                     "StatisticsResource": {"S3Uri": f"{baseline}/statistics.json"},

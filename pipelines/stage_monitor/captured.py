@@ -28,14 +28,14 @@ def _fail(path: Path, line: int, field: str, problem: str) -> CaptureError:
     return CaptureError(f"capture file {path}, line {line}: {field} {problem}")
 
 
-#: Encodes one captured request body of a media type into the CSV rows the model scored, or raises
-#: ValueError saying why not: how raw records (the dataset spec's columns) become the baseline's.
-RequestEncoder = Callable[[str, str], list[str]]
+#: Reads one capture record (its JSON object) as Model Monitor's record preprocessor does: the CSV rows
+#: of the encoded features, none for a request it skips.
+RecordReader = Callable[[dict], list[str]]
 
 
-def _rows_of(record: dict, path: Path, number: int, encode: RequestEncoder | None = None) -> list[str]:
-    """The CSV rows of one record's request (a JSON request's rows written as CSV); with ``encode``,
-    the encoded rows of a request of raw records."""
+def _rows_of(record: dict, path: Path, number: int, preprocess: RecordReader | None = None) -> list[str]:
+    """The CSV rows of one record's request (a JSON request's rows written as CSV); with ``preprocess``,
+    the rows the record preprocessor returns for it."""
     capture = record.get("captureData")
     if not isinstance(capture, dict):
         raise _fail(path, number, "captureData", "is missing; this is not SageMaker data capture")
@@ -57,6 +57,8 @@ def _rows_of(record: dict, path: Path, number: int, encode: RequestEncoder | Non
             "captureData.endpointInput.encoding",
             f"is {encoding!r}; expected one of {', '.join(ENCODINGS)}",
         )
+    if preprocess is not None:
+        return preprocess(record)
     if encoding == "BASE64":
         try:
             data = base64.b64decode(data, validate=True).decode("utf-8")
@@ -65,13 +67,6 @@ def _rows_of(record: dict, path: Path, number: int, encode: RequestEncoder | Non
                 path, number, "captureData.endpointInput.data", "is not base64 of UTF-8 text"
             ) from None
     media_type = str(payload.get("observedContentType", "")).split(";", 1)[0].strip().lower()
-    if encode is not None:
-        try:
-            return encode(data, "application/json" if encoding == "JSON" else media_type or "text/csv")
-        except ValueError as err:
-            raise _fail(
-                path, number, "captureData.endpointInput.data", f"is not a request the model scored: {err}"
-            ) from None
     if encoding == "JSON" or media_type == "application/json":
         return _json_rows(data, path, number)
     if media_type not in ("text/csv", ""):
@@ -108,12 +103,11 @@ def iter_capture(
     files: Iterable[Path],
     num_features: int,
     chunk_rows: int = CHUNK_ROWS,
-    encode: RequestEncoder | None = None,
+    preprocess: RecordReader | None = None,
 ) -> Iterator[pd.DataFrame]:
     """Every request row in ``files``, as DataFrames of at most ``chunk_rows`` rows and
-    ``num_features`` columns ``_c0..``. With ``encode``, each request is read as the serving handler
-    read it (raw records encoded with the model's schema.json), the way Model Monitor reads capture
-    through a record preprocessor.
+    ``num_features`` columns ``_c0..``. With ``preprocess``, each record is read through it, as Model
+    Monitor reads capture through the job's record preprocessor.
 
     Raises CaptureError naming the file, the line and the field for a line that is not JSON (a
     truncated file), a record that is not capture, or a row whose column count is not the model's
@@ -142,7 +136,7 @@ def iter_capture(
             if record.get("eventVersion") != "0":
                 version = record.get("eventVersion")
                 raise _fail(path, number, "eventVersion", f'is {version!r}; SageMaker capture has "0"')
-            for row in _rows_of(record, path, number, encode):
+            for row in _rows_of(record, path, number, preprocess):
                 if row.count(",") != commas:
                     raise _fail(
                         path, number, "captureData.endpointInput.data",

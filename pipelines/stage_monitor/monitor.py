@@ -36,7 +36,9 @@ from pipelines.promotion.flow import History
 from pipelines.registry.base import ModelPackage, ModelRegistry
 from pipelines.stage_monitor.aws import schedule_name
 from pipelines.stage_monitor.baseline import MonitorError, baseline_uris, stage_constraints
-from pipelines.stage_monitor.captured import RequestEncoder, iter_capture
+from pipelines.stage_monitor.captured import iter_capture
+from pipelines.stage_monitor.preprocessor import LocalReader, render, schema_from_artifact
+from steps.encoding import SchemaError
 
 COMPLETED = "Completed"
 WITH_VIOLATIONS = "CompletedWithViolations"
@@ -175,7 +177,7 @@ class LocalMonitor:
             summary["ModelPackageArn"] = package.arn
             files, cursor = self._new_capture(stage, state.get("cursor"))
             summary["CaptureFiles"] = len(files)
-            statistics, violations = self._check(package, settings, files)
+            statistics, violations, skipped = self._check(package, settings, files)
         except TemplateError as err:
             summary.update(MonitoringExecutionStatus=FAILED, FailureReason=str(err))
             summary["LastModifiedTime"] = _iso(self.clock())
@@ -189,12 +191,18 @@ class LocalMonitor:
             LastModifiedTime=_iso(self.clock()),
             RecordCount=statistics.get("dataset", {}).get("item_count"),
             Violations=len(found),
+            SkippedRecords=skipped,
         )
         self._record(stage, execution_id, summary, {STATISTICS: statistics, VIOLATIONS: violations})
         self._save_state(stage, {**state, "cursor": cursor})
         self.say(
             f"{stage.name}: monitoring execution {execution_id} {status}: "
             f"{summary['RecordCount']} records from {len(files)} capture files against {package.name}"
+            + (
+                f"; {skipped} captured requests skipped (not readable as the model's input)"
+                if skipped
+                else ""
+            )
         )
         for violation in found:
             self.say(
@@ -226,7 +234,9 @@ class LocalMonitor:
 
     def _check(
         self, package: ModelPackage, settings: MonitoringSettings, files: list[Path]
-    ) -> tuple[dict, dict]:
+    ) -> tuple[dict, dict, int]:
+        """Statistics and violations of the captured rows, and how many records the version's record
+        preprocessor skipped (requests the endpoint could not have scored)."""
         statistics_uri, constraints_uri = baseline_uris(package)
         statistics = self._baseline_json(statistics_uri, "statistics")
         constraints = self._baseline_json(constraints_uri, "constraints")
@@ -236,20 +246,17 @@ class LocalMonitor:
                 f"baseline constraints {constraints_uri}: features is missing or empty; "
                 "not Model Monitor constraints"
             )
-        chunks = iter_capture(files, len(features), encode=self._request_encoder(package))
-        return self.analyzer(
+        reader = self._record_reader(package)
+        chunks = iter_capture(files, len(features), preprocess=reader)
+        statistics, violations = self.analyzer(
             chunks, statistics, stage_constraints(constraints, settings), statistics_uri, constraints_uri
         )
+        return statistics, violations, (reader.skipped if reader else 0)
 
-    def _request_encoder(self, package: ModelPackage) -> RequestEncoder | None:
-        """How the serving version's handler reads a request, when its model.tar.gz carries schema.json:
-        captured requests are then checked as the encoded rows the model scored, raw records included.
-        None for a version without it, whose requests are encoded rows already."""
-        import tarfile
-
-        from steps import inference
-        from steps.encoding import SCHEMA_FILENAME, SchemaError, encoding_from_schema
-
+    def _record_reader(self, package: ModelPackage) -> LocalReader | None:
+        """The version's record preprocessor, when its model.tar.gz carries schema.json: the script the
+        deploy puts beside the baseline on AWS, applied here through the same contract. None for a
+        version without it, whose requests are encoded rows already (no preprocessor on AWS either)."""
         try:
             artifact = self.store.path(package.model_data_url)
         except TemplateError:
@@ -257,36 +264,18 @@ class LocalMonitor:
         if not artifact.is_file():
             return None  # nothing to read the encoding from: requests are taken as encoded rows
         try:
-            with tarfile.open(artifact) as archive:
-                member = next(
-                    (m for m in archive.getmembers() if m.name.removeprefix("./") == SCHEMA_FILENAME), None
-                )
-                if member is None or not member.isfile():
-                    return None
-                document = json.loads(archive.extractfile(member).read())
-        except (OSError, tarfile.TarError, ValueError) as err:
+            with open(artifact, "rb") as handle:
+                schema = schema_from_artifact(handle)
+        except (OSError, ValueError) as err:
             raise MonitorError(
                 f"{package.name}: its model {package.model_data_url} cannot be read: {err}"
             ) from None
+        if schema is None:
+            return None
         try:
-            encoding = encoding_from_schema(document)
+            return LocalReader(render(schema))
         except SchemaError as err:
             raise MonitorError(f"{package.name}: {err}") from None
-        numeric = set(encoding.spec.feature_names)
-        # As Preprocess writes encoded rows: an indicator as 0 or 1, a number as a float.
-        kinds = [int if column not in numeric else float for column in encoding.columns]
-
-        def encode(body: str, content_type: str) -> list[str]:
-            try:
-                rows = inference.parse_request(body, content_type, encoding)
-            except inference.InferenceError as err:
-                raise ValueError(err.message) from None
-            return [
-                ",".join("" if v != v else repr(kind(v)) for kind, v in zip(kinds, row, strict=True))
-                for row in rows.tolist()
-            ]
-
-        return encode
 
     def _baseline_json(self, uri: str, what: str) -> dict:
         try:

@@ -4,7 +4,10 @@ against the deployed version's baseline, drift alarms, and the rule that notifie
 resource against CloudFormation's schema (moto's CloudFormation cannot create these)."""
 
 import dataclasses
+import io
 import json
+import tarfile
+import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -12,11 +15,13 @@ import boto3
 import pytest
 from cfnlint.api import ManualArgs, lint
 from moto import mock_aws
+from raw_model import write_raw_model
 
 from pipelines.promotion.aws import AwsDeployer, endpoint_template, template_body
 from pipelines.promotion.config import load_promotion
 from pipelines.registry.base import ModelPackage
 from pipelines.stage_monitor.aws import ALARM_PREFIX, analyzer_image, baseline_prefix
+from pipelines.stage_monitor.preprocessor import render
 
 DEPLOY = Path(__file__).resolve().parents[3] / "deploy"
 TOOLING = "111111111111"
@@ -30,7 +35,7 @@ def package(version=3, metadata=None, metrics=None) -> ModelPackage:
         arn=f"arn:aws:sagemaker:us-east-1:{TOOLING}:model-package/churnmodelpackagegroup/{version}",
         approval_status="Approved",
         created=datetime(2026, 1, 1, tzinfo=timezone.utc),
-        model_data_url="s3://b/m/model.tar.gz",
+        model_data_url="s3://model-bucket/m/model.tar.gz",
         image_uri="image",
         customer_metadata=metadata or {"ProblemType": "binary_classification"},
         model_metrics=metrics,
@@ -147,49 +152,121 @@ def test_a_region_without_model_monitor_is_named():
         analyzer_image("xx-nowhere-1")
 
 
-def test_the_deploy_copies_the_baseline_with_the_stages_thresholds_into_the_stage_bucket(config, monkeypatch):
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    stage = config.stage("prod")
-    constraints = {
-        "version": 0.0,
-        "features": [{"name": f, "inferred_type": "Fractional"} for f in FEATURES],
-        "monitoring_config": {"distribution_constraints": {"comparison_threshold": 0.5}},
+CAPTURE_BUCKET = "sagemaker-mlops-capture-333333333333-us-east-1"
+CONSTRAINTS = {
+    "version": 0.0,
+    "features": [{"name": f, "inferred_type": "Fractional"} for f in FEATURES],
+    "monitoring_config": {"distribution_constraints": {"comparison_threshold": 0.5}},
+}
+BASELINE_METRICS = {
+    "ModelDataQuality": {
+        "Statistics": {"ContentType": "application/json", "S3Uri": "s3://tooling-bucket/b/statistics.json"},
+        "Constraints": {"ContentType": "application/json", "S3Uri": "s3://tooling-bucket/b/constraints.json"},
     }
-    metrics = {
-        "ModelDataQuality": {
-            "Statistics": {
-                "ContentType": "application/json",
-                "S3Uri": "s3://tooling-bucket/b/statistics.json",
-            },
-            "Constraints": {
-                "ContentType": "application/json",
-                "S3Uri": "s3://tooling-bucket/b/constraints.json",
-            },
-        }
-    }
+}
+
+
+def model_archive(members: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def publish(stage, model_members):
+    """The deploy's copy of the baseline (and preprocessor) into the stage bucket, on moto; returns what
+    _publish_baseline returned and the objects under the version's baseline prefix."""
     with mock_aws():
         session = boto3.Session(region_name="us-east-1")
         s3 = session.client("s3")
         s3.create_bucket(Bucket="tooling-bucket")
         s3.put_object(Bucket="tooling-bucket", Key="b/statistics.json", Body=b'{"features": []}')
         s3.put_object(
-            Bucket="tooling-bucket", Key="b/constraints.json", Body=json.dumps(constraints).encode()
+            Bucket="tooling-bucket", Key="b/constraints.json", Body=json.dumps(CONSTRAINTS).encode()
         )
-        s3.create_bucket(Bucket="sagemaker-mlops-capture-333333333333-us-east-1")
+        s3.create_bucket(Bucket="model-bucket")
+        s3.put_object(Bucket="model-bucket", Key="m/model.tar.gz", Body=model_archive(model_members))
+        s3.create_bucket(Bucket=CAPTURE_BUCKET)
         deployer = AwsDeployer(session)
-        features, tooling = deployer._publish_baseline(stage, package(metrics=metrics), session)  # noqa: SLF001
-        assert (features, tooling) == (FEATURES, TOOLING)
-        prefix = baseline_prefix(stage, package())[
-            len("s3://sagemaker-mlops-capture-333333333333-us-east-1/") :
-        ]
-        copied = json.loads(
-            s3.get_object(
-                Bucket="sagemaker-mlops-capture-333333333333-us-east-1", Key=f"{prefix}/constraints.json"
-            )["Body"].read()
-        )
+        returned = deployer._publish_baseline(stage, package(metrics=BASELINE_METRICS), session)  # noqa: SLF001
+        prefix = baseline_prefix(stage, package())[len(f"s3://{CAPTURE_BUCKET}/") :]
+        objects = {
+            item["Key"][len(prefix) + 1 :]: s3.get_object(Bucket=CAPTURE_BUCKET, Key=item["Key"])[
+                "Body"
+            ].read()
+            for item in s3.list_objects_v2(Bucket=CAPTURE_BUCKET, Prefix=prefix)["Contents"]
+        }
+    return returned, objects
+
+
+def test_the_deploy_copies_the_baseline_with_the_stages_thresholds_into_the_stage_bucket(config, monkeypatch):
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    stage = config.stage("prod")
+    (features, tooling, preprocessor_uri), objects = publish(stage, {"xgboost-model.json": b"{}"})
+    assert (features, tooling, preprocessor_uri) == (FEATURES, TOOLING, None)
+    assert sorted(objects) == ["constraints.json", "statistics.json"]
+    copied = json.loads(objects["constraints.json"])
     distribution = copied["monitoring_config"]["distribution_constraints"]
     assert distribution["comparison_threshold"] == stage.monitoring.drift.comparison_threshold == 0.1
     assert distribution["comparison_method"] == "Robust"
+
+
+def test_a_version_with_schema_json_gets_its_record_preprocessor_beside_the_baseline(config, monkeypatch):
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    stage = config.stage("prod")
+    schema = json.loads((write_raw_model(Path(tempfile.mkdtemp())) / "schema.json").read_text())
+    members = {"xgboost-model.json": b"{}", "schema.json": json.dumps(schema).encode()}
+    (_, _, preprocessor_uri), objects = publish(stage, members)
+    assert preprocessor_uri == f"{baseline_prefix(stage, package())}/record_preprocessor.py"
+    assert objects["record_preprocessor.py"].decode() == render(schema)
+    app = endpoint_template(stage, package(), FEATURES, None, preprocessor_uri)["Resources"][
+        "DataQualityJobDefinition"
+    ]["Properties"]["DataQualityAppSpecification"]
+    assert app["RecordPreprocessorSourceUri"] == preprocessor_uri
+
+
+def test_without_schema_json_the_job_definition_names_no_preprocessor(config):
+    app = endpoint_template(config.stage("prod"), package(), FEATURES)["Resources"][
+        "DataQualityJobDefinition"
+    ]["Properties"]["DataQualityAppSpecification"]
+    assert "RecordPreprocessorSourceUri" not in app
+
+
+def test_the_app_specification_fields_are_sagemakers(config):
+    # CloudFormation's DataQualityAppSpecification mirrors the API's shape: the field must exist there.
+    import botocore.session
+
+    shape = (
+        botocore.session.get_session().get_service_model("sagemaker").shape_for("DataQualityAppSpecification")
+    )
+    app = endpoint_template(
+        config.stage("prod"), package(), FEATURES, None, "s3://x/y/record_preprocessor.py"
+    )["Resources"]["DataQualityJobDefinition"]["Properties"]["DataQualityAppSpecification"]
+    assert set(app) <= set(shape.members)
+    assert app["RecordPreprocessorSourceUri"] == "s3://x/y/record_preprocessor.py"
+    template = endpoint_template(
+        config.stage("prod"), package(), FEATURES, None, "s3://x/y/record_preprocessor.py"
+    )
+    assert lint_problems(template) == []
+
+
+def test_an_unreadable_model_archive_is_a_one_line_deploy_error(config, monkeypatch):
+    from pipelines.promotion.flow import PromotionError
+
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    with mock_aws():
+        session = boto3.Session(region_name="us-east-1")
+        s3 = session.client("s3")
+        s3.create_bucket(Bucket="model-bucket")
+        s3.put_object(Bucket="model-bucket", Key="m/model.tar.gz", Body=b"not a tar archive")
+        with pytest.raises(
+            PromotionError, match=r"its model s3://model-bucket/m/model.tar.gz cannot be read"
+        ) as caught:
+            AwsDeployer(session)._record_preprocessor(config.stage("prod"), package())  # noqa: SLF001
+    assert "\n" not in str(caught.value)
 
 
 def test_a_monitored_stage_refuses_a_version_registered_without_a_baseline(config):

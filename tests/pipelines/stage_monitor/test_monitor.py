@@ -119,9 +119,9 @@ def test_capture_of_another_models_schema_is_named(world):
         world.monitor().run("dev")
 
 
-def test_captured_raw_records_are_checked_as_the_encoded_rows_the_model_scored(world, tmp_path):
-    # A version whose model.tar.gz carries schema.json: 'kind' (one category, 'x') then three numbers
-    # encode to the baseline's four columns, as the handler encodes them.
+def register_raw_version(world, tmp_path):
+    """A version whose model.tar.gz carries schema.json: 'kind' (one category, 'x') then three numbers
+    encode to the baseline's four columns, as the handler encodes them."""
     spec = DatasetSpec(
         "y", "regression", (("kind", "categorical"), ("a", "numeric"), ("b", "numeric"), ("c", "numeric"))
     )
@@ -137,6 +137,9 @@ def test_captured_raw_records_are_checked_as_the_encoded_rows_the_model_scored(w
     world.store.put_file(archive, model_uri)
     world.register(rows(2000, seed=1), model_data_url=model_uri)
 
+
+def test_captured_raw_records_are_checked_as_the_encoded_rows_the_model_scored(world, tmp_path):
+    register_raw_version(world, tmp_path)
     encoded = rows(300, seed=2)
     raw = [f"kind,a,b,c\n{'x' if row[0] == '1' else 'unseen'},{row.split(',', 1)[1]}" for row in encoded]
     world.capture(raw)
@@ -157,6 +160,32 @@ def test_captured_raw_records_are_checked_as_the_encoded_rows_the_model_scored(w
     scored = np.array([[float(v) for v in row.split(",")] for row in [*encoded, encoded[0]]])
     means = [f["numerical_statistics"]["mean"] for f in statistics["features"]]
     assert means == pytest.approx(scored.mean(axis=0).tolist(), rel=1e-9)
+
+
+def raw_request(encoded_row):
+    """The raw record (with its header row) that encodes to ``encoded_row``: flag 1 is kind 'x'."""
+    flag, numbers = encoded_row.split(",", 1)
+    return f"kind,a,b,c\n{'x' if flag == '1' else 'unseen'},{numbers}"
+
+
+def test_raw_capture_drifting_from_the_baseline_is_found_through_the_preprocessor(world, tmp_path):
+    register_raw_version(world, tmp_path)
+    world.capture([raw_request(row) for row in rows(300, seed=2, scale=4.0)])
+    result = world.monitor().run("dev")
+    assert result.execution["MonitoringExecutionStatus"] == WITH_VIOLATIONS
+    assert {v["feature_name"] for v in result.violations} & {"_c1", "_c2", "_c3"}
+
+
+def test_a_captured_request_the_preprocessor_cannot_read_is_skipped_and_counted(world, tmp_path):
+    register_raw_version(world, tmp_path)
+    good = [raw_request(row) for row in rows(300, seed=2)]
+    world.capture([*good, "kind,a,b,c\nx,not-a-number,1,2", '"unterminated'])
+    monitor = world.monitor()
+    result = monitor.run("dev")
+    assert result.execution["MonitoringExecutionStatus"] == COMPLETED, result.violations
+    assert result.execution["RecordCount"] == 300
+    assert result.execution["SkippedRecords"] == 2
+    assert any("2 captured requests skipped" in line for line in world.lines)
 
 
 def test_a_file_that_is_json_but_not_capture_is_named(world):
