@@ -131,6 +131,8 @@ def _raw(cells):
     for feature, cell in zip(SCHEMA["features"], cells, strict=True):
         missing = cell in MISSING_TOKENS
         if feature["type"] == "numeric":
+            if not missing and not cell.strip():
+                raise Unreadable(f"{cell!r} is not a number")  # only the missing tokens are missing
             values.append(None if missing else _number(cell, csv_cell=True))
         else:
             values.extend(_indicators(feature, None if missing else cell))

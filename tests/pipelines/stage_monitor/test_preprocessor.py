@@ -158,9 +158,12 @@ def test_a_capture_the_endpoint_could_not_have_scored_is_skipped_and_logged(
     assert len(logged) == 1 and "e-1" in logged[0] and "\n" not in logged[0]
 
 
-def test_a_non_number_in_a_raw_row_is_skipped(churn, script):
+@pytest.mark.parametrize("cell", ["lots", " ", "inf"])
+def test_a_non_number_in_a_raw_row_is_skipped_as_the_handler_refuses_it(churn, encoding, script, cell):
     table = features_only(churn, range(3)).copy()
-    table.iloc[1, list(table.columns).index("total_day_calls")] = "lots"
+    table.iloc[1, list(table.columns).index("total_day_calls")] = cell
+    with pytest.raises(inference.InferenceError):
+        inference.parse_request(csv_body(table, header=True), "text/csv", encoding)
     assert (
         script.preprocess_handler(capture(csv_body(table, header=True)), SimpleNamespace(warning=print)) == []
     )
