@@ -56,6 +56,22 @@ def warn_if_paths_are_rewritten(run: StepRun) -> None:
         )
 
 
+def warn_if_instances_repeat_the_work(run: StepRun) -> None:
+    """SageMaker downloads a FullyReplicated input whole to every processing instance, and only
+    ShardedByS3Key gives each a share (botocore's ProcessingS3Input.S3DataDistributionType): without a
+    sharded input, N instances run the same code on the same data. The runner does the same, and says so."""
+    count = run.arguments.get("ProcessingResources", {}).get("ClusterConfig", {}).get("InstanceCount", 1)
+    inputs = run.arguments.get("ProcessingInputs", [])
+    if count > 1 and not any(
+        item.get("S3Input", {}).get("S3DataDistributionType") == "ShardedByS3Key" for item in inputs
+    ):
+        run.warn(
+            f"InstanceCount {count} with no ShardedByS3Key input: every instance gets every input whole and "
+            f"runs the same code, here as on SageMaker ({count} times the work and the cost); shard an input "
+            "by S3 key or use one instance"
+        )
+
+
 class ProcessingExecutor(Executor):
     type = "Processing"
     cacheable = True
@@ -103,6 +119,7 @@ class ProcessingExecutor(Executor):
 
     def run(self, run: StepRun) -> StepResult:
         warn_if_paths_are_rewritten(run)
+        warn_if_instances_repeat_the_work(run)
         description = processing_job(run.job_name, run.arguments, run.env)
         return StepResult(
             description,

@@ -334,6 +334,32 @@ def test_two_instances_with_fully_replicated_inputs_each_see_every_object(runner
         assert set(report["files"]) == everything
 
 
+def test_several_instances_without_a_sharded_input_run_but_are_warned_of_the_repeated_work(
+    runner, monkeypatch
+):
+    warnings = []
+    monkeypatch.setattr(runner.reporter, "warning", lambda step, text: warnings.append((step, text)))
+    stage_parts(runner, f"{BUCKET}/data", 2)
+
+    replicated = run(runner, inspect("Inspect", f"{BUCKET}/data", f"{BUCKET}/out", instances=2))
+    sharded = run(
+        runner,
+        inspect("Shard", f"{BUCKET}/data", f"{BUCKET}/out2", distribution="ShardedByS3Key", instances=2),
+    )
+    single = run(runner, inspect("Single", f"{BUCKET}/data", f"{BUCKET}/out3"))
+
+    assert [o.status for o in (replicated, sharded, single)] == ["Succeeded"] * 3
+    repeated = [(step, text) for step, text in warnings if "ShardedByS3Key" in text]
+    assert repeated == [
+        (
+            "Inspect",
+            "InstanceCount 2 with no ShardedByS3Key input: every instance gets every input whole and "
+            "runs the same code, here as on SageMaker (2 times the work and the cost); shard an input "
+            "by S3 key or use one instance",
+        )
+    ]
+
+
 def test_instances_beyond_the_cpu_count_queue_instead_of_starting_at_once(tmp_path, work):
     """Reproduction: ``ProcessingInstanceCount=1000`` started a thousand processes at once; a job's
     instances now run at most as many at a time as the runner has CPUs, the rest waiting."""
