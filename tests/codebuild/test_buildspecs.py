@@ -43,8 +43,12 @@ def buildspec(request):
     return yaml.safe_load(request.param.read_text())
 
 
-def test_there_are_the_build_and_deploy_buildspecs():
-    assert {CODEBUILD / "buildspec-build.yml", CODEBUILD / "buildspec-deploy.yml"} <= set(BUILDSPECS)
+def test_there_are_the_build_deploy_and_tracker_buildspecs():
+    assert {
+        CODEBUILD / "buildspec-build.yml",
+        CODEBUILD / "buildspec-deploy.yml",
+        CODEBUILD / "buildspec-track.yml",
+    } <= set(BUILDSPECS)
 
 
 def test_every_command_is_the_projects_or_the_images(buildspec):
@@ -245,14 +249,50 @@ def test_the_build_reads_the_input_location_the_project_gives_it(tmp_path):
     assert "input_data_url" not in json.loads(aws[aws.index("--kwargs") + 1])
 
 
-def test_with_a_tracking_server_the_build_passes_it_to_get_pipeline_and_waits_to_log(tmp_path):
+def test_with_a_tracking_server_the_build_passes_it_to_get_pipeline_and_does_not_wait(tmp_path):
     import json
 
     server = "arn:aws:sagemaker:eu-west-1:111122223333:mlflow-tracking-server/team"
     done, (local, aws) = run_model_build(tmp_path, MLFLOW_TRACKING_SERVER_ARN=server)
     assert done.returncode == 0, done.stderr
     assert json.loads(aws[aws.index("--kwargs") + 1])["mlflow_tracking_server_arn"] == server
-    assert "--wait" in aws and "--wait" not in local
+    # The project's execution-ended rule logs every execution; the build does not wait for its own.
+    assert "--wait" not in aws and "--wait" not in local
     done, (_, aws) = run_model_build(tmp_path)
     assert "mlflow_tracking_server_arn" not in json.loads(aws[aws.index("--kwargs") + 1])
     assert "--wait" not in aws
+
+
+def test_the_tracker_logs_the_execution_it_is_given_to_the_tracking_server(tmp_path):
+    import subprocess
+
+    spec = load("buildspec-track.yml")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "execution-report"
+    fake.write_text('#!/usr/bin/env bash\nprintf "%s\\n" "$@" > "$CALLS"\n')
+    fake.chmod(0o755)
+    calls = tmp_path / "calls"
+    script = "\n".join(spec["phases"]["build"]["commands"])
+    execution = "arn:aws:sagemaker:eu-west-1:111122223333:pipeline/churn-p-abc123/execution/abc"
+    server = "arn:aws:sagemaker:eu-west-1:111122223333:mlflow-tracking-server/team"
+    env = {
+        "PATH": f"{bin_dir}:/usr/bin:/bin",
+        "CALLS": str(calls),
+        "AWS_REGION": "eu-west-1",
+        "PIPELINE_EXECUTION_ARN": execution,
+        "MLFLOW_TRACKING_SERVER_ARN": server,
+    }
+    done = subprocess.run(["bash", "-c", script], env=env, capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    argv = calls.read_text().splitlines()
+    assert argv[0] == execution
+    assert argv[argv.index("--backend") + 1] == "aws"
+    assert argv[argv.index("--tracking-server-arn") + 1] == server
+    # Without the execution (started by hand, not by the rule) it fails before calling anything.
+    calls.unlink()
+    del env["PIPELINE_EXECUTION_ARN"]
+    done = subprocess.run(["bash", "-c", script], env=env, capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 2 and not calls.exists()
+    (line,) = done.stderr.strip().splitlines()
+    assert "PIPELINE_EXECUTION_ARN is not set" in line

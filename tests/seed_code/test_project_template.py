@@ -890,18 +890,123 @@ def mlflow_statements(resources: dict) -> list[dict]:
     ]
 
 
-def test_without_a_tracking_server_the_build_neither_waits_nor_may_call_mlflow(project):
+def execution_status_change(status: str, pipeline_arn: str = PIPELINE_ARN) -> dict:
+    """As SageMaker sends it (SageMaker Developer Guide, "Automating SageMaker with EventBridge")."""
+    return {
+        "source": "aws.sagemaker",
+        "detail-type": "SageMaker Model Building Pipeline Execution Status Change",
+        "resources": [pipeline_arn, f"{pipeline_arn}/execution/abc123"],
+        "detail": {
+            "pipelineArn": pipeline_arn,
+            "pipelineExecutionArn": f"{pipeline_arn}/execution/abc123",
+            "pipelineExecutionDisplayName": "execution-1",
+            "currentPipelineExecutionStatus": status,
+            "previousPipelineExecutionStatus": "Executing",
+        },
+    }
+
+
+def test_without_a_tracking_server_nothing_tracks_nor_may_call_mlflow(project):
     assert mlflow_statements(project) == []
     assert "MLFLOW_TRACKING_SERVER_ARN" not in project_variables(project["BuildProject"])
     assert project["BuildProject"]["Properties"]["TimeoutInMinutes"] == 60
+    assert {"TrackerRole", "TrackerProject", "ExecutionEndedRule"}.isdisjoint(project)
+    assert not [
+        s for s in role_statements(project["EventsRole"]) if s["Sid"] == "StartTheTracker"
+    ]
 
 
-def test_a_tracking_server_reaches_the_build_with_mlflow_calls_on_that_server_only(render_project):
-    resources = render_project(MlflowTrackingServerArn=TRACKING_SERVER)["Resources"]
-    assert project_variables(resources["BuildProject"])["MLFLOW_TRACKING_SERVER_ARN"] == TRACKING_SERVER
-    # The build waits for the execution it starts before it logs it.
-    assert resources["BuildProject"]["Properties"]["TimeoutInMinutes"] > 60
-    (statement,) = mlflow_statements(resources)
+@pytest.fixture(scope="module")
+def tracked(render_project):
+    return render_project(MlflowTrackingServerArn=TRACKING_SERVER)["Resources"]
+
+
+def test_every_ended_execution_of_this_pipeline_starts_the_tracker(tracked):
+    rule = tracked["ExecutionEndedRule"]
+    for status in ("Succeeded", "Failed", "Stopped"):
+        assert matches(rule, execution_status_change(status)), status
+    for status in ("Executing", "Stopping"):
+        assert not matches(rule, execution_status_change(status)), status
+    other = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:pipeline/someone-elses"
+    assert not matches(rule, execution_status_change("Succeeded", other))
+    step_event = execution_status_change("Succeeded")
+    step_event["detail-type"] = "SageMaker Model Building Pipeline Execution Step Status Change"
+    assert not matches(rule, step_event)
+
+
+def test_the_tracker_gets_the_ended_executions_arn_as_a_start_build_override(tracked):
+    target = only_target(tracked["ExecutionEndedRule"])
+    project = tracked["TrackerProject"]["Properties"]
+    assert target["Arn"] == f"arn:aws:codebuild:{REGION}:{ACCOUNT}:project/{project['Name']}"
+    transformer = target["InputTransformer"]
+    event = execution_status_change("Failed")
+    # EventBridge's substitution: each <name> becomes the JSON value at its path.
+    body = transformer["InputTemplate"]
+    for name, path in transformer["InputPathsMap"].items():
+        value = event
+        for key in path.removeprefix("$.").split("."):
+            value = value[key]
+        body = body.replace(f"<{name}>", json.dumps(value))
+    # The StartBuild request (CodeBuild API): environmentVariablesOverride.
+    assert json.loads(body) == {
+        "environmentVariablesOverride": [
+            {
+                "name": "PIPELINE_EXECUTION_ARN",
+                "value": event["detail"]["pipelineExecutionArn"],
+                "type": "PLAINTEXT",
+            }
+        ]
+    }
+    (start,) = [s for s in role_statements(tracked["EventsRole"]) if s["Sid"] == "StartTheTracker"]
+    assert as_list(start["Action"]) == ["codebuild:StartBuild"]
+    assert start["Resource"] == target["Arn"]
+    assert target["RoleArn"] == f"arn:aws:iam::{ACCOUNT}:role/sagemaker-mlops-{PROJECT_ID}-events"
+    assert "DeadLetterConfig" in target and "RetryPolicy" in target
+
+
+def test_the_tracker_runs_its_buildspec_from_main_with_every_variable_it_reads(tracked):
+    project = tracked["TrackerProject"]["Properties"]
+    assert project["Source"]["BuildSpec"] == "codebuild/buildspec-track.yml"
+    assert project["Source"]["Type"] == "CODECOMMIT"
+    assert project["SourceVersion"] == "refs/heads/main"
+    assert project["ServiceRole"] == f"arn:aws:iam::{ACCOUNT}:role/sagemaker-mlops-{PROJECT_ID}-tracker"
+    provided = set(project_variables(tracked["TrackerProject"])) | CODEBUILD_VARIABLES
+    provided.add("PIPELINE_EXECUTION_ARN")  # the rule's override (the test above)
+    assert buildspec_reads(ROOT / project["Source"]["BuildSpec"]) <= provided
+    assert project_variables(tracked["TrackerProject"]) == {"MLFLOW_TRACKING_SERVER_ARN": TRACKING_SERVER}
+
+
+def test_with_a_connection_the_tracker_clones_through_it(render_project):
+    resources = render_project(
+        MlflowTrackingServerArn=TRACKING_SERVER,
+        SourceProvider="GitLab",
+        ConnectionArn=CONNECTION,
+        RepositoryId="my-org/churn",
+    )["Resources"]
+    source = resources["TrackerProject"]["Properties"]["Source"]
+    assert source["Type"] == "GITLAB"
+    assert source["Location"] == "https://gitlab.com/my-org/churn.git"
+    assert source["Auth"] == {"Type": "CODECONNECTIONS", "Resource": CONNECTION}
+    (clone,) = [
+        s for s in role_statements(resources["TrackerRole"]) if s["Sid"] == "CloneThroughTheConnection"
+    ]
+    assert clone["Resource"] == CONNECTION
+    assert_least_privilege(resources)
+
+
+def test_the_build_neither_waits_nor_may_call_mlflow_with_a_tracking_server(tracked):
+    assert project_variables(tracked["BuildProject"])["MLFLOW_TRACKING_SERVER_ARN"] == TRACKING_SERVER
+    assert tracked["BuildProject"]["Properties"]["TimeoutInMinutes"] == 60
+    assert not [
+        s
+        for s in role_statements(tracked["BuildRole"])
+        if any(a.startswith("sagemaker-mlflow:") for a in as_list(s["Action"]))
+    ]
+
+
+def test_only_the_tracker_may_call_mlflow_and_on_that_server_only(tracked):
+    (statement,) = mlflow_statements(tracked)
+    assert statement in role_statements(tracked["TrackerRole"])
     assert statement["Resource"] == TRACKING_SERVER
     # What MlflowLogger calls: get_experiment_by_name, create_experiment, search_runs, create_run,
     # update_run / set_terminated, log_batch, set_tag.
@@ -917,9 +1022,12 @@ def test_a_tracking_server_reaches_the_build_with_mlflow_calls_on_that_server_on
             "SetTag",
         )
     }
-    assert_least_privilege(resources)
-    reads = {s["Sid"]: s for s in role_statements(resources["BuildRole"])}
+    assert_least_privilege(tracked)
+    reads = {s["Sid"]: s for s in role_statements(tracked["TrackerRole"])}
     assert reads["ReadTheExecutionToTrackIt"]["Resource"] == f"{PIPELINE_ARN}/execution/*"
+    assert reads["DescribeTheExecution"]["Resource"] == f"{PIPELINE_ARN}/execution/*"
     assert reads["ReadTheTrainingLogs"]["Resource"] == (
         f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:/aws/sagemaker/TrainingJobs:*"
     )
+    assert reads["UseTheArtifactKey"]["Resource"] == key_arn()
+    assert not [s for s in reads.values() if "s3:PutObject" in as_list(s["Action"])]
