@@ -400,8 +400,9 @@ def _main(argv: Sequence[str] | None) -> int:
         if not args.wait:
             if tracking_server:
                 print(
-                    f"not logged to MLflow tracking server {tracking_server} (it is logged once it ends: "
-                    f"add --wait, or run execution-report {execution_arn} --backend aws --output PATH "
+                    f"not logged to MLflow tracking server {tracking_server} by this command (in the "
+                    "project template, its execution-ended rule logs it once it ends; otherwise add --wait, "
+                    f"or run execution-report {execution_arn} --backend aws --output PATH "
                     "--tracking-server-arn ARN then)"
                 )
             return 0

@@ -911,9 +911,7 @@ def test_without_a_tracking_server_nothing_tracks_nor_may_call_mlflow(project):
     assert "MLFLOW_TRACKING_SERVER_ARN" not in project_variables(project["BuildProject"])
     assert project["BuildProject"]["Properties"]["TimeoutInMinutes"] == 60
     assert {"TrackerRole", "TrackerProject", "ExecutionEndedRule"}.isdisjoint(project)
-    assert not [
-        s for s in role_statements(project["EventsRole"]) if s["Sid"] == "StartTheTracker"
-    ]
+    assert not [s for s in role_statements(project["EventsRole"]) if s["Sid"] == "StartTheTracker"]
 
 
 @pytest.fixture(scope="module")

@@ -95,8 +95,14 @@ def create_stack(session, template: dict, parameters: dict) -> list[dict]:
 
 def test_the_project_stack_creates_its_key_bucket_roles_queue_and_rules(aws, project_source):
     created = create_stack(aws, project_source, PROJECT)
-    expected = {n for n, r in project_source["Resources"].items() if r["Type"] in SUPPORTED}
-    assert {r["LogicalResourceId"] for r in created} == expected
+    # Without MlflowTrackingServerArn there is no tracker, its role or its rule.
+    expected = {
+        n
+        for n, r in project_source["Resources"].items()
+        if r["Type"] in SUPPORTED and r.get("Condition") != "HasTrackingServer"
+    }
+    # moto lists each resource whose condition is false as a blank summary.
+    assert {r["LogicalResourceId"] for r in created if r["LogicalResourceId"]} == expected
 
     kms = aws.client("kms")
     key_id = next(r["PhysicalResourceId"] for r in created if r["LogicalResourceId"] == "ArtifactKey")
@@ -197,11 +203,14 @@ def test_the_reduction_keeps_every_supported_resource(project_source):
     assert "placeholder-buildpipeline" in events_role and "BuildPipeline" not in events_role
 
 
-def test_with_a_tracking_server_the_build_role_names_it(aws, project_source):
+def test_with_a_tracking_server_the_tracker_role_names_it_and_the_build_role_does_not(aws, project_source):
     server = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:mlflow-tracking-server/team"
     create_stack(aws, project_source, {**PROJECT, "MlflowTrackingServerArn": server})
-    document = aws.client("iam").get_role_policy(
-        RoleName=f"sagemaker-mlops-{PROJECT_ID}-build", PolicyName="build"
-    )
+    iam = aws.client("iam")
+    document = iam.get_role_policy(RoleName=f"sagemaker-mlops-{PROJECT_ID}-tracker", PolicyName="tracker")
     text = json.dumps(document["PolicyDocument"], default=str)
     assert server in text and "sagemaker-mlflow:LogBatch" in text
+    document = iam.get_role_policy(RoleName=f"sagemaker-mlops-{PROJECT_ID}-build", PolicyName="build")
+    assert "sagemaker-mlflow" not in json.dumps(document["PolicyDocument"], default=str)
+    rules = aws.client("events").list_rules(NamePrefix=f"sagemaker-mlops-{PROJECT_ID}-execution-ended")
+    assert [r["Name"] for r in rules["Rules"]] == [f"sagemaker-mlops-{PROJECT_ID}-execution-ended"]
