@@ -43,6 +43,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from steps import resource_config
 from steps.encoding import (
     FEATURE_TYPES,
     MISSING_TOKENS,
@@ -757,24 +758,13 @@ def _input_files(path: Path) -> list[Path]:
 def read_resource_config(text: str) -> tuple[str, list[str]]:
     """This instance's host name and every host of the job, from SageMaker's resourceconfig.json."""
     try:
-        obj = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise DataError(f"resource config is not valid JSON: {err.msg}") from None
-    hosts = obj.get("hosts") if isinstance(obj, dict) else None
-    if not isinstance(hosts, list) or not hosts or not all(isinstance(h, str) and h for h in hosts):
-        raise DataError("resource config has no 'hosts' list of host names")
+        current, hosts = resource_config.parse(text)
+    except resource_config.ResourceConfigError as err:
+        raise DataError(str(err)) from None
     if len(hosts) > MAX_INSTANCES:
         raise DataError(
             f"{len(hosts)} hosts, but a processing job runs at most {MAX_INSTANCES} instances "
             f"(ProcessingClusterConfig.InstanceCount); use {MAX_INSTANCES} or fewer"
-        )
-    if len(set(hosts)) != len(hosts):
-        raise DataError(f"resource config names a host more than once: {_names(hosts)}")
-    current = obj.get("current_host")
-    if current not in hosts:
-        raise DataError(
-            f"resource config does not name this instance: current_host {current!r} "
-            f"is not one of its hosts {_names(hosts)}"
         )
     return current, hosts
 

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 import xgboost as xgb
 
-from steps import label_csv
+from steps import label_csv, resource_config
 from steps.encoding import SCHEMA_FILENAME, encoding_from_schema
 
 MODEL_FILENAME = "xgboost-model.json"
@@ -158,20 +158,9 @@ SINGLE = Cluster(("algo-1",), "algo-1")
 def parse_resource_config(text: str) -> Cluster:
     """The cluster from SageMaker's ``/opt/ml/input/config/resourceconfig.json``."""
     try:
-        obj = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise TrainingError(f"resource config is not valid JSON: {err.msg}") from None
-    hosts = obj.get("hosts") if isinstance(obj, dict) else None
-    if not isinstance(hosts, list) or not hosts or not all(isinstance(h, str) and h for h in hosts):
-        raise TrainingError("resource config has no 'hosts' list of host names")
-    if len(set(hosts)) != len(hosts):
-        raise TrainingError(f"resource config names a host more than once: {', '.join(hosts)}")
-    current = obj.get("current_host")
-    if current not in hosts:
-        raise TrainingError(
-            f"resource config does not name this instance: current_host {current!r} is not one of "
-            f"its hosts ({', '.join(hosts)})"
-        )
+        current, hosts = resource_config.parse(text)
+    except resource_config.ResourceConfigError as err:
+        raise TrainingError(str(err)) from None
     return Cluster(tuple(sorted(hosts)), current)
 
 
