@@ -397,9 +397,10 @@ def test_run_pipeline_local_no_start_stages_code_and_sample_data_and_runs_nothin
         for name, body in bundle.objects().items()
     }
     assert staged == expected
-    # Preprocess 2 (with steps/encoding.py), the spec 1, Train 3 (with label_csv and encoding), Evaluate 4
-    # (with tar_guard, label_csv and encoding), and the serving code as one sourcedir.tar.gz.
-    assert len(staged) == 11
+    # Preprocess 3 (with steps/encoding.py and resource_config), the spec 1, Train 4 (with label_csv,
+    # encoding and resource_config), Evaluate 4 (with tar_guard, label_csv and encoding), and the
+    # serving code as one sourcedir.tar.gz.
+    assert len(staged) == 13
     assert store.get_bytes("s3://sagemaker-local/churn/input/churn.csv") == churn.SAMPLE_DATA.read_bytes()
     assert executions(home) == []
     assert not (home / "jobs").exists() or not any((home / "jobs").iterdir())
