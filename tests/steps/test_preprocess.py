@@ -496,6 +496,86 @@ def test_chunked_main_writes_what_the_whole_file_path_computes(tmp_path, write, 
     assert written(out) == whole_file_outputs(files, preprocess.parse_spec(obj, "spec"))
 
 
+def to_csv_chunk(table, codes, encoding) -> list[str]:
+    """encode_chunk's four texts as DataFrame.to_csv writes them, the way preprocess() does."""
+    texts = []
+    for i in range(3):
+        part = table[codes == i]
+        encoded = preprocess.encode_features(part, encoding)
+        texts.append(preprocess.to_csv(part[encoding.spec.label], encoded) if len(part) else "")
+    train = preprocess.encode_features(table[codes == 0], encoding)
+    features = train.to_csv(header=False, index=False, na_rep="", lineterminator="\n") if len(train) else ""
+    return [*texts, features]
+
+
+EDGE_NUMBERS = ["-0", "0", "1e16", "0.00001", "0.1", "123456789012345678", "5e-324", "1.7976931348623157e308"]
+
+
+@pytest.mark.parametrize(
+    ("obj", "text", "categories"),
+    [
+        (  # numbers whose text numpy and Python spell differently from their input, signed zero included
+            REGRESSION_SPEC,
+            "a,b,target\n"
+            + "".join(f"{n},{'xyzw'[i % 4]},{EDGE_NUMBERS[-i]}\n" for i, n in enumerate(EDGE_NUMBERS))
+            + ",,2.5e-7\n-0.0,x,-0\n",
+            (("b", ("x", "y")),),  # z and w unseen, one missing
+        ),
+        (  # one column: a row that is one empty field is quoted
+            {**SPEC, "features": {"size": "numeric"}},
+            "size,y\n1.5,no\n,yes\n,no\n2,yes\n,no\n-3,yes\n",
+            (),
+        ),
+        (  # and beside a numeric one
+            SPEC,
+            "color,size,y\nred,1,no\n,,yes\nblue,2,no\nred,,yes\n",
+            (("color", ()),),
+        ),
+        (
+            {**SPEC, "features": {"color": "categorical"}},
+            "color,y\nred,no\n,yes\nblue,no\nred,yes\n",
+            (("color", ("red",)),),
+        ),
+    ],
+    ids=["edge-numbers", "one-numeric-column", "empty-categorical", "one-category"],
+)
+@pytest.mark.parametrize(
+    "pattern", [[0, 1, 2], [0, 0, 2], [1, 2, 1]], ids=["all-splits", "no-validation", "no-train"]
+)
+def test_encode_chunk_writes_the_bytes_dataframe_to_csv_writes(obj, text, categories, pattern):
+    parsed = spec(obj)
+    table = preprocess.check_table(raw(text), parsed)
+    codes = np.resize(np.array(pattern, dtype="int8"), len(table))
+    encoding = preprocess.Encoding(spec=parsed, categories=categories)
+    assert preprocess.encode_chunk(table, codes, encoding) == to_csv_chunk(table, codes, encoding)
+
+
+def test_a_train_split_without_any_feature_value_is_one_line(layout, write, run_main):
+    obj = {**SPEC, "features": {"color": "categorical"}}
+    write(layout["spec"], json.dumps(obj))
+    parsed = spec(obj)
+    table = preprocess.check_table(
+        raw("color,y\n" + "".join(f"c{i},{'no' if i % 2 else 'yes'}\n" for i in range(60))), parsed
+    )
+    blank = preprocess.check_table(raw("color,y\n,no\n,yes\n"), parsed)
+    # a seed that puts both blank rows in train; only the rows that seed keeps out of train have colours
+    seed = next(s for s in range(100) if not preprocess.split_codes(blank, parsed, 0.7, 0.15, s).any())
+    held_out = preprocess.split_codes(table, parsed, 0.7, 0.15, seed) != 0
+    rows = [
+        f"{c},{'yes' if y else 'no'}"
+        for c, y in zip(table["color"][held_out], table["y"][held_out], strict=True)
+    ]
+    write(layout["input"] / "data.csv", "color,y\n" + "\n".join([",no", ",yes", *rows]) + "\n")
+    run = run_main(preprocess.main, argv(layout, "--seed", seed))
+    assert run.code == 2, run.out
+    (line,) = run.error_lines
+    assert line.endswith(
+        "raw: every feature is missing in every train row (['color']): "
+        "the model would have no column to learn from"
+    )
+    assert not layout["out"].exists()
+
+
 def resource_config(tmp_path, host: str, hosts: list[str]):
     path = tmp_path / "config" / host / "resourceconfig.json"
     path.parent.mkdir(parents=True, exist_ok=True)
