@@ -698,14 +698,20 @@ def _check_columns(encoding: Encoding) -> None:
 
 
 def _cells(column: pd.Series) -> np.ndarray:
-    # An object array of str and NaN looks the same under pandas 2 (object) and 3 (str dtype).
+    # An object array of str and NaN looks the same for a column read as object or as pandas 3's str.
     return column.to_numpy(dtype=object)
 
 
 def _to_float(cells: np.ndarray) -> tuple[np.ndarray, list[str]]:
-    """Parse text cells to float; return the values and the distinct cells that are not finite numbers."""
-    values, bad_mask = to_float(cells)
-    return values, list(dict.fromkeys(str(v) for v in cells[bad_mask]))
+    """Parse text cells to float; return the values and the distinct cells that are not finite numbers.
+
+    Each distinct cell is parsed once (a column repeats few values; parsing every cell was most of
+    check_table's time). The missing cell stays among the distinct ones, because pandas parses a
+    column of integers alone as int64 and otherwise as float64: the same context gives the same values.
+    """
+    codes, uniques = pd.factorize(cells, use_na_sentinel=False)  # in order of first appearance
+    values, bad_mask = to_float(uniques)
+    return values[codes], [str(v) for v in uniques[bad_mask]]
 
 
 def _stat(value: float) -> float:
@@ -771,8 +777,10 @@ def _read_raw_csv(path: Path, chunk_rows: int):
         # pandas renames a repeated header name ('x', 'x.1'), so duplicates are looked for first.
         with open(path, encoding="utf-8-sig", newline="") as handle:
             check_header(next(csv.reader(handle), []))
+        # dtype=object, not str: the cells are the same Python str and NaN, without pandas 3 building
+        # an Arrow string array that check_table turns straight back into objects.
         with pd.read_csv(
-            path, dtype=str, keep_default_na=False, na_values=list(MISSING_TOKENS), chunksize=chunk_rows
+            path, dtype=object, keep_default_na=False, na_values=list(MISSING_TOKENS), chunksize=chunk_rows
         ) as reader:
             any_rows = False
             for chunk in reader:
