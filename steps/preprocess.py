@@ -668,8 +668,11 @@ def _indicator_texts(values: np.ndarray, levels: tuple[str, ...]) -> list[str]:
     missing category is all zeros, as :func:`steps.encoding.encode_features` encodes it."""
     width = len(levels)
     patterns = [",".join("1" if j == k else "0" for j in range(width)) for k in range(width)]
-    index = pd.Index(levels, dtype=object).get_indexer(np.asarray(values, dtype=object))
-    return np.array([*patterns, ",".join("0" * width)], dtype=object)[index].tolist()  # -1: zeros
+    patterns = np.array([*patterns, ",".join("0" * width)], dtype=object)  # last: no category
+    position = {level: k for k, level in enumerate(levels)}
+    codes, uniques = pd.factorize(np.asarray(values, dtype=object))  # a missing cell: -1
+    found = np.array([position.get(value, width) for value in uniques] + [width], dtype="int64")
+    return patterns[found[codes]].tolist()
 
 
 def _lines(rows) -> str:
@@ -709,7 +712,9 @@ def _to_float(cells: np.ndarray) -> tuple[np.ndarray, list[str]]:
     check_table's time). The missing cell stays among the distinct ones, because pandas parses a
     column of integers alone as int64 and otherwise as float64: the same context gives the same values.
     """
-    codes, uniques = pd.factorize(cells, use_na_sentinel=False)  # in order of first appearance
+    codes, uniques = pd.factorize(cells)  # in order of first appearance; a missing cell: -1
+    if (codes < 0).any():
+        uniques = np.append(uniques, np.nan)  # where code -1 finds it
     values, bad_mask = to_float(uniques)
     return values[codes], [str(v) for v in uniques[bad_mask]]
 

@@ -196,6 +196,22 @@ def test_non_numeric_text_in_a_numeric_feature_names_column_and_value():
     assert str(caught.value) == "numeric column 'size' has non-numeric value(s) 'big', 'inf'"
 
 
+@pytest.mark.parametrize(
+    "cells",
+    [
+        ["3", "1", "3", "", "123456789012345678", "1", "9007199254740993"],  # integers, one missing
+        ["3", "0.1", "3", "1e-5", "-0", "0.1", "", "7"],
+    ],
+    ids=["integers", "decimals"],
+)
+def test_numeric_cells_parse_as_pandas_parses_each_cell(cells):
+    table = preprocess.check_table(raw("color,size,y\n" + "".join(f"red,{c},no\n" for c in cells)), spec())
+    expected = pd.to_numeric(pd.Series(cells, dtype=object).replace("", np.nan), errors="coerce")
+    np.testing.assert_array_equal(
+        table["size"].to_numpy().view("uint64"), expected.to_numpy("float64").view("uint64")
+    )
+
+
 def test_header_only_table_is_refused():
     with pytest.raises(DataError, match=r"no data rows \(header only\)"):
         preprocess.check_table(raw("color,size,y\n"), spec())
