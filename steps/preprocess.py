@@ -234,16 +234,16 @@ def check_table(raw: pd.DataFrame, spec: DatasetSpec) -> pd.DataFrame:
             typed[name] = pd.Series(cells, dtype=object)
 
     label_cells = _cells(raw[spec.label])
-    n_missing = int(pd.isna(label_cells).sum())
+    codes, uniques = pd.factorize(label_cells)  # each distinct label looked at once; missing: -1
+    n_missing = int(np.count_nonzero(codes < 0))
     if spec.problem_type == "binary_classification":
         allowed = spec.classes
-        present = label_cells[pd.notna(label_cells)]
-        unexpected = sorted({str(v) for v in present if v not in allowed})
+        unexpected = sorted({str(v) for v in uniques if v not in allowed})
         if unexpected or n_missing:
             found = [f"unexpected value(s) {_values(unexpected)}"] if unexpected else []
             found += [f"{n_missing} missing value(s)"] if n_missing else []
             problems.append(f"label {spec.label!r} has {', and '.join(found)} (allowed: {_names(allowed)})")
-        label = pd.Series((label_cells == allowed[1]).astype("int64"))
+        label = pd.Series(np.append(uniques == allowed[1], False)[codes].astype("int64"))
     else:
         values, bad = _to_float(label_cells)
         if bad:
