@@ -7,10 +7,11 @@ memory per size (and per step), and their ratios.
 
 Each size is a deterministic churn-shaped table (the columns of pipelines/churn/dataset.json, values
 drawn from a fixed seed), written to a CSV and preprocessed by ``steps/preprocess.py`` in its own
-process, as the container runs it. Peak memory is that process's maximum resident set size. The
-size below the largest runs a second time after the largest, and each line shows the 1-minute load
-average before and after its run: on a shared machine, the spread between the two runs of one size
-is the noise in the ratios. Goals: at 1e7 rows, at most 2 GB peak and at most 11 times the 1e6 time.
+process, as the container runs it. Peak memory is that process's high-water resident set size
+(VmHWM, read by the process itself as it ends). The size below the largest runs a second time after
+the largest, and each line shows the 1-minute load average before and after its run: on a shared
+machine, the spread between the two runs of one size is the noise in the ratios. Goals: at 1e7
+rows, at most 2 GB peak and at most 11 times the 1e6 time.
 
 ``--pipeline-rows`` runs the churn pipeline's definition on the local runner (uncached) for each
 size: per step its wall time and the peak resident memory of its jobs' processes (the largest one
@@ -91,10 +92,30 @@ def write_table(path: Path, rows: int) -> None:
             block.to_csv(handle, header=first == 0, index=False, lineterminator="\n")
 
 
+# Runs the step script as `python script ...` would, then writes the process's VmHWM (KiB) to the
+# file named first. Not ru_maxrss from wait4: Linux carries the high-water mark across exec, so a
+# child's ru_maxrss counts the parent's memory at the fork (a 600 MiB parent makes `python -c pass`
+# peak at 611 MiB), and this process holds the tables it writes. VmHWM is the step's image alone.
+PEAK_WRAPPER = """
+import os, runpy, sys
+peak_file, sys.argv = sys.argv[1], sys.argv[2:]
+sys.path[0] = os.path.dirname(sys.argv[0])
+try:
+    runpy.run_path(sys.argv[0], run_name="__main__")
+finally:
+    status = open("/proc/self/status").read()
+    open(peak_file, "w").write(status.split("VmHWM:")[1].split()[0])
+"""
+
+
 def run_preprocess(data: Path, out: Path, chunk_rows: int | None) -> tuple[float, float]:
     """Seconds and peak resident MiB of one run of the step script."""
+    peak_file = out.parent / f"peak-{out.name}.txt"
     command = [
         sys.executable,
+        "-c",
+        PEAK_WRAPPER,
+        str(peak_file),
         str(SCRIPT),
         "--input",
         str(data),
@@ -106,12 +127,13 @@ def run_preprocess(data: Path, out: Path, chunk_rows: int | None) -> tuple[float
     if chunk_rows:
         command += ["--chunk-rows", str(chunk_rows)]
     started = time.perf_counter()
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(process.pid, 0)
+    process = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False)
     seconds = time.perf_counter() - started
-    if os.waitstatus_to_exitcode(status) != 0:
-        sys.exit(f"preprocess failed on {data}: {process.stderr.read().decode().strip()}")
-    return seconds, usage.ru_maxrss / 1024  # ru_maxrss is in KiB on Linux
+    if process.returncode != 0:
+        sys.exit(f"preprocess failed on {data}: {process.stderr.decode().strip()}")
+    peak = int(peak_file.read_text()) / 1024
+    peak_file.unlink()
+    return seconds, peak
 
 
 def step_peak(record) -> float | None:
