@@ -17,13 +17,15 @@ Outputs, one folder each under ``--output-dir`` (one ProcessingOutput per folder
         Model Monitor data-quality baseline over the encoded training features (label excluded). Feature
         ``_c<i>`` is ``csv_columns[i + 1]``, the i-th value of an inference request row: Model Monitor names
         the columns of headerless CSV that way, so a data-quality monitor can use these files as they are.
-    baseline/features.csv
+    features/features.csv
         The encoded training features alone, as a request carries them (no label, no header): what the
         pipeline's QualityCheck step baselines with Model Monitor itself, sketches included.
 
-The input is read in chunks, in two passes (``--stage all``). Sharded over N instances it runs as two
-jobs: ``--stage profile`` writes ``profile/profile-<host>.json`` per instance, and ``--stage encode``
-merges them and writes ``<split>/<split>-<host>.csv`` per instance (docs/pipeline.md, "Larger tables").
+The input is read in chunks, in two passes (``--stage all``). The pipeline runs the passes as two
+processing jobs of N instances over a ShardedByS3Key input: ``--stage profile`` writes
+``profile/profile-<host>.json`` per instance, and ``--stage encode`` merges every profile and writes
+``<split>/<split>-<host>.csv`` and ``features/features-<host>.csv`` per instance; the first host also
+writes schema and baseline (docs/pipeline.md, "Larger tables").
 """
 
 from __future__ import annotations
@@ -63,7 +65,10 @@ SPEC_KEYS = ("label", "problem_type", "classes", "features")
 SPLITS = ("train", "validation", "test")
 SCHEMA_DIR = "schema"
 BASELINE_DIR = "baseline"
-OUTPUT_DIRS = (*SPLITS, SCHEMA_DIR, BASELINE_DIR)
+# The baseline dataset has a folder of its own: sharded, it is one file per instance, and a
+# QualityCheck reads every object under the prefix it is given.
+FEATURES_DIR = "features"
+OUTPUT_DIRS = (*SPLITS, SCHEMA_DIR, BASELINE_DIR, FEATURES_DIR)
 STATISTICS_FILENAME = "statistics.json"
 CONSTRAINTS_FILENAME = "constraints.json"
 BASELINE_DATASET_FILENAME = "features.csv"
@@ -496,7 +501,7 @@ def preprocess(
     outputs[f"{SCHEMA_DIR}/{SCHEMA_FILENAME}"] = _json(schema)
     outputs[f"{BASELINE_DIR}/{STATISTICS_FILENAME}"] = _json(baseline_statistics(encoded["train"]))
     outputs[f"{BASELINE_DIR}/{CONSTRAINTS_FILENAME}"] = _json(baseline_constraints(encoded["train"]))
-    outputs[f"{BASELINE_DIR}/{BASELINE_DATASET_FILENAME}"] = encoded["train"].to_csv(
+    outputs[f"{FEATURES_DIR}/{BASELINE_DATASET_FILENAME}"] = encoded["train"].to_csv(
         header=False, index=False, na_rep="", lineterminator="\n"
     )
     return outputs
@@ -836,7 +841,7 @@ def _write_splits(
     ``train_parts`` > 1 the train rows are dealt round-robin into that many files, the objects a
     ShardedByS3Key channel hands out to the instances of a distributed training job."""
     train_names = train_part_names(names[0], train_parts)
-    folders = [SPLITS[0]] * train_parts + [*SPLITS[1:], BASELINE_DIR]
+    folders = [SPLITS[0]] * train_parts + [*SPLITS[1:], FEATURES_DIR]
     targets = [
         output_dir / folder / name for folder, name in zip(folders, [*train_names, *names[1:]], strict=True)
     ]

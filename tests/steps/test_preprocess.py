@@ -332,8 +332,8 @@ def test_main_writes_every_output_label_first_without_header(layout, write, run_
     written = sorted(p.relative_to(layout["out"]).as_posix() for p in layout["out"].rglob("*") if p.is_file())
     assert written == [
         "baseline/constraints.json",
-        "baseline/features.csv",
         "baseline/statistics.json",
+        "features/features.csv",
         "schema/schema.json",
         "test/test.csv",
         "train/train.csv",
@@ -345,7 +345,7 @@ def test_main_writes_every_output_label_first_without_header(layout, write, run_
     assert schema["num_features"] == 4
     # The QualityCheck baseline dataset: the train split's rows without their label, as requests send them.
     train_rows = (layout["out"] / "train" / "train.csv").read_text().splitlines()
-    features = (layout["out"] / "baseline" / "features.csv").read_text().splitlines()
+    features = (layout["out"] / "features" / "features.csv").read_text().splitlines()
     assert features == [row.split(",", 1)[1] for row in train_rows]
     assert schema["rows"] == {"train": 32, "validation": 3, "test": 5}
     assert schema["label"] == {"name": "y", "classes": ["no", "yes"], "encoding": {"no": 0, "yes": 1}}
@@ -550,7 +550,7 @@ def test_three_sharded_instances_write_what_one_writes_up_to_row_order(tmp_path,
     hosts = ["algo-1", "algo-2", "algo-3"]
     outs = sharded_run(tmp_path, write, run_main, files, hosts)
     assert isinstance(outs, dict), outs.err
-    parts = [(split, split) for split in preprocess.SPLITS] + [("baseline", "features")]
+    parts = [(split, split) for split in preprocess.SPLITS] + [(preprocess.FEATURES_DIR, "features")]
     for folder, stem in parts:
         lines = [
             line
