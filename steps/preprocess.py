@@ -38,6 +38,7 @@ import os
 import sys
 import tempfile
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from hashlib import blake2b
 from pathlib import Path
@@ -704,21 +705,28 @@ MAX_TRAIN_PARTS = 1000
 
 
 class _Reader:
-    """Checked chunks of every input file, remembering which file it is in for error messages."""
+    """Checked chunks of every input file, remembering which file it is in for error messages and
+    how many rows each file held (by file name, for the profiles of a sharded run)."""
 
     def __init__(self, files: list[Path], spec: DatasetSpec, chunk_rows: int, fractions, seed: int):
         self.files, self.spec, self.chunk_rows = files, spec, chunk_rows
         self.fractions, self.seed = fractions, seed
         self.source = ""
+        self.rows: dict[str, int] = {}
 
     def chunks(self):
         """(checked chunk, split codes) for every chunk of every file, in file-name order."""
         for path in self.files:
             self.source = str(path)
+            self.rows[path.name] = 0
             for raw in _read_raw_csv(path, self.chunk_rows):
                 table = check_table(raw, self.spec)
+                self.rows[path.name] += len(table)
                 yield table, split_codes(table, self.spec, *self.fractions, self.seed)
         self.source = ""
+
+    def sizes(self) -> dict[str, int]:
+        return {path.name: path.stat().st_size for path in self.files}
 
 
 def _read_raw_csv(path: Path, chunk_rows: int):
@@ -775,7 +783,8 @@ def read_resource_config(text: str) -> tuple[str, list[str]]:
 
 
 def _load_profiles(directory: Path, spec: DatasetSpec, fractions, seed: int) -> tuple[Profile, dict]:
-    """Merge the profile step's per-instance profiles; the merged profile and each host's own."""
+    """Merge the profile job's per-instance profiles; the merged profile, and every profiled input
+    file by name: (host, bytes, rows)."""
     paths = sorted(directory.glob("profile-*.json")) if directory.is_dir() else []
     if not paths:
         raise DataError("no profile-*.json from the profile stage")
@@ -784,26 +793,60 @@ def _load_profiles(directory: Path, spec: DatasetSpec, fractions, seed: int) -> 
         try:
             obj = json.loads(path.read_text(encoding="utf-8"))
             hosts = list(obj["hosts"])
-            loaded[obj["host"]] = (hosts, Profile.from_json(obj["profile"], spec))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError):
+            files = {str(name): (int(f["bytes"]), int(f["rows"])) for name, f in obj["files"].items()}
+            loaded[obj["host"]] = (hosts, files, Profile.from_json(obj["profile"], spec))
+        except (
+            OSError,
+            UnicodeDecodeError,
+            json.JSONDecodeError,
+            KeyError,
+            TypeError,
+            ValueError,
+            AttributeError,
+        ):
             raise DataError(f"{path.name}: not a profile written by --stage profile for this spec") from None
     hosts = next(iter(loaded.values()))[0]
     absent = [h for h in hosts if h not in loaded]
-    if absent or any(h != hosts for h, _ in loaded.values()) or len(loaded) != len(hosts):
+    if absent or any(h != hosts for h, _, _ in loaded.values()) or len(loaded) != len(hosts):
         raise DataError(
             f"the profiles are not one complete set: hosts {_names(hosts)}, "
             f"profiles from {_names(sorted(loaded))}; pass every profile of one profile job"
         )
-    merged = Profile(spec, *fractions, seed)
+    merged, profiled = Profile(spec, *fractions, seed), {}
     for host in hosts:  # one fixed order, so every instance merges to the same figures
-        profile = loaded[host][1]
+        _, files, profile = loaded[host]
         if (profile.fractions, profile.seed) != (tuple(fractions), seed):
             raise DataError(
                 f"profile of {host} used fractions {list(profile.fractions)} and seed "
                 f"{profile.seed}, this stage {list(fractions)} and {seed}; pass the same to both"
             )
+        for name, figures in files.items():
+            if name in profiled:
+                raise DataError(
+                    f"{name} was profiled by both {profiled[name][0]} and {host}, so its rows would count "
+                    f"twice: give the profile job its raw input ShardedByS3Key, one object per instance"
+                )
+            profiled[name] = (host, *figures)
         merged.merge(profile)
-    return merged, {host: profile for host, (_, profile) in loaded.items()}
+    return merged, profiled
+
+
+def _check_shard(sizes: dict[str, int], rows: dict[str, int] | None, profiled: dict) -> None:
+    """Every file of this instance's shard was profiled as it is now. Which instance profiled it does
+    not matter: SageMaker does not say that two jobs shard the same objects to the same hosts."""
+    for name, size in sizes.items():
+        if name not in profiled:
+            raise DataError(
+                f"{name} is in this shard but in no profile: "
+                f"the input changed between the profile and encode stages; run both again"
+            )
+        _, profiled_size, profiled_rows = profiled[name]
+        if size != profiled_size or (rows is not None and rows[name] != profiled_rows):
+            now = f"{size} bytes" if rows is None else f"{size} bytes, {rows[name]} rows"
+            raise DataError(
+                f"{name} has {now}, its profile {profiled_size} bytes, {profiled_rows} rows: "
+                f"the input changed between the profile and encode stages; run both again"
+            )
 
 
 def _write_outputs(output_dir: Path, outputs: dict[str, str]) -> None:
@@ -832,12 +875,12 @@ def _write_splits(
     names: list[str],
     reader: _Reader,
     encoding: Encoding,
-    expected: list[int] | None,
+    verify: Callable[[], None] | None = None,
     train_parts: int = 1,
 ) -> list[int]:
     """Stream every chunk's encoded rows into the split files; return rows per split. The files
     appear only once complete, each renamed into place from a temporary file beside it, and not at
-    all when the rows per split differ from ``expected`` (what the profile stage counted). With
+    all when ``verify`` (called once every row is read) raises. With
     ``train_parts`` > 1 the train rows are dealt round-robin into that many files, the objects a
     ShardedByS3Key channel hands out to the instances of a distributed training job."""
     train_names = train_part_names(names[0], train_parts)
@@ -864,12 +907,8 @@ def _write_splits(
                     temporaries[i + train_parts - 1 if i else 0][0].write(text)
                 if i < 3:
                     rows[i] += int(np.count_nonzero(codes == i))
-        if expected is not None and rows != expected:
-            reader.source = ""
-            raise DataError(
-                f"this shard has {sum(rows)} rows, its profile {sum(expected)}: "
-                f"the input changed between the profile and encode stages"
-            )
+        if verify is not None:
+            verify()
         for handle, tmp in temporaries:
             handle.close()
             os.chmod(tmp, 0o644)
@@ -942,8 +981,9 @@ def main(argv: list[str] | None = None) -> int:
         reader = _Reader(_input_files(args.input), spec, args.chunk_rows, fractions, args.seed)
         if args.stage == "encode":
             source = str(args.profiles)
-            profile, own = _load_profiles(args.profiles, spec, fractions, args.seed)
+            profile, profiled = _load_profiles(args.profiles, spec, fractions, args.seed)
             source = str(args.input)
+            _check_shard(reader.sizes(), None, profiled)  # before the long pass, on sizes alone
         else:
             profile = Profile(spec, *fractions, args.seed)
             for table, codes in reader.chunks():
@@ -951,15 +991,23 @@ def main(argv: list[str] | None = None) -> int:
         if args.stage == "profile":
             if sum(profile.rows) == 0:
                 raise DataError(_empty_shard(host, hosts))
-            body = {"host": host, "hosts": hosts, "profile": profile.to_json()}
+            files = {
+                name: {"bytes": size, "rows": reader.rows[name]} for name, size in reader.sizes().items()
+            }
+            body = {"host": host, "hosts": hosts, "files": files, "profile": profile.to_json()}
             _write_outputs(args.output_dir, {f"{PROFILE_DIR}/profile-{host}.json": _json(body)})
             print(f"profiled {sum(profile.rows)} rows of {host}'s shard to {args.output_dir / PROFILE_DIR}")
             return 0
         profile.check()
         stems = [*SPLITS, BASELINE_DATASET_FILENAME.removesuffix(".csv")]
         names = [f"{stem}.csv" if host is None else f"{stem}-{host}.csv" for stem in stems]
-        expected = own[host].rows if args.stage == "encode" else None
-        rows = _write_splits(args.output_dir, names, reader, profile.encoding, expected, args.train_parts)
+        verify = None
+        if args.stage == "encode":
+
+            def verify():
+                _check_shard(reader.sizes(), reader.rows, profiled)
+
+        rows = _write_splits(args.output_dir, names, reader, profile.encoding, verify, args.train_parts)
         if host is None or host == hosts[0]:  # one instance writes what every instance shares
             _write_outputs(args.output_dir, profile.outputs())
     except SpecError as err:
