@@ -984,6 +984,13 @@ def main(argv: list[str] | None = None) -> int:
             profile, profiled = _load_profiles(args.profiles, spec, fractions, args.seed)
             source = str(args.input)
             _check_shard(reader.sizes(), None, profiled)  # before the long pass, on sizes alone
+            if len(hosts) > 1 and set(reader.sizes()) == set(profiled):
+                # Every profiled file, though the profile job's shards were not empty: this input
+                # is not sharded, and each instance would encode every row again.
+                raise DataError(
+                    f"this instance holds every one of the {len(profiled)} files the {len(hosts)} "
+                    f"profile instances shared: give the encode job its raw input ShardedByS3Key too"
+                )
         else:
             profile = Profile(spec, *fractions, args.seed)
             for table, codes in reader.chunks():

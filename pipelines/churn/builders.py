@@ -260,8 +260,8 @@ def _processing_output(ctx: BuildContext, name: str, local_path: str, step_name:
     )
 
 
-def _split_uri(preprocess: ProcessingStep, split: str):
-    return preprocess.properties.ProcessingOutputConfig.Outputs[split].S3Output.S3Uri
+def _output_uri(step: ProcessingStep, output: str):
+    return step.properties.ProcessingOutputConfig.Outputs[output].S3Output.S3Uri
 
 
 def _output_file(step: ProcessingStep, output: str, filename: str) -> Join:
@@ -296,6 +296,9 @@ def _preprocess_arguments(ctx: BuildContext, stage: str, *extra) -> list:
         f"{root}/input/spec/{ctx.bundles['dataset-spec'].entry}",
         "--output-dir",
         OUTPUT_ROOT,
+        # Where SageMaker Processing tells each instance its host and the job's others.
+        "--resource-config",
+        "/opt/ml/config/resourceconfig.json",
         *extra,
     ]
 
@@ -332,7 +335,7 @@ def preprocess_step_of(ctx: BuildContext, profile: ProcessingStep) -> Processing
             inputs=[
                 _raw_input(ctx),
                 _processing_input(
-                    "profiles", _split_uri(profile, preprocess_step.PROFILE_DIR), f"{root}/input/profiles"
+                    "profiles", _output_uri(profile, preprocess_step.PROFILE_DIR), f"{root}/input/profiles"
                 ),
                 _processing_input("spec", ctx.code_uri("dataset-spec"), f"{root}/input/spec"),
                 _processing_input("code", ctx.code_uri("preprocess"), churn.CODE_DIR),
@@ -379,11 +382,11 @@ def _channels(ctx: BuildContext, preprocess: ProcessingStep) -> list[Channel]:
     # puts schema.json inside every model.tar.gz, tuning trials' included, so the registered model
     # carries the encoding of raw records (steps/inference.py says why).
     return [
-        channel("train", _split_uri(preprocess, "train"), distribution="ShardedByS3Key"),
-        channel("validation", _split_uri(preprocess, "validation")),
+        channel("train", _output_uri(preprocess, "train"), distribution="ShardedByS3Key"),
+        channel("validation", _output_uri(preprocess, "validation")),
         channel(
             train_step.SCHEMA_CHANNEL,
-            _split_uri(preprocess, preprocess_step.SCHEMA_DIR),
+            _output_uri(preprocess, preprocess_step.SCHEMA_DIR),
             content_type="application/json",
         ),
         channel(churn.TRAINING_CODE_CHANNEL, ctx.code_uri("train"), content_type=None),
@@ -518,7 +521,7 @@ def evaluate_step_of(ctx: BuildContext, preprocess: ProcessingStep, best_model_u
         step_args=_processor(ctx, "evaluate", ctx.bundles["evaluate"], instance_count=1).run(
             inputs=[
                 _processing_input("model", best_model_uri, f"{root}/input/model"),
-                _processing_input("test", _split_uri(preprocess, "test"), f"{root}/input/test"),
+                _processing_input("test", _output_uri(preprocess, "test"), f"{root}/input/test"),
                 _processing_input("code", ctx.code_uri("evaluate"), churn.CODE_DIR),
             ],
             outputs=[_processing_output(ctx, "evaluation", f"{out}/evaluation", "Evaluate")],
@@ -548,7 +551,7 @@ def data_baseline_step_of(ctx: BuildContext, preprocess: ProcessingStep) -> Qual
         name="DataQualityBaseline",
         quality_check_config=DataQualityCheckConfig(
             # The folder: one features file per Preprocess instance, all of them the dataset.
-            baseline_dataset=_split_uri(preprocess, preprocess_step.FEATURES_DIR),
+            baseline_dataset=_output_uri(preprocess, preprocess_step.FEATURES_DIR),
             dataset_format=DatasetFormat.csv(header=False),
             output_s3_uri=ctx.s3_path("DataQualityBaseline", "baseline"),
         ),

@@ -576,6 +576,28 @@ def test_three_sharded_instances_write_what_one_writes_up_to_row_order(tmp_path,
     assert not (outs["algo-2"] / "baseline" / "statistics.json").exists()
 
 
+def test_encode_refuses_an_input_that_is_not_sharded(tmp_path, write, run_main):
+    """A raw input FullyReplicated to the encode job: every instance would encode every row."""
+    files = {"a.csv": wide_csv(100), "b.csv": "color,size,y\n" + wide_csv(200).split("\n", 101)[-1]}
+    hosts = ["algo-1", "algo-2"]
+    assert isinstance(sharded_run(tmp_path, write, run_main, files, hosts), dict)
+    whole = tmp_path / "whole"
+    for name, text in files.items():
+        write(whole / name, text)
+    run = run_main(
+        preprocess.main,
+        ["--input", whole, "--spec", tmp_path / "spec.json", "--output-dir", tmp_path / "again",
+         "--stage", "encode", "--profiles", tmp_path / "profiles",
+         "--resource-config", resource_config(tmp_path, "algo-2", hosts)],
+    )  # fmt: skip
+    assert run.code == 2
+    assert run.error_lines == [
+        f"error: {whole}: this instance holds every one of the 2 files the 2 profile instances shared: "
+        "give the encode job its raw input ShardedByS3Key too"
+    ]
+    assert not (tmp_path / "again").exists()
+
+
 def test_encode_refuses_profiles_that_saw_the_same_file_twice(tmp_path, write, run_main):
     """A raw input FullyReplicated to the profile job: every instance profiles every file."""
     files = {"a.csv": wide_csv(100), "b.csv": "color,size,y\n" + wide_csv(200).split("\n", 101)[-1]}
