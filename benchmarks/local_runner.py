@@ -110,9 +110,9 @@ def direct_run(work: Path, definition: dict, trials: list[dict]) -> float:
 
 
 def tuning_only(definition: dict, parallel: int, trials: int) -> str:
-    """The definition cut to Preprocess and Tune, with the tuning limits set."""
+    """The definition cut to Profile, Preprocess and Tune, with the tuning limits set."""
     document = json.loads(json.dumps(definition))
-    document["Steps"] = [s for s in document["Steps"] if s["Name"] in ("Preprocess", "Tune")]
+    document["Steps"] = [s for s in document["Steps"] if s["Name"] in ("Profile", "Preprocess", "Tune")]
     for parameter in document["Parameters"]:
         if parameter["Name"] == "MaxParallelTuningJobs":
             parameter["DefaultValue"] = parallel

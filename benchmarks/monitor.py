@@ -87,7 +87,7 @@ def make_baseline(work: Path) -> int:
 
     from pipelines.monitoring import headerless_names, profile, suggest_constraints
 
-    features = pd.read_csv(work / "pre" / "baseline" / "features.csv", header=None)
+    features = pd.read_csv(work / "pre" / "features" / "features.csv", header=None)
     features.columns = headerless_names(features.shape[1])
     statistics = profile(features).statistics()
     folder = work / "baseline"

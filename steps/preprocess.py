@@ -17,13 +17,15 @@ Outputs, one folder each under ``--output-dir`` (one ProcessingOutput per folder
         Model Monitor data-quality baseline over the encoded training features (label excluded). Feature
         ``_c<i>`` is ``csv_columns[i + 1]``, the i-th value of an inference request row: Model Monitor names
         the columns of headerless CSV that way, so a data-quality monitor can use these files as they are.
-    baseline/features.csv
+    features/features.csv
         The encoded training features alone, as a request carries them (no label, no header): what the
         pipeline's QualityCheck step baselines with Model Monitor itself, sketches included.
 
-The input is read in chunks, in two passes (``--stage all``). Sharded over N instances it runs as two
-jobs: ``--stage profile`` writes ``profile/profile-<host>.json`` per instance, and ``--stage encode``
-merges them and writes ``<split>/<split>-<host>.csv`` per instance (docs/pipeline.md, "Larger tables").
+The input is read in chunks, in two passes (``--stage all``). The pipeline runs the passes as two
+processing jobs of N instances over a ShardedByS3Key input: ``--stage profile`` writes
+``profile/profile-<host>.json`` per instance, and ``--stage encode`` merges every profile and writes
+``<split>/<split>-<host>.csv`` and ``features/features-<host>.csv`` per instance; the first host also
+writes schema and baseline (docs/pipeline.md, "Larger tables").
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ import os
 import sys
 import tempfile
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from hashlib import blake2b
 from itertools import compress
@@ -64,7 +67,10 @@ SPEC_KEYS = ("label", "problem_type", "classes", "features")
 SPLITS = ("train", "validation", "test")
 SCHEMA_DIR = "schema"
 BASELINE_DIR = "baseline"
-OUTPUT_DIRS = (*SPLITS, SCHEMA_DIR, BASELINE_DIR)
+# The baseline dataset has a folder of its own: sharded, it is one file per instance, and a
+# QualityCheck reads every object under the prefix it is given.
+FEATURES_DIR = "features"
+OUTPUT_DIRS = (*SPLITS, SCHEMA_DIR, BASELINE_DIR, FEATURES_DIR)
 STATISTICS_FILENAME = "statistics.json"
 CONSTRAINTS_FILENAME = "constraints.json"
 BASELINE_DATASET_FILENAME = "features.csv"
@@ -498,7 +504,7 @@ def preprocess(
     outputs[f"{SCHEMA_DIR}/{SCHEMA_FILENAME}"] = _json(schema)
     outputs[f"{BASELINE_DIR}/{STATISTICS_FILENAME}"] = _json(baseline_statistics(encoded["train"]))
     outputs[f"{BASELINE_DIR}/{CONSTRAINTS_FILENAME}"] = _json(baseline_constraints(encoded["train"]))
-    outputs[f"{BASELINE_DIR}/{BASELINE_DATASET_FILENAME}"] = encoded["train"].to_csv(
+    outputs[f"{FEATURES_DIR}/{BASELINE_DATASET_FILENAME}"] = encoded["train"].to_csv(
         header=False, index=False, na_rep="", lineterminator="\n"
     )
     return outputs
@@ -758,21 +764,28 @@ MAX_TRAIN_PARTS = 1000
 
 
 class _Reader:
-    """Checked chunks of every input file, remembering which file it is in for error messages."""
+    """Checked chunks of every input file, remembering which file it is in for error messages and
+    how many rows each file held (by file name, for the profiles of a sharded run)."""
 
     def __init__(self, files: list[Path], spec: DatasetSpec, chunk_rows: int, fractions, seed: int):
         self.files, self.spec, self.chunk_rows = files, spec, chunk_rows
         self.fractions, self.seed = fractions, seed
         self.source = ""
+        self.rows: dict[str, int] = {}
 
     def chunks(self):
         """(checked chunk, split codes) for every chunk of every file, in file-name order."""
         for path in self.files:
             self.source = str(path)
+            self.rows[path.name] = 0
             for raw in _read_raw_csv(path, self.chunk_rows):
                 table = check_table(raw, self.spec)
+                self.rows[path.name] += len(table)
                 yield table, split_codes(table, self.spec, *self.fractions, self.seed)
         self.source = ""
+
+    def sizes(self) -> dict[str, int]:
+        return {path.name: path.stat().st_size for path in self.files}
 
 
 def _read_raw_csv(path: Path, chunk_rows: int):
@@ -831,7 +844,8 @@ def read_resource_config(text: str) -> tuple[str, list[str]]:
 
 
 def _load_profiles(directory: Path, spec: DatasetSpec, fractions, seed: int) -> tuple[Profile, dict]:
-    """Merge the profile step's per-instance profiles; the merged profile and each host's own."""
+    """Merge the profile job's per-instance profiles; the merged profile, and every profiled input
+    file by name: (host, bytes, rows)."""
     paths = sorted(directory.glob("profile-*.json")) if directory.is_dir() else []
     if not paths:
         raise DataError("no profile-*.json from the profile stage")
@@ -840,26 +854,60 @@ def _load_profiles(directory: Path, spec: DatasetSpec, fractions, seed: int) -> 
         try:
             obj = json.loads(path.read_text(encoding="utf-8"))
             hosts = list(obj["hosts"])
-            loaded[obj["host"]] = (hosts, Profile.from_json(obj["profile"], spec))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError):
+            files = {str(name): (int(f["bytes"]), int(f["rows"])) for name, f in obj["files"].items()}
+            loaded[obj["host"]] = (hosts, files, Profile.from_json(obj["profile"], spec))
+        except (
+            OSError,
+            UnicodeDecodeError,
+            json.JSONDecodeError,
+            KeyError,
+            TypeError,
+            ValueError,
+            AttributeError,
+        ):
             raise DataError(f"{path.name}: not a profile written by --stage profile for this spec") from None
     hosts = next(iter(loaded.values()))[0]
     absent = [h for h in hosts if h not in loaded]
-    if absent or any(h != hosts for h, _ in loaded.values()) or len(loaded) != len(hosts):
+    if absent or any(h != hosts for h, _, _ in loaded.values()) or len(loaded) != len(hosts):
         raise DataError(
             f"the profiles are not one complete set: hosts {_names(hosts)}, "
             f"profiles from {_names(sorted(loaded))}; pass every profile of one profile job"
         )
-    merged = Profile(spec, *fractions, seed)
+    merged, profiled = Profile(spec, *fractions, seed), {}
     for host in hosts:  # one fixed order, so every instance merges to the same figures
-        profile = loaded[host][1]
+        _, files, profile = loaded[host]
         if (profile.fractions, profile.seed) != (tuple(fractions), seed):
             raise DataError(
                 f"profile of {host} used fractions {list(profile.fractions)} and seed "
                 f"{profile.seed}, this stage {list(fractions)} and {seed}; pass the same to both"
             )
+        for name, figures in files.items():
+            if name in profiled:
+                raise DataError(
+                    f"{name} was profiled by both {profiled[name][0]} and {host}, so its rows would count "
+                    f"twice: give the profile job its raw input ShardedByS3Key, one object per instance"
+                )
+            profiled[name] = (host, *figures)
         merged.merge(profile)
-    return merged, {host: profile for host, (_, profile) in loaded.items()}
+    return merged, profiled
+
+
+def _check_shard(sizes: dict[str, int], rows: dict[str, int] | None, profiled: dict) -> None:
+    """Every file of this instance's shard was profiled as it is now. Which instance profiled it does
+    not matter: SageMaker does not say that two jobs shard the same objects to the same hosts."""
+    for name, size in sizes.items():
+        if name not in profiled:
+            raise DataError(
+                f"{name} is in this shard but in no profile: "
+                f"the input changed between the profile and encode stages; run both again"
+            )
+        _, profiled_size, profiled_rows = profiled[name]
+        if size != profiled_size or (rows is not None and rows[name] != profiled_rows):
+            now = f"{size} bytes" if rows is None else f"{size} bytes, {rows[name]} rows"
+            raise DataError(
+                f"{name} has {now}, its profile {profiled_size} bytes, {profiled_rows} rows: "
+                f"the input changed between the profile and encode stages; run both again"
+            )
 
 
 def _write_outputs(output_dir: Path, outputs: dict[str, str]) -> None:
@@ -888,16 +936,16 @@ def _write_splits(
     names: list[str],
     reader: _Reader,
     encoding: Encoding,
-    expected: list[int] | None,
+    verify: Callable[[], None] | None = None,
     train_parts: int = 1,
 ) -> list[int]:
     """Stream every chunk's encoded rows into the split files; return rows per split. The files
     appear only once complete, each renamed into place from a temporary file beside it, and not at
-    all when the rows per split differ from ``expected`` (what the profile stage counted). With
+    all when ``verify`` (called once every row is read) raises. With
     ``train_parts`` > 1 the train rows are dealt round-robin into that many files, the objects a
     ShardedByS3Key channel hands out to the instances of a distributed training job."""
     train_names = train_part_names(names[0], train_parts)
-    folders = [SPLITS[0]] * train_parts + [*SPLITS[1:], BASELINE_DIR]
+    folders = [SPLITS[0]] * train_parts + [*SPLITS[1:], FEATURES_DIR]
     targets = [
         output_dir / folder / name for folder, name in zip(folders, [*train_names, *names[1:]], strict=True)
     ]
@@ -920,12 +968,8 @@ def _write_splits(
                     temporaries[i + train_parts - 1 if i else 0][0].write(text)
                 if i < 3:
                     rows[i] += int(np.count_nonzero(codes == i))
-        if expected is not None and rows != expected:
-            reader.source = ""
-            raise DataError(
-                f"this shard has {sum(rows)} rows, its profile {sum(expected)}: "
-                f"the input changed between the profile and encode stages"
-            )
+        if verify is not None:
+            verify()
         for handle, tmp in temporaries:
             handle.close()
             os.chmod(tmp, 0o644)
@@ -998,8 +1042,16 @@ def main(argv: list[str] | None = None) -> int:
         reader = _Reader(_input_files(args.input), spec, args.chunk_rows, fractions, args.seed)
         if args.stage == "encode":
             source = str(args.profiles)
-            profile, own = _load_profiles(args.profiles, spec, fractions, args.seed)
+            profile, profiled = _load_profiles(args.profiles, spec, fractions, args.seed)
             source = str(args.input)
+            _check_shard(reader.sizes(), None, profiled)  # before the long pass, on sizes alone
+            if len(hosts) > 1 and set(reader.sizes()) == set(profiled):
+                # Every profiled file, though the profile job's shards were not empty: this input
+                # is not sharded, and each instance would encode every row again.
+                raise DataError(
+                    f"this instance holds every one of the {len(profiled)} files the {len(hosts)} "
+                    f"profile instances shared: give the encode job its raw input ShardedByS3Key too"
+                )
         else:
             profile = Profile(spec, *fractions, args.seed)
             for table, codes in reader.chunks():
@@ -1007,15 +1059,23 @@ def main(argv: list[str] | None = None) -> int:
         if args.stage == "profile":
             if sum(profile.rows) == 0:
                 raise DataError(_empty_shard(host, hosts))
-            body = {"host": host, "hosts": hosts, "profile": profile.to_json()}
+            files = {
+                name: {"bytes": size, "rows": reader.rows[name]} for name, size in reader.sizes().items()
+            }
+            body = {"host": host, "hosts": hosts, "files": files, "profile": profile.to_json()}
             _write_outputs(args.output_dir, {f"{PROFILE_DIR}/profile-{host}.json": _json(body)})
             print(f"profiled {sum(profile.rows)} rows of {host}'s shard to {args.output_dir / PROFILE_DIR}")
             return 0
         profile.check()
         stems = [*SPLITS, BASELINE_DATASET_FILENAME.removesuffix(".csv")]
         names = [f"{stem}.csv" if host is None else f"{stem}-{host}.csv" for stem in stems]
-        expected = own[host].rows if args.stage == "encode" else None
-        rows = _write_splits(args.output_dir, names, reader, profile.encoding, expected, args.train_parts)
+        verify = None
+        if args.stage == "encode":
+
+            def verify():
+                _check_shard(reader.sizes(), reader.rows, profiled)
+
+        rows = _write_splits(args.output_dir, names, reader, profile.encoding, verify, args.train_parts)
         if host is None or host == hosts[0]:  # one instance writes what every instance shares
             _write_outputs(args.output_dir, profile.outputs())
     except SpecError as err:

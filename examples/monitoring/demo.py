@@ -43,11 +43,14 @@ def sh(*command: str, env: dict, check: bool = True) -> subprocess.CompletedProc
 
 
 def test_rows(home: Path) -> list[str]:
-    """The newest execution's test split without its label: rows as requests carry them."""
-    splits = sorted(
-        (home / "s3" / "sagemaker-local").glob("*/*/Preprocess/test/test.csv"), key=os.path.getmtime
-    )
-    return [line.split(",", 1)[1] for line in splits[-1].read_text().splitlines()]
+    """The newest execution's test split without its label: rows as requests carry them (one file
+    per Preprocess instance)."""
+    folders = sorted((home / "s3" / "sagemaker-local").glob("*/*/Preprocess/test"), key=os.path.getmtime)
+    return [
+        line.split(",", 1)[1]
+        for split in sorted(folders[-1].glob("test-*.csv"))
+        for line in split.read_text().splitlines()
+    ]
 
 
 def shifted(row: str) -> str:

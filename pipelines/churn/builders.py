@@ -130,7 +130,8 @@ class BuildContext:
 
 def build(settings: churn.Settings, spec, bundles: Mapping[str, CodeBundle]) -> Pipeline:
     ctx = _context(settings, spec, bundles)
-    preprocess = preprocess_step_of(ctx)
+    profile = profile_step_of(ctx)
+    preprocess = preprocess_step_of(ctx, profile)
     data_baseline = data_baseline_step_of(ctx, preprocess)
     train = train_step_of(ctx, preprocess)
     tune = tune_step_of(ctx, preprocess)
@@ -143,7 +144,7 @@ def build(settings: churn.Settings, spec, bundles: Mapping[str, CodeBundle]) -> 
     return Pipeline(
         name=settings.pipeline_name,
         parameters=ctx.parameters.as_list(),
-        steps=[preprocess, data_baseline, train, tune, evaluate, gate],
+        steps=[profile, preprocess, data_baseline, train, tune, evaluate, gate],
         sagemaker_session=ctx.session,
     )
 
@@ -212,12 +213,14 @@ def _parameters(settings: churn.Settings, gate_metric: str, higher_is_better: bo
 # processing
 
 
-def _processor(ctx: BuildContext, name: str, bundle: CodeBundle) -> Processor:
+def _processor(ctx: BuildContext, name: str, bundle: CodeBundle, instance_count=None) -> Processor:
+    """A processing job of ``instance_count`` instances (by default the ProcessingInstanceCount
+    parameter: only for jobs whose work divides over a ShardedByS3Key input)."""
     s, vpc = ctx.settings, bool(ctx.settings.subnets)
     return Processor(
         role=s.role,
         image_uri=ctx.image,
-        instance_count=ctx.parameters.processing_count,
+        instance_count=ctx.parameters.processing_count if instance_count is None else instance_count,
         instance_type=ctx.parameters.processing_type,
         entrypoint=["python3", f"{churn.CODE_DIR}/{bundle.entry}"],
         volume_kms_key=s.kms_key_id,
@@ -233,11 +236,17 @@ def _processor(ctx: BuildContext, name: str, bundle: CodeBundle) -> Processor:
     )
 
 
-def _processing_input(name: str, source, local_path: str) -> ProcessingInput:
+def _processing_input(
+    name: str, source, local_path: str, distribution: str = "FullyReplicated"
+) -> ProcessingInput:
     return ProcessingInput(
         input_name=name,
         s3_input=ProcessingS3Input(
-            s3_uri=source, local_path=local_path, s3_data_type="S3Prefix", s3_input_mode="File"
+            s3_uri=source,
+            local_path=local_path,
+            s3_data_type="S3Prefix",
+            s3_input_mode="File",
+            s3_data_distribution_type=distribution,
         ),
     )
 
@@ -251,8 +260,8 @@ def _processing_output(ctx: BuildContext, name: str, local_path: str, step_name:
     )
 
 
-def _split_uri(preprocess: ProcessingStep, split: str):
-    return preprocess.properties.ProcessingOutputConfig.Outputs[split].S3Output.S3Uri
+def _output_uri(step: ProcessingStep, output: str):
+    return step.properties.ProcessingOutputConfig.Outputs[output].S3Output.S3Uri
 
 
 def _output_file(step: ProcessingStep, output: str, filename: str) -> Join:
@@ -261,39 +270,92 @@ def _output_file(step: ProcessingStep, output: str, filename: str) -> Join:
     )
 
 
-def preprocess_step_of(ctx: BuildContext) -> ProcessingStep:
-    """Validate and encode the raw table, split it, write schema and baseline."""
+# Preprocess runs as two jobs of ProcessingInstanceCount instances, each instance on its share of the
+# raw input: SageMaker hands a ShardedByS3Key input out by whole objects and a FullyReplicated one
+# whole to every instance, so without a sharded input N instances repeat the same work (botocore's
+# ProcessingS3Input.S3DataDistributionType). Category levels must be fixed before any row is one-hot
+# encoded, and the instances of one job share nothing while they run: the small per-instance
+# profiles (counts, levels, moments) are written by one job and merged at the start of the next,
+# rather than the encoded outputs merged after.
+
+
+def _raw_input(ctx: BuildContext) -> ProcessingInput:
+    return _processing_input(
+        "raw", ctx.parameters.input_data, f"{churn.PROCESSING_ROOT}/input/raw", "ShardedByS3Key"
+    )
+
+
+def _preprocess_arguments(ctx: BuildContext, stage: str, *extra) -> list:
+    root = churn.PROCESSING_ROOT
+    return [
+        "--stage",
+        stage,
+        "--input",
+        f"{root}/input/raw",
+        "--spec",
+        f"{root}/input/spec/{ctx.bundles['dataset-spec'].entry}",
+        "--output-dir",
+        OUTPUT_ROOT,
+        # Where SageMaker Processing tells each instance its host and the job's others.
+        "--resource-config",
+        "/opt/ml/config/resourceconfig.json",
+        *extra,
+    ]
+
+
+def profile_step_of(ctx: BuildContext) -> ProcessingStep:
+    """The first pass: each instance profiles its share of the raw table."""
+    root = churn.PROCESSING_ROOT
+    profiles = preprocess_step.PROFILE_DIR
+    return ProcessingStep(
+        name="Profile",
+        step_args=_processor(ctx, "profile", ctx.bundles["preprocess"]).run(
+            inputs=[
+                _raw_input(ctx),
+                _processing_input("spec", ctx.code_uri("dataset-spec"), f"{root}/input/spec"),
+                _processing_input("code", ctx.code_uri("preprocess"), churn.CODE_DIR),
+            ],
+            outputs=[_processing_output(ctx, profiles, f"{OUTPUT_ROOT}/{profiles}", "Profile")],
+            arguments=_preprocess_arguments(ctx, "profile"),
+        ),
+        cache_config=ctx.cache,
+        retry_policies=list(ctx.job_retries),
+        description="Check the raw table and count what encoding needs: levels, moments, rows per split.",
+    )
+
+
+def preprocess_step_of(ctx: BuildContext, profile: ProcessingStep) -> ProcessingStep:
+    """The second pass: each instance encodes and splits its share with the merged profiles."""
     root, out = churn.PROCESSING_ROOT, OUTPUT_ROOT
-    outputs = {
-        **{split: f"{out}/{split}" for split in preprocess_step.SPLITS},
-        preprocess_step.SCHEMA_DIR: f"{out}/{preprocess_step.SCHEMA_DIR}",
-        preprocess_step.BASELINE_DIR: f"{out}/{preprocess_step.BASELINE_DIR}",
-    }
+    folders = (*preprocess_step.SPLITS, preprocess_step.SCHEMA_DIR, preprocess_step.BASELINE_DIR)
+    outputs = {folder: f"{out}/{folder}" for folder in (*folders, preprocess_step.FEATURES_DIR)}
     return ProcessingStep(
         name="Preprocess",
         step_args=_processor(ctx, "preprocess", ctx.bundles["preprocess"]).run(
             inputs=[
-                _processing_input("raw", ctx.parameters.input_data, f"{root}/input/raw"),
+                _raw_input(ctx),
+                _processing_input(
+                    "profiles", _output_uri(profile, preprocess_step.PROFILE_DIR), f"{root}/input/profiles"
+                ),
                 _processing_input("spec", ctx.code_uri("dataset-spec"), f"{root}/input/spec"),
                 _processing_input("code", ctx.code_uri("preprocess"), churn.CODE_DIR),
             ],
             outputs=[_processing_output(ctx, name, path, "Preprocess") for name, path in outputs.items()],
-            arguments=[
-                "--input",
-                f"{root}/input/raw",
-                "--spec",
-                f"{root}/input/spec/{ctx.bundles['dataset-spec'].entry}",
-                "--output-dir",
-                out,
-                # One train file per training instance: the train channel is ShardedByS3Key, which
-                # hands out whole objects, so a single file would go to one instance alone.
+            arguments=_preprocess_arguments(
+                ctx,
+                "encode",
+                "--profiles",
+                f"{root}/input/profiles",
+                # Train parts per instance, one per training instance: the train channel is
+                # ShardedByS3Key, which hands out whole objects, so a single file would go to one
+                # training instance alone.
                 "--train-parts",
                 ctx.parameters.training_count.to_string(),
-            ],
+            ),
         ),
         cache_config=ctx.cache,
         retry_policies=list(ctx.job_retries),
-        description="Validate and encode the raw table; write the three splits, schema and baseline.",
+        description="Encode and split the raw table with the merged profiles; write schema and baseline.",
     )
 
 
@@ -320,11 +382,11 @@ def _channels(ctx: BuildContext, preprocess: ProcessingStep) -> list[Channel]:
     # puts schema.json inside every model.tar.gz, tuning trials' included, so the registered model
     # carries the encoding of raw records (steps/inference.py says why).
     return [
-        channel("train", _split_uri(preprocess, "train"), distribution="ShardedByS3Key"),
-        channel("validation", _split_uri(preprocess, "validation")),
+        channel("train", _output_uri(preprocess, "train"), distribution="ShardedByS3Key"),
+        channel("validation", _output_uri(preprocess, "validation")),
         channel(
             train_step.SCHEMA_CHANNEL,
-            _split_uri(preprocess, preprocess_step.SCHEMA_DIR),
+            _output_uri(preprocess, preprocess_step.SCHEMA_DIR),
             content_type="application/json",
         ),
         channel(churn.TRAINING_CODE_CHANNEL, ctx.code_uri("train"), content_type=None),
@@ -454,10 +516,12 @@ def evaluate_step_of(ctx: BuildContext, preprocess: ProcessingStep, best_model_u
     )
     return ProcessingStep(
         name="Evaluate",
-        step_args=_processor(ctx, "evaluate", ctx.bundles["evaluate"]).run(
+        # One instance: the test metric is computed over every test row at once, so more instances
+        # would each score the whole split again.
+        step_args=_processor(ctx, "evaluate", ctx.bundles["evaluate"], instance_count=1).run(
             inputs=[
                 _processing_input("model", best_model_uri, f"{root}/input/model"),
-                _processing_input("test", _split_uri(preprocess, "test"), f"{root}/input/test"),
+                _processing_input("test", _output_uri(preprocess, "test"), f"{root}/input/test"),
                 _processing_input("code", ctx.code_uri("evaluate"), churn.CODE_DIR),
             ],
             outputs=[_processing_output(ctx, "evaluation", f"{out}/evaluation", "Evaluate")],
@@ -486,9 +550,8 @@ def data_baseline_step_of(ctx: BuildContext, preprocess: ProcessingStep) -> Qual
     return QualityCheckStep(
         name="DataQualityBaseline",
         quality_check_config=DataQualityCheckConfig(
-            baseline_dataset=_output_file(
-                preprocess, preprocess_step.BASELINE_DIR, preprocess_step.BASELINE_DATASET_FILENAME
-            ),
+            # The folder: one features file per Preprocess instance, all of them the dataset.
+            baseline_dataset=_output_uri(preprocess, preprocess_step.FEATURES_DIR),
             dataset_format=DatasetFormat.csv(header=False),
             output_s3_uri=ctx.s3_path("DataQualityBaseline", "baseline"),
         ),

@@ -347,6 +347,26 @@ def _log_command(log_path: Path, host: str, command: Sequence[str]) -> None:
             log.write(f"---- {host}: {' '.join(command)}\n")
 
 
+def instance_log(log_path: Path, hosts: Sequence[str], index: int) -> Path:
+    """Where instance ``index`` writes its output: the job's log itself when it is the only one.
+    With several, each has a log of its own beside the job's (SageMaker gives each instance a log
+    stream of its own), so that a failure's last line is the failing instance's; they are merged
+    into the job's log, in host order, once every instance has ended."""
+    return log_path if len(hosts) == 1 else log_path.with_name(f"log-{hosts[index]}.txt")
+
+
+def merge_instance_logs(log_path: Path, hosts: Sequence[str]) -> None:
+    if len(hosts) == 1:
+        return
+    with open(log_path, "ab") as merged:
+        for index in range(len(hosts)):
+            with (
+                contextlib.suppress(FileNotFoundError),
+                open(instance_log(log_path, hosts, index), "rb") as part,
+            ):
+                shutil.copyfileobj(part, merged)
+
+
 def _run_all(worker: Callable[[int], None], count: int, cpus: int) -> None:
     """Run ``worker(i)`` for every instance, ``cpus`` at a time at most (the others queue); the first
     failure is raised after all end."""
@@ -421,7 +441,8 @@ def processing_job(name: str, arguments: Mapping[str, Any], env: JobEnvironment)
 
     def instance(index: int) -> None:
         prepare_processing_sandbox(sandboxes[index], arguments, env.store, hosts, index)
-        _log_command(log_path, hosts[index], entry.command)
+        own_log = instance_log(log_path, hosts, index)
+        _log_command(own_log, hosts[index], entry.command)
         # Each instance holds one CPU of the budget while it runs: processing code (pandas) is
         # mostly single-threaded, and independent steps keep running side by side. A processing
         # container gets no SM_NUM_CPUS; OpenMP's own variable caps the threads of numeric
@@ -429,13 +450,16 @@ def processing_job(name: str, arguments: Mapping[str, Any], env: JobEnvironment)
         with _cpus(env, budget, 1, 1) as cpus:
             environment = {"OMP_NUM_THREADS": str(cpus), **entry.environment}
             instance_entry = EntryPoint(entry.command, entry.workdir, environment)
-            status = run_entry_point(sandboxes[index], instance_entry, log_path, timeout, env.stop)
+            status = run_entry_point(sandboxes[index], instance_entry, own_log, timeout, env.stop)
         if status != 0:
             failure = sandboxes[index].local(f"{CONTAINER_ROOT}/output/message")
-            raise exit_failure(status, f"processing job {name} ({hosts[index]})", log_path, failure)
+            raise exit_failure(status, f"processing job {name} ({hosts[index]})", own_log, failure)
 
     fresh_directory(job_dir)
-    _run_all(instance, count, env.cpus)
+    try:
+        _run_all(instance, count, env.cpus)
+    finally:
+        merge_instance_logs(log_path, hosts)
     for sandbox in sandboxes:
         collect_processing_outputs(sandbox, arguments, env.store)
     return describe_processing_job(name, arguments, started, now())
@@ -570,16 +594,20 @@ def training_job(name: str, arguments: Mapping[str, Any], env: JobEnvironment) -
                 sandbox, arguments, runtime, setups[index], env.store, cpus, hosts, index
             )
             entry = EntryPoint(entry.command, entry.workdir, {**entry.environment, **tracker})
-            _log_command(log_path, hosts[index], entry.command)
-            status = run_entry_point(sandbox, entry, log_path, timeout, env.stop, group)
+            own_log = instance_log(log_path, hosts, index)
+            _log_command(own_log, hosts[index], entry.command)
+            status = run_entry_point(sandbox, entry, own_log, timeout, env.stop, group)
             if status != 0 and not (group.ended and status < 0):
                 failure = sandbox.local(f"{CONTAINER_ROOT}/output/failure")
                 what = f"training job {name}" + (f" ({hosts[index]})" if count > 1 else "")
-                raise exit_failure(status, what, log_path, failure)
+                raise exit_failure(status, what, own_log, failure)
             if status != 0:  # ended because another instance failed first: that failure is raised
                 raise StepFailure(f"training job {name} ({hosts[index]}) was ended", None, log_path)
 
-        _run_together(instance, count)
+        try:
+            _run_together(instance, count)
+        finally:
+            merge_instance_logs(log_path, hosts)
     # The first host is the one that saves the model (steps/train.py, and the XGBoost container's
     # distributed example): its model directory is the job's artifact.
     model_uri = collect_training_outputs(sandboxes[0], name, arguments, env.store)

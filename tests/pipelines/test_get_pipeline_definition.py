@@ -62,7 +62,15 @@ def test_works_with_no_aws_credentials_and_no_network(tmp_path):
     assert done.returncode == 0, done.stderr
     assert done.stderr == ""  # the SDK's own log lines stay out of the way unless --verbose
     types = sorted(s["Type"] for s in json.loads(done.stdout)["Steps"])
-    assert types == ["Condition", "Processing", "Processing", "QualityCheck", "Training", "Tuning"]
+    assert types == [
+        "Condition",
+        "Processing",
+        "Processing",
+        "Processing",
+        "QualityCheck",
+        "Training",
+        "Tuning",
+    ]
 
 
 @pytest.mark.parametrize(

@@ -348,8 +348,8 @@ def test_main_writes_every_output_label_first_without_header(layout, write, run_
     written = sorted(p.relative_to(layout["out"]).as_posix() for p in layout["out"].rglob("*") if p.is_file())
     assert written == [
         "baseline/constraints.json",
-        "baseline/features.csv",
         "baseline/statistics.json",
+        "features/features.csv",
         "schema/schema.json",
         "test/test.csv",
         "train/train.csv",
@@ -361,7 +361,7 @@ def test_main_writes_every_output_label_first_without_header(layout, write, run_
     assert schema["num_features"] == 4
     # The QualityCheck baseline dataset: the train split's rows without their label, as requests send them.
     train_rows = (layout["out"] / "train" / "train.csv").read_text().splitlines()
-    features = (layout["out"] / "baseline" / "features.csv").read_text().splitlines()
+    features = (layout["out"] / "features" / "features.csv").read_text().splitlines()
     assert features == [row.split(",", 1)[1] for row in train_rows]
     assert schema["rows"] == {"train": 32, "validation": 3, "test": 5}
     assert schema["label"] == {"name": "y", "classes": ["no", "yes"], "encoding": {"no": 0, "yes": 1}}
@@ -599,16 +599,18 @@ def resource_config(tmp_path, host: str, hosts: list[str]):
     return path
 
 
-def sharded_run(tmp_path, write, run_main, files: dict[str, str], hosts: list[str]):
+def sharded_run(tmp_path, write, run_main, files: dict[str, str], hosts: list[str], rotate: int = 0):
     """The two processing jobs of a sharded run, each host given every len(hosts)-th file by name
-    (ShardedByS3Key's split); returns the encode job's folder per host."""
+    (ShardedByS3Key's split; with ``rotate``, the encode job hands the shards to other hosts);
+    returns the encode job's folder per host."""
     write(tmp_path / "spec.json", json.dumps(SPEC))
     names = sorted(files)
     profiles = tmp_path / "profiles"
     for stage in ("profile", "encode"):
         for index, host in enumerate(hosts):
-            shard = tmp_path / "shards" / host
-            for name in names[index :: len(hosts)]:
+            shard = tmp_path / "shards" / stage / host
+            dealt = (index + (rotate if stage == "encode" else 0)) % len(hosts)
+            for name in names[dealt :: len(hosts)]:
                 write(shard / name, files[name])
             shard.mkdir(parents=True, exist_ok=True)
             extra = ["--profiles", profiles] if stage == "encode" else []
@@ -637,16 +639,19 @@ def sharded_run(tmp_path, write, run_main, files: dict[str, str], hosts: list[st
     return {host: tmp_path / "encode" / host for host in hosts}
 
 
-def test_three_sharded_instances_write_what_one_writes_up_to_row_order(tmp_path, write, run_main):
+# SageMaker does not say that two jobs deal a ShardedByS3Key input's objects to the same hosts, so
+# the encode job may hold other files than the same host profiled (rotate=1).
+@pytest.mark.parametrize("rotate", [0, 1])
+def test_three_sharded_instances_write_what_one_writes_up_to_row_order(tmp_path, write, run_main, rotate):
     rows = wide_csv(900).splitlines()
     files = {
         f"part-{i}.csv": "\n".join([rows[0], *rows[1 + i * 100 : 101 + i * 100]]) + "\n" for i in range(9)
     }
     whole = whole_file_outputs(files, spec())
     hosts = ["algo-1", "algo-2", "algo-3"]
-    outs = sharded_run(tmp_path, write, run_main, files, hosts)
+    outs = sharded_run(tmp_path, write, run_main, files, hosts, rotate)
     assert isinstance(outs, dict), outs.err
-    parts = [(split, split) for split in preprocess.SPLITS] + [("baseline", "features")]
+    parts = [(split, split) for split in preprocess.SPLITS] + [(preprocess.FEATURES_DIR, "features")]
     for folder, stem in parts:
         lines = [
             line
@@ -667,12 +672,57 @@ def test_three_sharded_instances_write_what_one_writes_up_to_row_order(tmp_path,
     assert not (outs["algo-2"] / "baseline" / "statistics.json").exists()
 
 
+def test_encode_refuses_an_input_that_is_not_sharded(tmp_path, write, run_main):
+    """A raw input FullyReplicated to the encode job: every instance would encode every row."""
+    files = {"a.csv": wide_csv(100), "b.csv": "color,size,y\n" + wide_csv(200).split("\n", 101)[-1]}
+    hosts = ["algo-1", "algo-2"]
+    assert isinstance(sharded_run(tmp_path, write, run_main, files, hosts), dict)
+    whole = tmp_path / "whole"
+    for name, text in files.items():
+        write(whole / name, text)
+    run = run_main(
+        preprocess.main,
+        ["--input", whole, "--spec", tmp_path / "spec.json", "--output-dir", tmp_path / "again",
+         "--stage", "encode", "--profiles", tmp_path / "profiles",
+         "--resource-config", resource_config(tmp_path, "algo-2", hosts)],
+    )  # fmt: skip
+    assert run.code == 2
+    assert run.error_lines == [
+        f"error: {whole}: this instance holds every one of the 2 files the 2 profile instances shared: "
+        "give the encode job its raw input ShardedByS3Key too"
+    ]
+    assert not (tmp_path / "again").exists()
+
+
+def test_encode_refuses_profiles_that_saw_the_same_file_twice(tmp_path, write, run_main):
+    """A raw input FullyReplicated to the profile job: every instance profiles every file."""
+    files = {"a.csv": wide_csv(100), "b.csv": "color,size,y\n" + wide_csv(200).split("\n", 101)[-1]}
+    hosts = ["algo-1", "algo-2"]
+    assert isinstance(sharded_run(tmp_path, write, run_main, files, hosts), dict)
+    profiles = tmp_path / "profiles"
+    twice = json.loads((profiles / "profile-algo-2.json").read_text())
+    twice["files"].update(json.loads((profiles / "profile-algo-1.json").read_text())["files"])
+    (profiles / "profile-algo-2.json").write_text(json.dumps(twice))
+    run = run_main(
+        preprocess.main,
+        ["--input", tmp_path / "shards" / "encode" / "algo-1", "--spec", tmp_path / "spec.json",
+         "--output-dir", tmp_path / "again", "--stage", "encode", "--profiles", profiles,
+         "--resource-config", resource_config(tmp_path, "algo-1", hosts)],
+    )  # fmt: skip
+    assert run.code == 2
+    assert run.error_lines == [
+        f"error: {profiles}: a.csv was profiled by both algo-1 and algo-2, so its rows would count twice: "
+        "give the profile job its raw input ShardedByS3Key, one object per instance"
+    ]
+    assert not (tmp_path / "again").exists()
+
+
 def test_a_shard_without_rows_is_an_error_naming_the_instance(tmp_path, write, run_main):
     files = {"a.csv": wide_csv(100), "b.csv": "color,size,y\n" + wide_csv(200).split("\n", 101)[-1]}
     run = sharded_run(tmp_path, write, run_main, files, ["algo-1", "algo-2", "algo-3"])
     assert run.code == 2
     assert run.error_lines == [
-        f"error: {tmp_path / 'shards' / 'algo-3'}: "
+        f"error: {tmp_path / 'shards' / 'profile' / 'algo-3'}: "
         "the shard of algo-3 (3 of 3 instances) holds no data rows: "
         "give the job at most as many instances as there are input files with rows"
     ]
@@ -712,7 +762,7 @@ def test_encode_refuses_an_incomplete_set_of_profiles(tmp_path, write, run_main)
         preprocess.main,
         [
             "--input",
-            tmp_path / "shards" / "algo-1",
+            tmp_path / "shards" / "encode" / "algo-1",
             "--spec",
             tmp_path / "spec.json",
             "--output-dir",
@@ -741,7 +791,7 @@ def test_encode_refuses_profiles_of_other_fractions_and_a_shard_that_changed(tmp
     def encode(*extra):
         return run_main(
             preprocess.main,
-            ["--input", tmp_path / "shards" / "algo-2", "--spec", tmp_path / "spec.json",
+            ["--input", tmp_path / "shards" / "encode" / "algo-2", "--spec", tmp_path / "spec.json",
              "--output-dir", tmp_path / "again", "--stage", "encode", "--profiles", tmp_path / "profiles",
              "--resource-config", resource_config(tmp_path, "algo-2", hosts), *extra],
         )  # fmt: skip
@@ -752,12 +802,18 @@ def test_encode_refuses_profiles_of_other_fractions_and_a_shard_that_changed(tmp
         f"error: {tmp_path / 'profiles'}: profile of algo-1 used fractions [0.7, 0.15] and seed 42, "
         "this stage [0.7, 0.15] and 7; pass the same to both"
     ]
-    with open(tmp_path / "shards" / "algo-2" / "b.csv", "a") as handle:
+    shard = tmp_path / "shards" / "encode" / "algo-2"
+    with open(shard / "b.csv", "a") as handle:
         handle.write("red,1.5,yes\n")
     changed = encode()
     assert changed.code == 2
     assert changed.error_lines == [
-        f"error: {tmp_path / 'shards' / 'algo-2'}: this shard has 101 rows, its profile 100: "
-        "the input changed between the profile and encode stages"
+        f"error: {shard}: b.csv has 1369 bytes, its profile 1357 bytes, 100 rows: "
+        "the input changed between the profile and encode stages; run both again"
+    ]
+    (shard / "b.csv").rename(shard / "c.csv")
+    assert encode().error_lines == [
+        f"error: {shard}: c.csv is in this shard but in no profile: "
+        "the input changed between the profile and encode stages; run both again"
     ]
     assert not any((tmp_path / "again").rglob("*.csv"))

@@ -24,6 +24,7 @@ def test_definition_has_every_step_type_of_the_template(churn_definition):
     assert types == sorted(
         [
             "Processing",
+            "Processing",
             "QualityCheck",
             "Training",
             "Tuning",
@@ -43,9 +44,15 @@ def test_the_version_carries_model_monitors_baseline_of_the_training_features(ch
         True,
         True,
     )
-    dataset = json.dumps(check["Arguments"]["ProcessingInputs"])
-    # The features alone, as requests carry them: Preprocess's baseline/features.csv.
-    assert "Outputs['baseline'].S3Output.S3Uri" in dataset and "features.csv" in dataset
+    (dataset,) = [
+        i for i in check["Arguments"]["ProcessingInputs"] if i["InputName"] == "baseline_dataset_input"
+    ]
+    # The features alone, as requests carry them: every file of Preprocess's features folder (one per
+    # instance), and nothing else.
+    assert dataset["S3Input"]["S3Uri"] == get(
+        "Steps.Preprocess.ProcessingOutputConfig.Outputs['features'].S3Output.S3Uri"
+    )
+    assert dataset["S3Input"]["S3DataType"] == "S3Prefix"
     register = next(s for s in steps.values() if s["Type"] == "RegisterModel")
     arguments = register["Arguments"]
     quality = arguments["ModelMetrics"]["ModelDataQuality"]
@@ -55,6 +62,31 @@ def test_the_version_carries_model_monitors_baseline_of_the_training_features(ch
     assert drift["Statistics"]["S3Uri"] == get(
         "Steps.DataQualityBaseline.BaselineUsedForDriftCheckStatistics"
     )
+
+
+def test_processing_instances_share_the_raw_input_and_evaluate_runs_on_one(churn_definition):
+    """ProcessingInstanceCount divides Profile's and Preprocess's work: the raw input is their only
+    ShardedByS3Key input, Preprocess gets every profile whole, and Evaluate, whose metric needs every
+    test row at once, keeps one instance whatever the parameter says."""
+    steps = all_steps(churn_definition)
+    for name in ("Profile", "Preprocess"):
+        arguments = steps[name]["Arguments"]
+        count = arguments["ProcessingResources"]["ClusterConfig"]["InstanceCount"]
+        assert count == get("Parameters.ProcessingInstanceCount"), name
+        distribution = {
+            i["InputName"]: i["S3Input"]["S3DataDistributionType"] for i in arguments["ProcessingInputs"]
+        }
+        assert distribution.pop("raw") == "ShardedByS3Key", name
+        assert set(distribution.values()) == {"FullyReplicated"}, name
+        assert arguments["ProcessingInputs"][0]["S3Input"]["S3Uri"] == get("Parameters.InputDataUrl")
+        stage = arguments["AppSpecification"]["ContainerArguments"]
+        assert stage[:2] == ["--stage", name.lower().replace("preprocess", "encode")], name
+    profiles = {i["InputName"]: i for i in steps["Preprocess"]["Arguments"]["ProcessingInputs"]}["profiles"]
+    assert profiles["S3Input"]["S3Uri"] == get(
+        "Steps.Profile.ProcessingOutputConfig.Outputs['profile'].S3Output.S3Uri"
+    )
+    evaluate_cluster = steps["Evaluate"]["Arguments"]["ProcessingResources"]["ClusterConfig"]
+    assert evaluate_cluster["InstanceCount"] == 1
 
 
 def test_training_and_tuning_read_the_splits_that_preprocess_writes(churn_definition):

@@ -61,6 +61,38 @@ def json_get(document: dict, path: str):
     return value
 
 
+def preprocess_as_wired(box: Sandbox, steps: dict) -> dict:
+    """Profile, then Preprocess, on one instance: the raw data, the spec and SageMaker's resource
+    config where the definition expects them, and Profile's output in the Preprocess input the
+    definition feeds from it. Preprocess's output folders by name."""
+    config = box.path("/opt/ml/config/resourceconfig.json")
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text(json.dumps({"current_host": "algo-1", "hosts": ["algo-1"]}))
+
+    def run(name: str) -> tuple[dict, dict]:
+        inputs, outputs = processing_io(steps[name])
+        box.place(REPO / "data" / "churn" / "churn.csv", inputs["raw"])
+        box.place(REPO / "pipelines" / "churn" / "dataset.json", inputs["spec"])
+        return inputs, outputs
+
+    _, profile_out = run("Profile")
+    assert preprocess.main(box.args(container_arguments(steps["Profile"]))) == 0
+    inputs, outputs = run("Preprocess")
+    source = sources(steps["Preprocess"])["profiles"]
+    assert source == {"Get": "Steps.Profile.ProcessingOutputConfig.Outputs['profile'].S3Output.S3Uri"}
+    shutil.copytree(box.path(profile_out["profile"]), box.path(inputs["profiles"]))
+    assert preprocess.main(box.args(container_arguments(steps["Preprocess"]))) == 0
+    return outputs
+
+
+def container_arguments(step: dict) -> list:
+    return step["Arguments"]["AppSpecification"]["ContainerArguments"]
+
+
+def sources(step: dict) -> dict:
+    return {i["InputName"]: i["S3Input"]["S3Uri"] for i in step["Arguments"]["ProcessingInputs"]}
+
+
 @pytest.fixture
 def steps(churn_definition):
     return all_steps(churn_definition)
@@ -74,14 +106,7 @@ def defaults(churn_definition):
 def test_the_scripts_run_as_the_definition_wires_them(steps, defaults, tmp_path, monkeypatch, capsys):
     box = Sandbox(tmp_path, defaults)
 
-    # Preprocess: the raw data and the spec land at the input LocalPaths.
-    pre_in, pre_out = processing_io(steps["Preprocess"])
-    box.place(REPO / "data" / "churn" / "churn.csv", pre_in["raw"])
-    box.place(REPO / "pipelines" / "churn" / "dataset.json", pre_in["spec"])
-    code = preprocess.main(
-        box.args(steps["Preprocess"]["Arguments"]["AppSpecification"]["ContainerArguments"])
-    )
-    assert code == 0
+    pre_out = preprocess_as_wired(box, steps)
     for name, local in pre_out.items():  # every declared output is produced where SageMaker collects it
         assert any(box.path(local).iterdir()), name
 
@@ -139,13 +164,7 @@ def test_every_tuning_trial_gets_hyperparameters_the_training_script_accepts(
 ):
     # A misspelt range name or an out-of-range bound would fail every trial, hours in.
     box = Sandbox(tmp_path, defaults)
-    pre_in, pre_out = processing_io(steps["Preprocess"])
-    box.place(REPO / "data" / "churn" / "churn.csv", pre_in["raw"])
-    box.place(REPO / "pipelines" / "churn" / "dataset.json", pre_in["spec"])
-    assert (
-        preprocess.main(box.args(steps["Preprocess"]["Arguments"]["AppSpecification"]["ContainerArguments"]))
-        == 0
-    )
+    pre_out = preprocess_as_wired(box, steps)
     monkeypatch.setenv("SM_CHANNEL_TRAIN", str(box.path(pre_out["train"])))
     monkeypatch.setenv("SM_CHANNEL_VALIDATION", str(box.path(pre_out["validation"])))
     monkeypatch.setenv("SM_MODEL_DIR", str(tmp_path / "model"))

@@ -117,17 +117,18 @@ def test_parameter_values_the_step_apis_refuse_are_reported_together_before_any_
     overrides = {"MaxTuningJobs": "-1", "ModelApprovalStatus": "Yes", "ProcessingInstanceType": "ml.m5.xlage"}
     with pytest.raises(DefinitionError) as caught:
         validate(churn, overrides, churn_types)
-    assert list(caught.value.problems) == [
-        "step 'Preprocess': Arguments.ProcessingResources.ClusterConfig.InstanceType: parameter "
+    wrong_type = (
+        "Arguments.ProcessingResources.ClusterConfig.InstanceType: parameter "
         "ProcessingInstanceType='ml.m5.xlage' is not a valid ProcessingInstanceType "
         f"({len(INSTANCE_TYPES)} values, e.g. {', '.join(INSTANCE_TYPES[:3])}). Did you mean "
-        "'ml.m5.xlarge'? (CreateProcessingJob)",
+        "'ml.m5.xlarge'? (CreateProcessingJob)"
+    )
+    assert list(caught.value.problems) == [
+        f"step 'Profile': {wrong_type}",
+        f"step 'Preprocess': {wrong_type}",
         "step 'Tune': Arguments.HyperParameterTuningJobConfig.ResourceLimits.MaxNumberOfTrainingJobs: "
         "parameter MaxTuningJobs=-1 is below the minimum 1 (CreateHyperParameterTuningJob)",
-        "step 'Evaluate': Arguments.ProcessingResources.ClusterConfig.InstanceType: parameter "
-        "ProcessingInstanceType='ml.m5.xlage' is not a valid ProcessingInstanceType "
-        f"({len(INSTANCE_TYPES)} values, e.g. {', '.join(INSTANCE_TYPES[:3])}). Did you mean "
-        "'ml.m5.xlarge'? (CreateProcessingJob)",
+        f"step 'Evaluate': {wrong_type}",
         "step 'RegisterModel': Arguments.ModelApprovalStatus: parameter ModelApprovalStatus='Yes' is not "
         "one of Approved, Rejected, PendingManualApproval. (CreateModelPackage)",
     ]

@@ -25,7 +25,7 @@ from steps.train import MODEL_FILENAME
 pytestmark = pytest.mark.slow
 
 GROUP = "ChurnModelPackageGroup"
-EXPENSIVE = {"Preprocess", "Train", "Tune", "Evaluate"}
+EXPENSIVE = {"Profile", "Preprocess", "Train", "Tune", "Evaluate"}
 SMALL_TUNING = ["MaxTuningJobs=2", "MaxParallelTuningJobs=2"]
 
 

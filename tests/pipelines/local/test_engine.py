@@ -360,6 +360,25 @@ def test_several_instances_without_a_sharded_input_run_but_are_warned_of_the_rep
     ]
 
 
+def test_a_failing_instance_is_named_with_its_own_last_line_and_every_log_is_kept(runner):
+    """Reproduction: algo-2 of a sharded Profile job failed on its empty shard while algo-1 went on
+    writing to the job's one log, and the failure reason quoted algo-1's last line. Each instance
+    now logs on its own, as each has its own log stream on SageMaker, and the job's log holds them
+    all, in host order, once they end."""
+    runner.store.put_file(SCRIPTS / "host_fails.py", f"{CODE}/host_fails.py")
+
+    outcome = run(runner, processing("Split", "host_fails.py", arguments=["algo-2"], instances=3))
+
+    assert outcome.status == "Failed"
+    assert outcome.failure_reason.endswith(
+        "processing job pipelines-" + outcome.arn.rsplit("/", 1)[1] + "-Split (algo-2) exited with status 2: "
+        "error: refused on algo-2"
+    ), outcome.failure_reason
+    log = (runner.jobs_dir / f"pipelines-{outcome.arn.rsplit('/', 1)[1]}-Split" / "log.txt").read_text()
+    sections = [line for line in log.splitlines() if not line.startswith("---- ")]
+    assert sections == ["done on algo-1", "error: refused on algo-2", "done on algo-3"]
+
+
 def test_instances_beyond_the_cpu_count_queue_instead_of_starting_at_once(tmp_path, work):
     """Reproduction: ``ProcessingInstanceCount=1000`` started a thousand processes at once; a job's
     instances now run at most as many at a time as the runner has CPUs, the rest waiting."""

@@ -27,6 +27,7 @@ def test_a_local_run_is_tracked_and_ends_with_its_report(tmp_path, monkeypatch, 
     page = Path(last[len("report: ") :])
     html = page.read_text()
     assert set(re.findall(r'data-step="([^"]+)"', html)) == {
+        "Profile",
         "Preprocess",
         "DataQualityBaseline",
         "Train",
