@@ -42,6 +42,8 @@ import io
 import json
 import math
 import os
+from collections import Counter
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -270,23 +272,34 @@ def _header_order(cells: list[str], encoding: Encoding) -> list[int] | None:
     """The position of each feature in the header row ``cells``, or None when ``cells`` is not a header
     row (it names no column of the dataset spec); InferenceError when it is one that does not match."""
     spec = encoding.spec
-    names = spec.feature_names
-    if not any(cell in names or cell == spec.label for cell in cells):
+    features = spec.feature_types
+    if not any(cell in features or cell == spec.label for cell in cells):
         return None
-    repeated = sorted({cell for cell in cells if cells.count(cell) > 1})
-    if repeated:
-        raise InferenceError(400, f"the header row names {_shown(repeated)} more than once")
-    if spec.label in cells:
-        raise InferenceError(400, f"the header row names the label {spec.label!r}: send the features only")
-    unknown = [cell for cell in cells if cell not in names]
+    problem = _column_problem(cells, features, spec.label, "the header row", missing="an empty cell")
+    if problem:
+        raise InferenceError(400, problem)
+    return [cells.index(name) for name in features]
+
+
+def _column_problem(
+    columns: Collection[str], features: Mapping[str, str], label: str, where: str, missing: str
+) -> str | None:
+    """What is wrong with the columns that a header row or a JSON record names, or None when they are the
+    features, each once; ``where`` names the row or record, ``missing`` how it writes a missing value."""
+    if len(columns) == len(features) and all(name in columns for name in features):
+        return None  # every feature, so nothing else and none twice: the common case, checked per record
+    if len(set(columns)) < len(columns):
+        repeated = sorted(name for name, count in Counter(columns).items() if count > 1)
+        return f"{where} names {_shown(repeated)} more than once: name each feature once"
+    if label in columns:
+        return f"{where} names the label {label!r}: send the features only"
+    unknown = [name for name in columns if name not in features]
     if unknown:
-        raise InferenceError(
-            400, f"unknown column(s) {_shown(unknown)} in the header row{_did_you_mean(unknown, names)}"
-        )
-    absent = [name for name in names if name not in cells]
+        return f"{where} names unknown column(s) {_shown(unknown)}{_did_you_mean(unknown, tuple(features))}"
+    absent = [name for name in features if name not in columns]
     if absent:
-        raise InferenceError(400, f"the header row lacks column(s) {_shown(absent)}")
-    return [cells.index(name) for name in names]
+        return f"{where} lacks {_shown(absent)}: name every feature, {missing} for a missing value"
+    return None
 
 
 def _raw_csv(
@@ -404,18 +417,9 @@ def _json_records(records: list[dict], encoding: Encoding) -> np.ndarray:
     types = spec.feature_types
     columns: dict[str, list] = {name: [] for name in names}
     for i, record in enumerate(records, start=1):
-        if spec.label in record:
-            raise InferenceError(400, f"record {i} holds the label {spec.label!r}: send the features only")
-        unknown = [key for key in record if key not in types]
-        if unknown:
-            raise InferenceError(
-                400, f"record {i}: unknown column(s) {_shown(unknown)}{_did_you_mean(unknown, names)}"
-            )
-        absent = [name for name in names if name not in record]
-        if absent:
-            raise InferenceError(
-                400, f"record {i} lacks {_shown(absent)}: every feature is named, null for a missing value"
-            )
+        problem = _column_problem(record, types, spec.label, f"record {i}", missing="null")
+        if problem:
+            raise InferenceError(400, problem)
         for name in names:
             columns[name].append(_record_value(record[name], types[name], i, name))
     typed, _ = typed_columns({name: missing_to_nan(cells) for name, cells in columns.items()}, spec)

@@ -1,5 +1,6 @@
-"""Hand-written pipeline definitions for the local runner's tests and benchmarks: Processing steps
-shaped as the SDK writes them (CreateProcessingJob's request), and the definition around them."""
+"""Hand-written pipeline definitions for the local runner's tests and benchmarks: Processing steps and
+Training channels shaped as the SDK writes them (CreateProcessingJob's and CreateTrainingJob's
+requests), and the definition around them."""
 
 import json
 
@@ -35,6 +36,21 @@ def s3_output(name, uri, local="/opt/ml/processing/output"):
         "OutputName": name,
         "AppManaged": False,
         "S3Output": {"S3Uri": uri, "LocalPath": local, "S3UploadMode": "EndOfJob"},
+    }
+
+
+def training_channel(name, uri, distribution="FullyReplicated"):
+    """One entry of a training job's InputDataConfig: CSV objects under ``uri``."""
+    return {
+        "ChannelName": name,
+        "ContentType": "text/csv",
+        "DataSource": {
+            "S3DataSource": {
+                "S3DataType": "S3Prefix",
+                "S3Uri": uri,
+                "S3DataDistributionType": distribution,
+            }
+        },
     }
 
 

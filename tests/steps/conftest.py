@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import xgboost as xgb
+from training_channels import channel_csv
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -52,6 +53,14 @@ def write():
         return path
 
     return write_file
+
+
+@pytest.fixture
+def channels(tmp_path, write) -> Path:
+    """A folder holding train/ and validation/ channels of a learnable binary problem, for steps/train.py."""
+    write(tmp_path / "train" / "train.csv", channel_csv(300, seed=1))
+    write(tmp_path / "validation" / "validation.csv", channel_csv(100, seed=2))
+    return tmp_path
 
 
 def _train_tiny(objective: str, n_features: int = 3) -> xgb.Booster:

@@ -81,14 +81,18 @@ def test_a_raw_row_scores_what_its_encoded_row_scores(model):
     [
         (
             "colour,size,plan\nred,1,no\n",
-            "unknown column(s) 'colour' in the header row (did you mean 'color'?)",
+            "the header row names unknown column(s) 'colour' (did you mean 'color'?)",
         ),
         (
             "color,size,plan,churn\nred,1,no,yes\n",
             "the header row names the label 'churn': send the features only",
         ),
-        ("color,size\nred,1\n", "the header row lacks column(s) 'plan'"),
-        ("color,size,size\nred,1,2\n", "the header row names 'size' more than once"),
+        (
+            "color,size\nred,1\n",
+            "the header row lacks 'plan': name every feature, an empty cell for a missing value",
+        ),
+        ("color,size,size\nred,1,2\n", "the header row names 'size' more than once: name each feature once"),
+        ("color,size,plan,size\nred,1,no,2\n", "the header row names 'size' more than once"),
         ("color,size,plan\n", "no rows after the header row"),
         ("color,size,plan\nred,1\n", "line 2 has 2 values, expected 3 (one per feature)"),
         ("red,big,yes\n", "line 1 column 'size': 'big' is not a number (a header row names the dataset spec"),
@@ -134,12 +138,19 @@ def test_one_json_record_is_one_row_and_null_is_missing():
 @pytest.mark.parametrize(
     ("body", "problem"),
     [
-        ({"color": "red", "size": 1, "plan": "no", "colr": 1}, "record 1: unknown column(s) 'colr'"),
         (
-            {"color": "red", "size": 1},
-            "record 1 lacks 'plan': every feature is named, null for a missing value",
+            {"color": "red", "size": 1, "plan": "no", "colr": 1},
+            "record 1 names unknown column(s) 'colr' (did you mean 'color'?)",
         ),
-        ({"color": "red", "size": 1, "plan": "no", "churn": "yes"}, "record 1 holds the label 'churn'"),
+        ({"color": "red", "size": 1}, "record 1 lacks 'plan': name every feature, null for a missing value"),
+        (
+            [{"color": "red", "size": 1, "plan": "no"}, {"color": "red", "sise": 1, "plan": "no"}],
+            "record 2 names unknown column(s) 'sise' (did you mean 'size'?)",
+        ),
+        (
+            {"color": "red", "size": 1, "plan": "no", "churn": "yes"},
+            "record 1 names the label 'churn': send the features only",
+        ),
         ({"color": "red", "size": "12", "plan": "no"}, "record 1 'size': '12' is not a number"),
         ({"color": "red", "size": True, "plan": "no"}, "record 1 'size': True is not a number"),
         ({"color": 1.5, "size": 1, "plan": "no"}, "record 1 'color': 1.5 is not a category (a string)"),

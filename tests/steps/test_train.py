@@ -7,36 +7,10 @@ import pandas as pd
 import pytest
 import xgboost as xgb
 from support import container_metric
+from training_channels import argv, channel_csv
 
 from steps import train
 from steps.train import TrainingError
-
-
-def channel_csv(rows: int, seed: int, binary: bool = True) -> str:
-    """Headerless label-first CSV with a learnable signal in the first of three features."""
-    rng = np.random.RandomState(seed)
-    features = rng.normal(size=(rows, 3))
-    labels = (features[:, 0] + 0.3 * rng.normal(size=rows) > 0).astype(int) if binary else features[:, 0] * 4
-    return "".join(f"{y},{a:.4f},{b:.4f},{c:.4f}\n" for y, (a, b, c) in zip(labels, features, strict=True))
-
-
-@pytest.fixture
-def channels(tmp_path, write):
-    write(tmp_path / "train" / "train.csv", channel_csv(300, seed=1))
-    write(tmp_path / "validation" / "validation.csv", channel_csv(100, seed=2))
-    return tmp_path
-
-
-def argv(root, *hyperparameters):
-    return [
-        "--train",
-        root / "train",
-        "--validation",
-        root / "validation",
-        "--model-dir",
-        root / "model",
-        *hyperparameters,
-    ]
 
 
 def raw(text: str) -> pd.DataFrame:

@@ -3,30 +3,11 @@ it refuses a cluster it cannot train in."""
 
 import json
 
-import numpy as np
 import pytest
+from training_channels import argv
 
 from steps import train
 from steps.train import Cluster, TrainingError
-
-
-def channel_csv(rows: int, seed: int) -> str:
-    rng = np.random.RandomState(seed)
-    features = rng.normal(size=(rows, 2))
-    labels = (features[:, 0] > 0).astype(int)
-    return "".join(f"{y},{a:.4f},{b:.4f}\n" for y, (a, b) in zip(labels, features, strict=True))
-
-
-@pytest.fixture
-def channels(tmp_path, write):
-    write(tmp_path / "train" / "train.csv", channel_csv(300, seed=1))
-    write(tmp_path / "validation" / "validation.csv", channel_csv(100, seed=2))
-    return tmp_path
-
-
-def argv(root, *hyperparameters):
-    paths = ["--train", root / "train", "--validation", root / "validation", "--model-dir", root / "model"]
-    return [*paths, *hyperparameters]
 
 
 def test_the_resource_config_gives_the_hosts_in_rank_order_and_this_host():

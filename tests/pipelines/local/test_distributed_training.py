@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from step_definitions import training_channel
 
 from pipelines.local.definition import DefinitionError, StepSpec
 from pipelines.local.engine import LocalRunner
@@ -62,20 +63,6 @@ def stage(store, parts: int, train_rows: int = 1600) -> None:
     store.put_bytes(f"{BUCKET}/validation/validation.csv", "".join(rows(400, seed=2)).encode())
 
 
-def channel(name: str, distribution: str) -> dict:
-    return {
-        "ChannelName": name,
-        "ContentType": "text/csv",
-        "DataSource": {
-            "S3DataSource": {
-                "S3DataType": "S3Prefix",
-                "S3Uri": f"{BUCKET}/{name}",
-                "S3DataDistributionType": distribution,
-            }
-        },
-    }
-
-
 def arguments(code_uri: str, instances) -> dict:
     return {
         "AlgorithmSpecification": {"TrainingImage": XGBOOST, "TrainingInputMode": "File"},
@@ -83,7 +70,10 @@ def arguments(code_uri: str, instances) -> dict:
         "StoppingCondition": {"MaxRuntimeInSeconds": 120},
         "ResourceConfig": {"InstanceCount": instances, "InstanceType": "ml.m5.xlarge", "VolumeSizeInGB": 30},
         "RoleArn": "arn:aws:iam::000000000000:role/Local",
-        "InputDataConfig": [channel("train", "ShardedByS3Key"), channel("validation", "FullyReplicated")],
+        "InputDataConfig": [
+            training_channel("train", f"{BUCKET}/train", "ShardedByS3Key"),
+            training_channel("validation", f"{BUCKET}/validation"),
+        ],
         "HyperParameters": {
             "sagemaker_program": "train.py",
             "sagemaker_submit_directory": code_uri,

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
-from step_definitions import ROLE, SKLEARN, definition, processing_step, s3_input, s3_output
+from step_definitions import ROLE, SKLEARN, definition, processing_step, s3_input, s3_output, training_channel
 
 from pipelines.aws_names import ISO_DURATION
 from pipelines.errors import UsageError
@@ -115,6 +115,7 @@ def training(name, *, image=SKLEARN, hyperparameters, channels, output_uri, metr
     algorithm = {"TrainingImage": image, "TrainingInputMode": "File"}
     if metrics:
         algorithm["MetricDefinitions"] = [{"Name": n, "Regex": r} for n, r in metrics]
+    inputs = [training_channel(n, uri) for n, uri in (channels or {}).items()]
     return {
         "Name": name,
         "Type": "Training",
@@ -124,22 +125,8 @@ def training(name, *, image=SKLEARN, hyperparameters, channels, output_uri, metr
             "StoppingCondition": {"MaxRuntimeInSeconds": 300},
             "ResourceConfig": {"VolumeSizeInGB": 30, "InstanceCount": 1, "InstanceType": "ml.m5.large"},
             "RoleArn": ROLE,
-            **({"InputDataConfig": [channel(n, uri) for n, uri in channels.items()]} if channels else {}),
+            **({"InputDataConfig": inputs} if inputs else {}),
             "HyperParameters": hyperparameters,
-        },
-    }
-
-
-def channel(name, uri):
-    return {
-        "ChannelName": name,
-        "ContentType": "text/csv",
-        "DataSource": {
-            "S3DataSource": {
-                "S3DataType": "S3Prefix",
-                "S3Uri": uri,
-                "S3DataDistributionType": "FullyReplicated",
-            }
         },
     }
 

@@ -2,15 +2,14 @@
 the XGBoost container calls it) or the built-in XGBoost handler, with SageMaker's splitting, batching,
 JSONPath data processing and output naming. Definitions are the JSON fixtures under fixtures/transform/."""
 
-import io
 import json
-import tarfile
 from pathlib import Path
 
 import botocore.session
 import numpy as np
 import pytest
 import xgboost as xgb
+from archives import tar_gz
 
 from pipelines.local.definition import DefinitionError
 from pipelines.local.engine import LocalRunner
@@ -39,16 +38,6 @@ def tiny_booster() -> xgb.Booster:
     return xgb.train(params, xgb.DMatrix(features, label=labels), num_boost_round=5)
 
 
-def tar_bytes(files: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            archive.addfile(info, io.BytesIO(data))
-    return buffer.getvalue()
-
-
 @pytest.fixture(scope="module")
 def booster():
     return tiny_booster()
@@ -61,16 +50,16 @@ def runner(tmp_path, booster):
     model_json = tmp_path / "xgboost-model.json"
     booster.save_model(str(model_json))
     runner.store.put_bytes(
-        f"{BUCKET}/model/model.tar.gz", tar_bytes({"xgboost-model.json": model_json.read_bytes()})
+        f"{BUCKET}/model/model.tar.gz", tar_gz({"xgboost-model.json": model_json.read_bytes()})
     )
     runner.store.put_bytes(
         f"{BUCKET}/code/sourcedir.tar.gz",
-        tar_bytes({"inference.py": (REPO / "steps" / "inference.py").read_bytes()}),
+        tar_gz({"inference.py": (REPO / "steps" / "inference.py").read_bytes()}),
     )
     ubj = tmp_path / "xgboost-model.ubj"
     booster.save_model(str(ubj))  # the built-in algorithm's artifact: "xgboost-model", no extension
     runner.store.put_bytes(
-        f"{BUCKET}/builtin-model/model.tar.gz", tar_bytes({"xgboost-model": ubj.read_bytes()})
+        f"{BUCKET}/builtin-model/model.tar.gz", tar_gz({"xgboost-model": ubj.read_bytes()})
     )
     return runner
 

@@ -4,15 +4,14 @@ against the deployed version's baseline, drift alarms, and the rule that notifie
 resource against CloudFormation's schema (moto's CloudFormation cannot create these)."""
 
 import dataclasses
-import io
 import json
-import tarfile
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
 import boto3
 import pytest
+from archives import tar_gz
 from cfnlint.api import ManualArgs, lint
 from moto import mock_aws
 from raw_model import write_raw_model
@@ -166,16 +165,6 @@ BASELINE_METRICS = {
 }
 
 
-def model_archive(members: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        for name, data in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return buffer.getvalue()
-
-
 def publish(stage, model_members):
     """The deploy's copy of the baseline (and preprocessor) into the stage bucket, on moto; returns what
     _publish_baseline returned and the objects under the version's baseline prefix."""
@@ -188,7 +177,7 @@ def publish(stage, model_members):
             Bucket="tooling-bucket", Key="b/constraints.json", Body=json.dumps(CONSTRAINTS).encode()
         )
         s3.create_bucket(Bucket="model-bucket")
-        s3.put_object(Bucket="model-bucket", Key="m/model.tar.gz", Body=model_archive(model_members))
+        s3.put_object(Bucket="model-bucket", Key="m/model.tar.gz", Body=tar_gz(model_members))
         s3.create_bucket(Bucket=CAPTURE_BUCKET)
         deployer = AwsDeployer(session)
         returned = deployer._publish_baseline(stage, package(metrics=BASELINE_METRICS), session)  # noqa: SLF001

@@ -1,13 +1,12 @@
 """A stage's monitoring runs: the capture since the last run against the serving version's
 baseline, Model Monitor's output files, the executions, and what a violation does."""
 
-import io
 import json
-import tarfile
 from datetime import datetime, timedelta, timezone
 
 import numpy as np
 import pytest
+from archives import tar_gz
 from monitor_support import rows
 
 from pipelines.errors import ConfigError, TemplateError
@@ -119,7 +118,7 @@ def test_capture_of_another_models_schema_is_named(world):
         world.monitor().run("dev")
 
 
-def register_raw_version(world, tmp_path):
+def register_raw_version(world):
     """A version whose model.tar.gz carries schema.json: 'kind' (one category, 'x') then three numbers
     encode to the baseline's four columns, as the handler encodes them."""
     spec = DatasetSpec(
@@ -127,22 +126,21 @@ def register_raw_version(world, tmp_path):
     )
     encoding = Encoding(spec, (("kind", ("x",)),))
     schema = schema_document(spec, encoding, {"train": 1}, {}, 0.7, 0.15, 42)
-    archive = tmp_path / "model.tar.gz"
-    with tarfile.open(archive, "w:gz") as tar:
-        data = json.dumps(schema).encode()
-        info = tarfile.TarInfo("schema.json")
-        info.size = len(data)
-        tar.addfile(info, io.BytesIO(data))
     model_uri = "s3://sagemaker-local/run-1/model/model.tar.gz"
-    world.store.put_file(archive, model_uri)
+    world.store.put_bytes(model_uri, tar_gz({"schema.json": json.dumps(schema).encode()}))
     world.register(rows(2000, seed=1), model_data_url=model_uri)
 
 
-def test_captured_raw_records_are_checked_as_the_encoded_rows_the_model_scored(world, tmp_path):
-    register_raw_version(world, tmp_path)
+def raw_request(encoded_row):
+    """The raw record (with its header row) that encodes to ``encoded_row``: flag 1 is kind 'x'."""
+    flag, numbers = encoded_row.split(",", 1)
+    return f"kind,a,b,c\n{'x' if flag == '1' else 'unseen'},{numbers}"
+
+
+def test_captured_raw_records_are_checked_as_the_encoded_rows_the_model_scored(world):
+    register_raw_version(world)
     encoded = rows(300, seed=2)
-    raw = [f"kind,a,b,c\n{'x' if row[0] == '1' else 'unseen'},{row.split(',', 1)[1]}" for row in encoded]
-    world.capture(raw)
+    world.capture([raw_request(row) for row in encoded])
     first = encoded[0].split(",")
     record = {
         "kind": "x" if first[0] == "1" else None,
@@ -162,22 +160,16 @@ def test_captured_raw_records_are_checked_as_the_encoded_rows_the_model_scored(w
     assert means == pytest.approx(scored.mean(axis=0).tolist(), rel=1e-9)
 
 
-def raw_request(encoded_row):
-    """The raw record (with its header row) that encodes to ``encoded_row``: flag 1 is kind 'x'."""
-    flag, numbers = encoded_row.split(",", 1)
-    return f"kind,a,b,c\n{'x' if flag == '1' else 'unseen'},{numbers}"
-
-
-def test_raw_capture_drifting_from_the_baseline_is_found_through_the_preprocessor(world, tmp_path):
-    register_raw_version(world, tmp_path)
+def test_raw_capture_drifting_from_the_baseline_is_found_through_the_preprocessor(world):
+    register_raw_version(world)
     world.capture([raw_request(row) for row in rows(300, seed=2, scale=4.0)])
     result = world.monitor().run("dev")
     assert result.execution["MonitoringExecutionStatus"] == WITH_VIOLATIONS
     assert {v["feature_name"] for v in result.violations} & {"_c1", "_c2", "_c3"}
 
 
-def test_a_captured_request_the_preprocessor_cannot_read_is_skipped_and_counted(world, tmp_path):
-    register_raw_version(world, tmp_path)
+def test_a_captured_request_the_preprocessor_cannot_read_is_skipped_and_counted(world):
+    register_raw_version(world)
     good = [raw_request(row) for row in rows(300, seed=2)]
     world.capture([*good, "kind,a,b,c\nx,not-a-number,1,2", '"unterminated'])
     monitor = world.monitor()

@@ -5,13 +5,13 @@ import base64
 import io
 import json
 import math
-import tarfile
 from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
 import pytest
+from archives import tar_gz
 
 from pipelines.stage_monitor import preprocessor
 from steps import inference
@@ -192,14 +192,7 @@ def test_the_script_imports_only_the_standard_library(schema):
 
 def test_schema_json_is_read_from_a_model_archive_and_absent_is_none(schema):
     def archive(members):
-        buffer = io.BytesIO()
-        with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-            for name, data in members.items():
-                info = tarfile.TarInfo(name)
-                info.size = len(data)
-                tar.addfile(info, io.BytesIO(data))
-        buffer.seek(0)
-        return buffer
+        return io.BytesIO(tar_gz(members))
 
     found = preprocessor.schema_from_artifact(
         archive({"xgboost-model.json": b"{}", "schema.json": json.dumps(schema).encode()})
