@@ -110,6 +110,7 @@ def run_process(
     as MaxRuntimeExceeded, which SageMaker does not retry.
     """
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    inherited = _resident_kib("self", "VmRSS")
     with open(log_path, "ab") as log, _live_lock:
         # Started under the lock that end_jobs takes: a process is either refused or ended by it.
         if stop is not None and stop.is_set():
@@ -133,7 +134,7 @@ def run_process(
         group.add(process)
     started = time.monotonic()
     try:
-        status, peak = _wait(process, timeout)
+        status, peak = _wait(process, timeout, inherited)
         _record_usage(log_path.parent / USAGE_FILE, status, time.monotonic() - started, peak)
         return status
     except subprocess.TimeoutExpired:
@@ -161,12 +162,47 @@ _live_lock = threading.Lock()
 USAGE_FILE = "usage.jsonl"
 
 
-def _wait(process: subprocess.Popen, timeout: float | None) -> tuple[int, float | None]:
+def _resident_kib(pid: int | str, field: str) -> int | None:
+    """``VmRSS`` or ``VmHWM`` of a process from /proc, in KiB (None where there is no /proc, or the
+    process has ended)."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as status:
+            for line in status:
+                if line.startswith(f"{field}:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+#: How often a job process's own high-water mark is read while it runs.
+PEAK_SAMPLE_SECONDS = 0.2
+
+
+def _wait(
+    process: subprocess.Popen, timeout: float | None, inherited_kib: int | None = None
+) -> tuple[int, float | None]:
     """The process's exit status and peak resident MiB (None where the OS does not say);
-    TimeoutExpired, with the process killed, after ``timeout`` seconds."""
+    TimeoutExpired, with the process killed, after ``timeout`` seconds.
+
+    wait4's ru_maxrss alone overstates a small job: Linux carries the high-water mark across exec,
+    and a forked child starts with the runner's resident pages, so ``python -c pass`` started by a
+    600 MiB runner reports 600 MiB. Above what the runner held when it started the job
+    (``inherited_kib``), ru_maxrss is the job's own peak; at or below it, the job's own ``VmHWM``,
+    read every PEAK_SAMPLE_SECONDS while it runs, stands in (growth in its last moments is missed)."""
     if not hasattr(os, "wait4"):
         return process.wait(timeout=timeout), None
-    expired = threading.Event()
+    expired, ended = threading.Event(), threading.Event()
+    sampled = [0]
+
+    def sample() -> None:
+        while not ended.wait(PEAK_SAMPLE_SECONDS):
+            own = _resident_kib(process.pid, "VmHWM")
+            if own is not None:
+                sampled[0] = max(sampled[0], own)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
     timer = None
     if timeout is not None:
 
@@ -181,14 +217,19 @@ def _wait(process: subprocess.Popen, timeout: float | None) -> tuple[int, float 
     try:
         _, status, usage = os.wait4(process.pid, 0)
     finally:
+        ended.set()
         if timer is not None:
             timer.cancel()
+    sampler.join()
     process.returncode = os.waitstatus_to_exitcode(status)
     if expired.is_set():
         raise subprocess.TimeoutExpired(process.args, timeout)
-    # ru_maxrss is KiB on Linux, bytes on macOS.
-    peak = usage.ru_maxrss / (2**20 if sys.platform == "darwin" else 2**10)
-    return process.returncode, peak
+    if sys.platform == "darwin":  # bytes there, and no inherited high-water mark
+        return process.returncode, usage.ru_maxrss / 2**20
+    peak_kib = usage.ru_maxrss
+    if inherited_kib is not None and peak_kib <= inherited_kib * 1.05 + 1024:
+        peak_kib = sampled[0] or None
+    return process.returncode, (peak_kib / 2**10 if peak_kib else None)
 
 
 def _record_usage(path: Path, status: int, seconds: float, peak: float | None) -> None:
