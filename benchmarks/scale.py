@@ -2,6 +2,7 @@
 memory per size (and per step), and their ratios.
 
     python benchmarks/scale.py [--rows 100000 1000000 10000000] [--chunk-rows N] [--keep DIR]
+    python benchmarks/scale.py --rows --shards 2 --shard-rows 1000000
     python benchmarks/scale.py --rows --pipeline-rows 100000 1000000 [--max-tuning-jobs 4]
                                [--training-instances N]
 
@@ -12,6 +13,12 @@ process, as the container runs it. Peak memory is that process's high-water resi
 the largest, and each line shows the 1-minute load average before and after its run: on a shared
 machine, the spread between the two runs of one size is the noise in the ratios. Goals: at 1e7
 rows, at most 2 GB peak and at most 11 times the 1e6 time.
+
+``--shards N`` runs the pipeline's two-job form of Preprocess at ``--shard-rows`` rows: the table
+written as N files, the profile stage as N instances at once (each with its resource config and
+its file), then the encode stage likewise, beside the one-instance two-pass run of the same table.
+Each stage's wall time is its slowest instance's; their sum against the one-instance time is the
+speed-up sharding gives on this machine's CPUs.
 
 ``--pipeline-rows`` runs the churn pipeline's definition on the local runner (uncached) for each
 size: per step its wall time and the peak resident memory of its jobs' processes (the largest one
@@ -134,6 +141,74 @@ def run_preprocess(data: Path, out: Path, chunk_rows: int | None) -> tuple[float
     peak = int(peak_file.read_text()) / 1024
     peak_file.unlink()
     return seconds, peak
+
+
+def write_parts(folder: Path, rows: int, parts: int) -> list[Path]:
+    """The table of ``rows`` rows as ``parts`` CSV files of consecutive rows, each with the header."""
+    folder.mkdir(parents=True, exist_ok=True)
+    bounds = [rows * index // parts for index in range(parts + 1)]
+    paths = []
+    for index in range(parts):
+        path = folder / f"part-{index:03d}.csv"
+        with open(path, "w", newline="") as handle:
+            for first in range(bounds[index], bounds[index + 1], WRITE_ROWS):
+                block = churn_table(min(WRITE_ROWS, bounds[index + 1] - first), first)
+                block.to_csv(handle, header=first == bounds[index], index=False, lineterminator="\n")
+        paths.append(path)
+    return paths
+
+
+def run_sharded(work: Path, parts: list[Path]) -> tuple[float, float]:
+    """Seconds of the profile stage and of the encode stage, each run as len(parts) instances at
+    once (hosts algo-1 ..., instance i given part i), as the pipeline's Profile and Preprocess jobs
+    run them."""
+    hosts = [f"algo-{index + 1}" for index in range(len(parts))]
+    profiles = work / "profiles"
+    profiles.mkdir(parents=True, exist_ok=True)
+    seconds = []
+    for stage in ("profile", "encode"):
+        processes = []
+        started = time.perf_counter()
+        for host, part in zip(hosts, parts, strict=True):
+            shard = work / "shards" / host
+            shard.mkdir(parents=True, exist_ok=True)
+            if not (shard / part.name).exists():
+                os.link(part, shard / part.name)
+            config = work / "config" / host / "resourceconfig.json"
+            config.parent.mkdir(parents=True, exist_ok=True)
+            config.write_text(json.dumps({"current_host": host, "hosts": hosts}))
+            extra = ["--profiles", str(profiles)] if stage == "encode" else []
+            command = [
+                sys.executable, str(SCRIPT), "--stage", stage, "--input", str(shard), "--spec", str(SPEC),
+                "--output-dir", str(work / stage / host), "--resource-config", str(config), *extra,
+            ]  # fmt: skip
+            processes.append(subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
+        for process in processes:
+            _, error = process.communicate()
+            if process.returncode != 0:
+                sys.exit(f"sharded preprocess failed: {error.decode().strip()}")
+        seconds.append(time.perf_counter() - started)
+        if stage == "profile":
+            for path in (work / "profile").glob("*/profile/*.json"):
+                shutil.copy(path, profiles / path.name)
+    return seconds[0], seconds[1]
+
+
+def shard_figures(work: Path, rows: int, shards: int) -> None:
+    print(f"Preprocess at {rows} rows: one instance, then the two-job form over {shards} instances")
+    parts = write_parts(work / f"parts-{rows}", rows, shards)
+    os.sync()
+    before = load()
+    one, _ = run_preprocess(work / f"parts-{rows}", work / f"out-one-{rows}", None)
+    print(f"  1 instance, both passes:        {one:>7.1f} s  load {before}, {load()}", flush=True)
+    os.sync()
+    before = load()
+    profile, encode = run_sharded(work / f"sharded-{rows}", parts)
+    print(
+        f"  {shards} instances: profile {profile:.1f} s + encode {encode:.1f} s = {profile + encode:>5.1f} s"
+        f"  load {before}, {load()}"
+    )
+    print(f"  speed-up x{one / (profile + encode):.2f} with {shards} instances on {os.cpu_count()} CPUs")
 
 
 def step_peak(record) -> float | None:
@@ -273,6 +348,8 @@ def main(argv: list[str] | None = None) -> int:
         "--rows", type=int, nargs="*", default=[100_000, 1_000_000, 10_000_000], help="Preprocess alone"
     )
     parser.add_argument("--pipeline-rows", type=int, nargs="*", default=[], help="the whole local pipeline")
+    parser.add_argument("--shards", type=int, default=0, help="Preprocess's two-job form over N instances")
+    parser.add_argument("--shard-rows", type=int, default=1_000_000)
     parser.add_argument("--max-tuning-jobs", type=int, default=4)
     parser.add_argument("--training-instances", type=int, default=1, help="TrainingInstanceCount")
     parser.add_argument("--chunk-rows", type=int, help="passed to preprocess (default: its own)")
@@ -290,6 +367,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.rows:
             preprocess_figures(work, args.rows, args.chunk_rows, bool(args.keep))
+        if args.shards:
+            shard_figures(work, args.shard_rows, args.shards)
         if args.pipeline_rows:
             parameters = {
                 "MaxTuningJobs": args.max_tuning_jobs,
