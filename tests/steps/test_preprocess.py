@@ -639,6 +639,21 @@ def sharded_run(tmp_path, write, run_main, files: dict[str, str], hosts: list[st
     return {host: tmp_path / "encode" / host for host in hosts}
 
 
+def two_files() -> dict[str, str]:
+    """A table of 300 rows as two files, 100 and 200 rows."""
+    return {"a.csv": wide_csv(100), "b.csv": "color,size,y\n" + wide_csv(200).split("\n", 101)[-1]}
+
+
+def encode_again(tmp_path, run_main, shard, host, hosts, *extra, profiles=None):
+    """The encode stage of ``host`` once more, on ``shard``, into ``tmp_path / 'again'``."""
+    return run_main(
+        preprocess.main,
+        ["--input", shard, "--spec", tmp_path / "spec.json", "--output-dir", tmp_path / "again",
+         "--stage", "encode", "--profiles", profiles or tmp_path / "profiles",
+         "--resource-config", resource_config(tmp_path, host, hosts), *extra],
+    )  # fmt: skip
+
+
 # SageMaker does not say that two jobs deal a ShardedByS3Key input's objects to the same hosts, so
 # the encode job may hold other files than the same host profiled (rotate=1).
 @pytest.mark.parametrize("rotate", [0, 1])
@@ -674,18 +689,13 @@ def test_three_sharded_instances_write_what_one_writes_up_to_row_order(tmp_path,
 
 def test_encode_refuses_an_input_that_is_not_sharded(tmp_path, write, run_main):
     """A raw input FullyReplicated to the encode job: every instance would encode every row."""
-    files = {"a.csv": wide_csv(100), "b.csv": "color,size,y\n" + wide_csv(200).split("\n", 101)[-1]}
+    files = two_files()
     hosts = ["algo-1", "algo-2"]
     assert isinstance(sharded_run(tmp_path, write, run_main, files, hosts), dict)
     whole = tmp_path / "whole"
     for name, text in files.items():
         write(whole / name, text)
-    run = run_main(
-        preprocess.main,
-        ["--input", whole, "--spec", tmp_path / "spec.json", "--output-dir", tmp_path / "again",
-         "--stage", "encode", "--profiles", tmp_path / "profiles",
-         "--resource-config", resource_config(tmp_path, "algo-2", hosts)],
-    )  # fmt: skip
+    run = encode_again(tmp_path, run_main, whole, "algo-2", hosts)
     assert run.code == 2
     assert run.error_lines == [
         f"error: {whole}: this instance holds every one of the 2 files the 2 profile instances shared: "
@@ -696,19 +706,14 @@ def test_encode_refuses_an_input_that_is_not_sharded(tmp_path, write, run_main):
 
 def test_encode_refuses_profiles_that_saw_the_same_file_twice(tmp_path, write, run_main):
     """A raw input FullyReplicated to the profile job: every instance profiles every file."""
-    files = {"a.csv": wide_csv(100), "b.csv": "color,size,y\n" + wide_csv(200).split("\n", 101)[-1]}
+    files = two_files()
     hosts = ["algo-1", "algo-2"]
     assert isinstance(sharded_run(tmp_path, write, run_main, files, hosts), dict)
     profiles = tmp_path / "profiles"
     twice = json.loads((profiles / "profile-algo-2.json").read_text())
     twice["files"].update(json.loads((profiles / "profile-algo-1.json").read_text())["files"])
     (profiles / "profile-algo-2.json").write_text(json.dumps(twice))
-    run = run_main(
-        preprocess.main,
-        ["--input", tmp_path / "shards" / "encode" / "algo-1", "--spec", tmp_path / "spec.json",
-         "--output-dir", tmp_path / "again", "--stage", "encode", "--profiles", profiles,
-         "--resource-config", resource_config(tmp_path, "algo-1", hosts)],
-    )  # fmt: skip
+    run = encode_again(tmp_path, run_main, tmp_path / "shards" / "encode" / "algo-1", "algo-1", hosts)
     assert run.code == 2
     assert run.error_lines == [
         f"error: {profiles}: a.csv was profiled by both algo-1 and algo-2, so its rows would count twice: "
@@ -718,7 +723,7 @@ def test_encode_refuses_profiles_that_saw_the_same_file_twice(tmp_path, write, r
 
 
 def test_a_shard_without_rows_is_an_error_naming_the_instance(tmp_path, write, run_main):
-    files = {"a.csv": wide_csv(100), "b.csv": "color,size,y\n" + wide_csv(200).split("\n", 101)[-1]}
+    files = two_files()
     run = sharded_run(tmp_path, write, run_main, files, ["algo-1", "algo-2", "algo-3"])
     assert run.code == 2
     assert run.error_lines == [
@@ -755,7 +760,7 @@ def test_a_bad_resource_config_is_one_line_naming_the_file(layout, write, run_ma
 
 
 def test_encode_refuses_an_incomplete_set_of_profiles(tmp_path, write, run_main):
-    files = {"a.csv": wide_csv(100), "b.csv": "color,size,y\n" + wide_csv(200).split("\n", 101)[-1]}
+    files = two_files()
     assert isinstance(sharded_run(tmp_path, write, run_main, files, ["algo-1", "algo-2"]), dict)
     (tmp_path / "profiles" / "profile-algo-2.json").unlink()
     run = run_main(
@@ -784,17 +789,14 @@ def test_encode_refuses_an_incomplete_set_of_profiles(tmp_path, write, run_main)
 
 
 def test_encode_refuses_profiles_of_other_fractions_and_a_shard_that_changed(tmp_path, write, run_main):
-    files = {"a.csv": wide_csv(100), "b.csv": "color,size,y\n" + wide_csv(200).split("\n", 101)[-1]}
+    files = two_files()
     hosts = ["algo-1", "algo-2"]
     assert isinstance(sharded_run(tmp_path, write, run_main, files, hosts), dict)
 
     def encode(*extra):
-        return run_main(
-            preprocess.main,
-            ["--input", tmp_path / "shards" / "encode" / "algo-2", "--spec", tmp_path / "spec.json",
-             "--output-dir", tmp_path / "again", "--stage", "encode", "--profiles", tmp_path / "profiles",
-             "--resource-config", resource_config(tmp_path, "algo-2", hosts), *extra],
-        )  # fmt: skip
+        return encode_again(
+            tmp_path, run_main, tmp_path / "shards" / "encode" / "algo-2", "algo-2", hosts, *extra
+        )
 
     other = encode("--seed", "7")
     assert other.code == 2
