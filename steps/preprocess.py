@@ -898,15 +898,16 @@ def _check_shard(sizes: dict[str, int], rows: dict[str, int] | None, profiled: d
     for name, size in sizes.items():
         if name not in profiled:
             raise DataError(
-                f"{name} is in this shard but in no profile: "
-                f"the input changed between the profile and encode stages; run both again"
+                f"{name} is in this shard but in no profile: the input changed between the profile and "
+                f"encode stages; run both again (in a pipeline: with caching off, or a new input location)"
             )
         _, profiled_size, profiled_rows = profiled[name]
         if size != profiled_size or (rows is not None and rows[name] != profiled_rows):
             now = f"{size} bytes" if rows is None else f"{size} bytes, {rows[name]} rows"
             raise DataError(
-                f"{name} has {now}, its profile {profiled_size} bytes, {profiled_rows} rows: "
-                f"the input changed between the profile and encode stages; run both again"
+                f"{name} has {now}, its profile {profiled_size} bytes, {profiled_rows} rows: the input "
+                f"changed between the profile and encode stages; run both again (in a pipeline: with "
+                f"caching off, or a new input location)"
             )
 
 
@@ -941,7 +942,8 @@ def _write_splits(
 ) -> list[int]:
     """Stream every chunk's encoded rows into the split files; return rows per split. The files
     appear only once complete, each renamed into place from a temporary file beside it, and not at
-    all when ``verify`` (called once every row is read) raises. With
+    all when ``verify`` (called once every row is read) raises; a file that would hold no row is
+    not written (an instance's shard may hold no test row, or fewer train rows than parts). With
     ``train_parts`` > 1 the train rows are dealt round-robin into that many files, the objects a
     ShardedByS3Key channel hands out to the instances of a distributed training job."""
     train_names = train_part_names(names[0], train_parts)
@@ -979,7 +981,10 @@ def _write_splits(
             os.unlink(tmp)
         raise
     for (_, tmp), target in zip(temporaries, targets, strict=True):
-        os.replace(tmp, target)
+        if os.path.getsize(tmp):
+            os.replace(tmp, target)
+        else:  # no rows of this split here: an empty CSV is no table to the readers downstream
+            os.unlink(tmp)
     return rows
 
 
@@ -1037,7 +1042,11 @@ def main(argv: list[str] | None = None) -> int:
             host, hosts = read_resource_config(text)
             source = "arguments"
         source = str(args.input)
-        if host is not None and args.input.is_dir() and not any(args.input.glob("*.csv")):
+        # What SageMaker gives an instance whose shard holds no object is not documented: an empty
+        # folder, or none at all.
+        if host is not None and (
+            not args.input.exists() or (args.input.is_dir() and not any(args.input.glob("*.csv")))
+        ):
             raise DataError(_empty_shard(host, hosts))
         reader = _Reader(_input_files(args.input), spec, args.chunk_rows, fractions, args.seed)
         if args.stage == "encode":
@@ -1045,12 +1054,12 @@ def main(argv: list[str] | None = None) -> int:
             profile, profiled = _load_profiles(args.profiles, spec, fractions, args.seed)
             source = str(args.input)
             _check_shard(reader.sizes(), None, profiled)  # before the long pass, on sizes alone
-            if len(hosts) > 1 and set(reader.sizes()) == set(profiled):
-                # Every profiled file, though the profile job's shards were not empty: this input
-                # is not sharded, and each instance would encode every row again.
+            if 1 < len(hosts) <= len(profiled) and set(reader.sizes()) == set(profiled):
+                # Every file, though there are enough for every instance to get one: this input is
+                # not sharded, and each instance would encode every row again.
                 raise DataError(
-                    f"this instance holds every one of the {len(profiled)} files the {len(hosts)} "
-                    f"profile instances shared: give the encode job its raw input ShardedByS3Key too"
+                    f"this instance holds all {len(profiled)} profiled files, though the job has "
+                    f"{len(hosts)} instances: give the encode job its raw input ShardedByS3Key too"
                 )
         else:
             profile = Profile(spec, *fractions, args.seed)

@@ -299,6 +299,14 @@ def _preprocess_arguments(ctx: BuildContext, stage: str, *extra) -> list:
         # Where SageMaker Processing tells each instance its host and the job's others.
         "--resource-config",
         "/opt/ml/config/resourceconfig.json",
+        # Train parts per instance, one per training instance: the train channel is ShardedByS3Key,
+        # which hands out whole objects, so a single file would go to one training instance alone.
+        # Profile takes it too, though it writes no split: a Processing step's cache key is its
+        # AppSpecification, Environment and ProcessingInputs (AWS guide, "Default cache key
+        # attributes by pipeline step type"), so with the same arguments the two steps are reused
+        # or rerun together, and Preprocess never merges profiles of older data at the same URL.
+        "--train-parts",
+        ctx.parameters.training_count.to_string(),
         *extra,
     ]
 
@@ -341,17 +349,7 @@ def preprocess_step_of(ctx: BuildContext, profile: ProcessingStep) -> Processing
                 _processing_input("code", ctx.code_uri("preprocess"), churn.CODE_DIR),
             ],
             outputs=[_processing_output(ctx, name, path, "Preprocess") for name, path in outputs.items()],
-            arguments=_preprocess_arguments(
-                ctx,
-                "encode",
-                "--profiles",
-                f"{root}/input/profiles",
-                # Train parts per instance, one per training instance: the train channel is
-                # ShardedByS3Key, which hands out whole objects, so a single file would go to one
-                # training instance alone.
-                "--train-parts",
-                ctx.parameters.training_count.to_string(),
-            ),
+            arguments=_preprocess_arguments(ctx, "encode", "--profiles", f"{root}/input/profiles"),
         ),
         cache_config=ctx.cache,
         retry_policies=list(ctx.job_retries),

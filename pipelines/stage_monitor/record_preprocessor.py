@@ -14,7 +14,7 @@ Standard library only: the analyzer image's Python packages are not documented.
 # - it returns flattened JSON: a dict of one row, or a list of such dicts, one per row of the request; an
 #   empty list contributes no row (the guide's custom-sampling example drops records that way).
 # Keys are the names Model Monitor gives the columns of a headerless CSV (``_c0``, ``_c1``, ...): the
-# baseline was computed on Preprocess's headerless features/features.csv, so the columns line up by name.
+# baseline was computed on Preprocess's headerless features/ files, so the columns line up by name.
 # What the analyzer does when the handler raises is not documented: a request that cannot be read is
 # logged and skipped (an empty list) rather than risk failing the whole monitoring job.
 

@@ -640,7 +640,7 @@ def sharded_run(tmp_path, write, run_main, files: dict[str, str], hosts: list[st
 
 
 def two_files() -> dict[str, str]:
-    """A table of 300 rows as two files, 100 and 200 rows."""
+    """A table of 200 rows as two files of 100."""
     return {"a.csv": wide_csv(100), "b.csv": "color,size,y\n" + wide_csv(200).split("\n", 101)[-1]}
 
 
@@ -698,7 +698,7 @@ def test_encode_refuses_an_input_that_is_not_sharded(tmp_path, write, run_main):
     run = encode_again(tmp_path, run_main, whole, "algo-2", hosts)
     assert run.code == 2
     assert run.error_lines == [
-        f"error: {whole}: this instance holds every one of the 2 files the 2 profile instances shared: "
+        f"error: {whole}: this instance holds all 2 profiled files, though the job has 2 instances: "
         "give the encode job its raw input ShardedByS3Key too"
     ]
     assert not (tmp_path / "again").exists()
@@ -720,6 +720,42 @@ def test_encode_refuses_profiles_that_saw_the_same_file_twice(tmp_path, write, r
         "give the profile job its raw input ShardedByS3Key, one object per instance"
     ]
     assert not (tmp_path / "again").exists()
+
+
+def test_a_small_shard_writes_no_empty_file_for_a_split_it_has_no_row_of(tmp_path, write, run_main):
+    """Reproduction: a host whose shard held three rows wrote 0-byte validation and test files, and
+    Train and Evaluate, which read every file of those folders, failed on them as empty."""
+    rows = wide_csv(300).splitlines()
+    files = {"big.csv": "\n".join(rows[:298]) + "\n", "small.csv": "\n".join([rows[0], *rows[298:]]) + "\n"}
+    hosts = ["algo-1", "algo-2"]
+    outs = sharded_run(tmp_path, write, run_main, files, hosts)
+    assert isinstance(outs, dict), outs.err
+    small = written(outs["algo-2"])
+    assert small and all(text for text in small.values())
+    assert sum(1 for key in small if key.startswith(("validation/", "test/"))) < 2  # 2 rows: not both
+    whole = whole_file_outputs(files, spec())
+    for split in preprocess.SPLITS:
+        lines = [
+            line for host in hosts for key, text in written(outs[host]).items()
+            if key.startswith(f"{split}/") for line in text.splitlines()
+        ]  # fmt: skip
+        assert sorted(lines) == sorted(whole[f"{split}/{split}.csv"].splitlines())
+
+
+def test_a_missing_input_folder_is_an_empty_shard(tmp_path, write, run_main):
+    """SageMaker does not say whether an instance with no objects gets an empty folder or none."""
+    write(tmp_path / "spec.json", json.dumps(SPEC))
+    hosts = ["algo-1", "algo-2"]
+    run = run_main(
+        preprocess.main,
+        ["--input", tmp_path / "absent", "--spec", tmp_path / "spec.json", "--output-dir", tmp_path / "out",
+         "--stage", "profile", "--resource-config", resource_config(tmp_path, "algo-2", hosts)],
+    )  # fmt: skip
+    assert run.code == 2
+    assert run.error_lines == [
+        f"error: {tmp_path / 'absent'}: the shard of algo-2 (2 of 2 instances) holds no data rows: "
+        "give the job at most as many instances as there are input files with rows"
+    ]
 
 
 def test_a_shard_without_rows_is_an_error_naming_the_instance(tmp_path, write, run_main):
@@ -811,11 +847,13 @@ def test_encode_refuses_profiles_of_other_fractions_and_a_shard_that_changed(tmp
     assert changed.code == 2
     assert changed.error_lines == [
         f"error: {shard}: b.csv has 1369 bytes, its profile 1357 bytes, 100 rows: "
-        "the input changed between the profile and encode stages; run both again"
+        "the input changed between the profile and encode stages; run both again "
+        "(in a pipeline: with caching off, or a new input location)"
     ]
     (shard / "b.csv").rename(shard / "c.csv")
     assert encode().error_lines == [
         f"error: {shard}: c.csv is in this shard but in no profile: "
-        "the input changed between the profile and encode stages; run both again"
+        "the input changed between the profile and encode stages; run both again "
+        "(in a pipeline: with caching off, or a new input location)"
     ]
     assert not any((tmp_path / "again").rglob("*.csv"))

@@ -89,6 +89,28 @@ def test_processing_instances_share_the_raw_input_and_evaluate_runs_on_one(churn
     assert evaluate_cluster["InstanceCount"] == 1
 
 
+def test_profile_and_preprocess_are_reused_or_rerun_together(churn_definition):
+    """A Processing step's cache key is its AppSpecification, Environment and ProcessingInputs: were
+    one of Profile's to stay put while Preprocess's changed (TrainingInstanceCount sets
+    --train-parts), a cached Profile of older data at the same InputDataUrl would meet a fresh
+    Preprocess. Their arguments differ only in the stage and where the profiles are."""
+    steps = all_steps(churn_definition)
+
+    def common(name):
+        arguments = list(steps[name]["Arguments"]["AppSpecification"]["ContainerArguments"])
+        for flag in ("--stage", "--profiles"):
+            if flag in arguments:
+                index = arguments.index(flag)
+                del arguments[index : index + 2]
+        return arguments
+
+    assert common("Profile") == common("Preprocess")
+    assert "--train-parts" in common("Profile")
+    assert steps["Profile"]["Arguments"].get("Environment") == steps["Preprocess"]["Arguments"].get(
+        "Environment"
+    )
+
+
 def test_training_and_tuning_read_the_splits_that_preprocess_writes(churn_definition):
     steps = all_steps(churn_definition)
     for name, channels in (
