@@ -120,7 +120,7 @@ class ProcessingExecutor(Executor):
     def run(self, run: StepRun) -> StepResult:
         warn_if_paths_are_rewritten(run)
         warn_if_instances_repeat_the_work(run)
-        description = processing_job(run.job_name, run.arguments, run.env)
+        description = processing_job(run.job_name, run.arguments, run.env, run.warn)
         return StepResult(
             description,
             {"ProcessingJob": {"Arn": description["ProcessingJobArn"]}},

@@ -466,8 +466,11 @@ def _runtime(image: str) -> Runtime:
 # ---- processing
 
 
-def processing_job(name: str, arguments: Mapping[str, Any], env: JobEnvironment) -> dict:
-    """Run a processing job (CreateProcessingJob arguments, resolved); DescribeProcessingJob answer."""
+def processing_job(
+    name: str, arguments: Mapping[str, Any], env: JobEnvironment, warn: Callable[[str], None] | None = None
+) -> dict:
+    """Run a processing job (CreateProcessingJob arguments, resolved); DescribeProcessingJob answer.
+    ``warn`` hears of output objects that more than one instance wrote."""
     started = now()
     runtime = _runtime(arguments["AppSpecification"]["ImageUri"])
     count = int(arguments["ProcessingResources"]["ClusterConfig"].get("InstanceCount", 1))
@@ -501,8 +504,24 @@ def processing_job(name: str, arguments: Mapping[str, Any], env: JobEnvironment)
         _run_all(instance, count, env.cpus)
     finally:
         merge_instance_logs(log_path, hosts)
-    for sandbox in sandboxes:
-        collect_processing_outputs(sandbox, arguments, env.store)
+    writers: dict[str, str] = {}
+    clashes = []
+    for host, sandbox in zip(hosts, sandboxes, strict=True):
+        for uri in collect_processing_outputs(sandbox, arguments, env.store):
+            if uri in writers:
+                clashes.append((writers[uri], host, uri))
+            writers[uri] = host
+    if clashes and warn is not None:
+        # Every instance uploads its LocalPath to the output's one S3Uri (botocore's
+        # ProcessingS3Output has one per output, not per instance); what S3 keeps when two write
+        # the same key is not documented for processing jobs. Here the last host's copy stays.
+        first, second, uri = clashes[0]
+        more = f" (and {len(clashes) - 1} more)" if len(clashes) > 1 else ""
+        warn(
+            f"instances {first} and {second} both wrote {uri}{more}: the local store keeps {writers[uri]}'s; "
+            "which one SageMaker keeps is not documented, so give each instance's output files names of "
+            "their own"
+        )
     return describe_processing_job(name, arguments, started, now())
 
 
@@ -542,13 +561,23 @@ def processing_entry_point(arguments: Mapping[str, Any], runtime: Runtime) -> En
     return EntryPoint(command, None, dict(arguments.get("Environment", {})))
 
 
-def collect_processing_outputs(sandbox: Sandbox, arguments: Mapping[str, Any], store: ObjectStore) -> None:
-    """Each output's LocalPath to its S3Uri (EndOfJob upload)."""
+def collect_processing_outputs(
+    sandbox: Sandbox, arguments: Mapping[str, Any], store: ObjectStore
+) -> list[str]:
+    """Each output's LocalPath to its S3Uri (EndOfJob upload); the URIs of the objects written."""
+    written = []
     for output in arguments.get("ProcessingOutputConfig", {}).get("Outputs", []):
         s3 = output["S3Output"]
-        upload_output(
-            store, sandbox.local(s3["LocalPath"]), s3["S3Uri"], f"output {output.get('OutputName')!r}"
-        )
+        source = sandbox.local(s3["LocalPath"])
+        if source.is_dir():
+            prefix = s3["S3Uri"].rstrip("/")
+            written += [
+                f"{prefix}/{file.relative_to(source).as_posix()}"
+                for file in source.rglob("*")
+                if file.is_file() and not file.is_symlink()
+            ]
+        upload_output(store, source, s3["S3Uri"], f"output {output.get('OutputName')!r}")
+    return written
 
 
 def describe_processing_job(

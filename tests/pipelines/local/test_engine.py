@@ -347,6 +347,28 @@ def test_several_instances_without_a_sharded_input_run_but_are_warned_of_the_rep
     ]
 
 
+def test_instances_writing_the_same_output_object_are_warned(runner, monkeypatch):
+    """Every instance uploads its LocalPath to the output's one S3Uri; which copy of a name two
+    instances wrote lands on SageMaker is not documented, so the runner says so."""
+    warnings = []
+    monkeypatch.setattr(runner.reporter, "warning", lambda step, text: warnings.append((step, text)))
+
+    outcome = run(runner, write_json("Twice", f"{BUCKET}/twice", {"same": "name"}, instances=3))
+
+    assert outcome.status == "Succeeded", outcome.failure_reason
+    assert [(step, text) for step, text in warnings if "both wrote" in text] == [
+        (
+            "Twice",
+            f"instances algo-1 and algo-2 both wrote {BUCKET}/twice/report.json (and 1 more): the local "
+            "store keeps algo-3's; which one SageMaker keeps is not documented, so give each instance's "
+            "output files names of their own",
+        )
+    ]
+    warnings.clear()
+    assert run(runner, write_json("Once", f"{BUCKET}/once", {"one": "instance"})).status == "Succeeded"
+    assert not [text for _, text in warnings if "both wrote" in text]
+
+
 def test_a_failing_instance_is_named_with_its_own_last_line_and_every_log_is_kept(runner):
     """Reproduction: algo-2 of a sharded Profile job failed on its empty shard while algo-1 went on
     writing to the job's one log, and the failure reason quoted algo-1's last line. Each instance
