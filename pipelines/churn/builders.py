@@ -335,8 +335,7 @@ def profile_step_of(ctx: BuildContext) -> ProcessingStep:
 def preprocess_step_of(ctx: BuildContext, profile: ProcessingStep) -> ProcessingStep:
     """The second pass: each instance encodes and splits its share with the merged profiles."""
     root, out = churn.PROCESSING_ROOT, OUTPUT_ROOT
-    folders = (*preprocess_step.SPLITS, preprocess_step.SCHEMA_DIR, preprocess_step.BASELINE_DIR)
-    outputs = {folder: f"{out}/{folder}" for folder in (*folders, preprocess_step.FEATURES_DIR)}
+    outputs = {folder: f"{out}/{folder}" for folder in preprocess_step.OUTPUT_DIRS}
     return ProcessingStep(
         name="Preprocess",
         step_args=_processor(ctx, "preprocess", ctx.bundles["preprocess"]).run(
