@@ -61,6 +61,7 @@ from steps.encoding import (
     to_float,
     unseen_rows,
 )
+from steps.monitoring_config import default_monitoring_config
 
 SPEC_KEYS = ("label", "problem_type", "classes", "features")
 
@@ -462,17 +463,7 @@ def constraints_of(columns: list[Moments]) -> dict:
     return {
         "version": 0.0,
         "features": [moments.constraints_entry(f"_c{i}") for i, moments in enumerate(columns)],
-        "monitoring_config": {
-            "evaluate_constraints": "Enabled",
-            "emit_metrics": "Enabled",
-            "datatype_check_threshold": 0.1,
-            "domain_content_threshold": 0.1,
-            "distribution_constraints": {
-                "perform_comparison": "Enabled",
-                "comparison_threshold": 0.1,
-                "comparison_method": "Robust",
-            },
-        },
+        "monitoring_config": default_monitoring_config(),
     }
 
 

@@ -26,6 +26,7 @@ from pipelines.monitoring.sketch import (
     categorical_distance,
     numerical_distance,
 )
+from steps.monitoring_config import DEFAULT_MONITORING_CONFIG, default_monitoring_config
 
 INTEGRAL, FRACTIONAL, STRING, UNKNOWN = "Integral", "Fractional", "String", "Unknown"
 INFERRED_TYPES = (INTEGRAL, FRACTIONAL, STRING, UNKNOWN)
@@ -40,18 +41,6 @@ CHECK_TYPES = (
     "categorical_values_check",
 )
 
-#: Defaults of ``monitoring_config`` ("Schema for Constraints", table "Monitoring Constraints").
-DEFAULT_MONITORING_CONFIG: dict[str, Any] = {
-    "evaluate_constraints": "Enabled",
-    "emit_metrics": "Enabled",
-    "datatype_check_threshold": 0.1,
-    "domain_content_threshold": 0.1,
-    "distribution_constraints": {
-        "perform_comparison": "Enabled",
-        "comparison_threshold": 0.1,
-        "comparison_method": "Robust",
-    },
-}
 #: The schema writes "Simple" | "Robust"; its table names them linf_simple | linf_robust.
 COMPARISON_METHODS = {
     "Simple": "simple",
@@ -277,7 +266,7 @@ def suggest_constraints(statistics: Mapping[str, Any]) -> dict:
             if len(buckets) <= MAX_DOMAIN_VALUES:
                 entry["string_constraints"] = {"domains": sorted(b["value"] for b in buckets)}
         features.append(entry)
-    return {"version": 0.0, "features": features, "monitoring_config": _copy(DEFAULT_MONITORING_CONFIG)}
+    return {"version": 0.0, "features": features, "monitoring_config": default_monitoring_config()}
 
 
 def _copy(config: Mapping[str, Any]) -> dict:

@@ -45,7 +45,7 @@ def test_creates_then_skips_unchanged_then_updates_on_a_changed_script(aws, caps
     code, out, err = run(capsys, *common)
     assert (code, err) == (0, ""), err
     assert "pipeline ChurnPipeline: created" in out
-    assert "13 object(s) uploaded, 0 already in place" in out
+    assert "14 object(s) uploaded, 0 already in place" in out
     deployed = sm.describe_pipeline(PipelineName="ChurnPipeline")
     assert deployed["RoleArn"] == ROLE
     assert tags_of(sm, "ChurnPipeline") == {
@@ -54,7 +54,7 @@ def test_creates_then_skips_unchanged_then_updates_on_a_changed_script(aws, caps
         "sagemaker:project-id": "p-abc123",
     }
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix="ChurnPipeline/code/")["Contents"]]
-    assert len(keys) == 13  # each script with the steps modules it imports, and the serving archive
+    assert len(keys) == 14  # each script with the steps modules it imports, and the serving archive
     for key in keys:  # every uploaded object is referenced by the definition
         assert f"s3://{BUCKET}/{key}" in deployed["PipelineDefinition"] or (
             f"s3://{BUCKET}/{'/'.join(key.split('/')[:3])}/" in deployed["PipelineDefinition"]
@@ -63,7 +63,7 @@ def test_creates_then_skips_unchanged_then_updates_on_a_changed_script(aws, caps
     code, out, _ = run(capsys, *common)
     assert code == 0
     assert "definition unchanged, not updated (step cache kept)" in out
-    assert "0 object(s) uploaded, 13 already in place" in out
+    assert "0 object(s) uploaded, 14 already in place" in out
     assert (
         sm.describe_pipeline(PipelineName="ChurnPipeline")["PipelineDefinition"]
         == deployed["PipelineDefinition"]
@@ -77,7 +77,7 @@ def test_creates_then_skips_unchanged_then_updates_on_a_changed_script(aws, caps
     assert code == 0
     assert "pipeline ChurnPipeline: updated" in out
     # The train bundle moves to a new key whole: its script and the three steps modules it imports.
-    assert "4 object(s) uploaded, 9 already in place" in out
+    assert "4 object(s) uploaded, 10 already in place" in out
     assert (
         sm.describe_pipeline(PipelineName="ChurnPipeline")["PipelineDefinition"]
         != deployed["PipelineDefinition"]

@@ -397,10 +397,10 @@ def test_run_pipeline_local_no_start_stages_code_and_sample_data_and_runs_nothin
         for name, body in bundle.objects().items()
     }
     assert staged == expected
-    # Preprocess 3 (with steps/encoding.py and resource_config), the spec 1, Train 4 (with label_csv,
-    # encoding and resource_config), Evaluate 4 (with tar_guard, label_csv and encoding), and the
-    # serving code as one sourcedir.tar.gz.
-    assert len(staged) == 13
+    # Preprocess 4 (with steps/encoding.py, resource_config and monitoring_config), the spec 1, Train 4
+    # (with label_csv, encoding and resource_config), Evaluate 4 (with tar_guard, label_csv and
+    # encoding), and the serving code as one sourcedir.tar.gz.
+    assert len(staged) == 14
     assert store.get_bytes("s3://sagemaker-local/churn/input/churn.csv") == churn.SAMPLE_DATA.read_bytes()
     assert executions(home) == []
     assert not (home / "jobs").exists() or not any((home / "jobs").iterdir())
