@@ -22,6 +22,7 @@ th{background:#f4f4f4}.num{text-align:right;font-variant-numeric:tabular-nums}
 .gap{background:#fff4e5;border-left:4px solid #ef6c00;padding:6px 10px;margin:6px 0;font-size:13px}
 .plots{display:flex;flex-wrap:wrap;gap:16px}.plots figure{margin:0}.plots figcaption{font-size:12px;color:#555}
 .meta{color:#555;font-size:13px}.best{font-weight:bold}
+svg.plot{max-width:100%;height:auto}
 """
 
 

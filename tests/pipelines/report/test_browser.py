@@ -130,3 +130,28 @@ def test_the_checks_catch_a_console_error_a_blank_page_and_a_missing_plot(tmp_pa
         check_page(dom, [], inked, {"roc"})
     with pytest.raises(AssertionError, match="steps missing from the graph: \\['Evaluate'\\]"):
         check_page(dom, [], inked, set(), {"Evaluate"})
+
+
+def test_the_report_fits_a_window_narrower_than_its_step_graph(tmp_path, monkeypatch):
+    """Reproduction: the churn pipeline's nine steps drew a graph wider than the page, which then
+    scrolled sideways; plots now shrink to the page's width."""
+    monkeypatch.setenv("MLOPS_LOCAL_HOME", str(tmp_path))
+    built = execution_fixture.build(tmp_path)
+    page = local_report(built.execution_id, home=tmp_path).read_text()
+    graph_width = int(re.search(r'<svg class="plot" data-plot="dag"[^>]* width="(\d+)"', page).group(1))
+    probe = tmp_path / "probe.html"
+    probe.write_text(
+        page.replace(
+            "</body>",
+            "<script>const graph = document.querySelector('svg[data-plot=dag]').getBoundingClientRect();"
+            "document.title = 'overflow=' + Math.max(0, Math.ceil(graph.right - document.body."
+            "getBoundingClientRect().right))</script></body>",
+        )
+    )
+    window = graph_width // 2
+    dumped = subprocess.run(
+        [chromium(), *FLAGS, f"--user-data-dir={tmp_path / 'profile'}", f"--window-size={window},800",
+         "--dump-dom", probe.as_uri()],
+        capture_output=True, text=True, timeout=180, check=True,
+    )  # fmt: skip
+    assert re.search(r"<title>overflow=(-?\d+)</title>", dumped.stdout).group(1) == "0"
