@@ -175,7 +175,8 @@ def _resident_kib(pid: int | str, field: str) -> int | None:
     return None
 
 
-#: How often a job process's own high-water mark is read while it runs.
+#: When a job process's own high-water mark is first read, and then how often, while it runs.
+PEAK_FIRST_SAMPLE_SECONDS = 0.05
 PEAK_SAMPLE_SECONDS = 0.2
 
 
@@ -196,10 +197,13 @@ def _wait(
     sampled = [0]
 
     def sample() -> None:
-        while not ended.wait(PEAK_SAMPLE_SECONDS):
+        # The first reading waits a little: before its exec, the child's VmHWM is the runner's.
+        delay = PEAK_FIRST_SAMPLE_SECONDS
+        while not ended.wait(delay):
             own = _resident_kib(process.pid, "VmHWM")
             if own is not None:
                 sampled[0] = max(sampled[0], own)
+            delay = PEAK_SAMPLE_SECONDS
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
