@@ -38,6 +38,12 @@ def parse_label_first(raw: pd.DataFrame, what: str) -> tuple[np.ndarray, np.ndar
         raise LabelFirstError(
             f"row {row + 1} column {col + 1} has non-numeric value {str(cells[row, col])!r}"
         )
+    return split_label_first(values)
+
+
+def split_label_first(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Numeric label-first cells (missing = NaN) -> (labels, features), with the checks that need the
+    numbers: a label and at least one feature, no missing label, no feature column missing throughout."""
     if values.shape[1] < 2:
         raise LabelFirstError(f"expected the label and at least one feature, found {values.shape[1]} column")
     labels, features = values[:, 0], values[:, 1:]
@@ -50,6 +56,19 @@ def parse_label_first(raw: pd.DataFrame, what: str) -> tuple[np.ndarray, np.ndar
     if problems:
         raise LabelFirstError("; ".join(problems))
     return labels, features
+
+
+def _read_numbers(file: Path) -> np.ndarray | None:
+    """The file's cells as float64 when every one is a finite number or empty; None otherwise, and
+    the text path then finds and names the problem. pandas' own numeric parsing accepts what
+    ``pd.to_numeric`` does and gives the same values, tens of times faster than parsing text
+    cells, without holding a Python string per cell (gigabytes for a million encoded rows)."""
+    try:
+        values = pd.read_csv(file, header=None, dtype="float64", keep_default_na=False, na_values=[""])
+    except ValueError:  # a header row, a non-number, ragged rows, an empty file: the text path says which
+        return None
+    values = values.to_numpy()
+    return None if np.isinf(values).any() else values
 
 
 def read_label_first(
@@ -67,8 +86,12 @@ def read_label_first(
     parts = []
     for file in files:
         try:
-            raw = pd.read_csv(file, header=None, dtype=str, keep_default_na=False, na_values=[""])
-            labels, features = parse_label_first(raw, what)
+            numbers = _read_numbers(file)
+            if numbers is not None:
+                labels, features = split_label_first(numbers)
+            else:
+                raw = pd.read_csv(file, header=None, dtype=str, keep_default_na=False, na_values=[""])
+                labels, features = parse_label_first(raw, what)
             if check is not None:
                 check(labels)
         except pd.errors.EmptyDataError:
