@@ -40,6 +40,7 @@ import tempfile
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from hashlib import blake2b
 from itertools import compress
 from pathlib import Path
@@ -763,6 +764,7 @@ class _Reader:
         self.fractions, self.seed = fractions, seed
         self.source = ""
         self.rows: dict[str, int] = {}
+        self.sizes = {path.name: path.stat().st_size for path in files}  # bytes, as listed
 
     def chunks(self):
         """(checked chunk, split codes) for every chunk of every file, in file-name order."""
@@ -774,9 +776,6 @@ class _Reader:
                 self.rows[path.name] += len(table)
                 yield table, split_codes(table, self.spec, *self.fractions, self.seed)
         self.source = ""
-
-    def sizes(self) -> dict[str, int]:
-        return {path.name: path.stat().st_size for path in self.files}
 
 
 def _read_raw_csv(path: Path, chunk_rows: int):
@@ -883,22 +882,23 @@ def _load_profiles(directory: Path, spec: DatasetSpec, fractions, seed: int) -> 
     return merged, profiled
 
 
+_STALE_INPUT = (
+    "the input changed between the profile and encode stages; run both again "
+    "(in a pipeline: with caching off, or a new input location)"
+)
+
+
 def _check_shard(sizes: dict[str, int], rows: dict[str, int] | None, profiled: dict) -> None:
     """Every file of this instance's shard was profiled as it is now. Which instance profiled it does
     not matter: SageMaker does not say that two jobs shard the same objects to the same hosts."""
     for name, size in sizes.items():
         if name not in profiled:
-            raise DataError(
-                f"{name} is in this shard but in no profile: the input changed between the profile and "
-                f"encode stages; run both again (in a pipeline: with caching off, or a new input location)"
-            )
+            raise DataError(f"{name} is in this shard but in no profile: {_STALE_INPUT}")
         _, profiled_size, profiled_rows = profiled[name]
         if size != profiled_size or (rows is not None and rows[name] != profiled_rows):
             now = f"{size} bytes" if rows is None else f"{size} bytes, {rows[name]} rows"
             raise DataError(
-                f"{name} has {now}, its profile {profiled_size} bytes, {profiled_rows} rows: the input "
-                f"changed between the profile and encode stages; run both again (in a pipeline: with "
-                f"caching off, or a new input location)"
+                f"{name} has {now}, its profile {profiled_size} bytes, {profiled_rows} rows: {_STALE_INPUT}"
             )
 
 
@@ -1044,8 +1044,8 @@ def main(argv: list[str] | None = None) -> int:
             source = str(args.profiles)
             profile, profiled = _load_profiles(args.profiles, spec, fractions, args.seed)
             source = str(args.input)
-            _check_shard(reader.sizes(), None, profiled)  # before the long pass, on sizes alone
-            if 1 < len(hosts) <= len(profiled) and set(reader.sizes()) == set(profiled):
+            _check_shard(reader.sizes, None, profiled)  # before the long pass, on sizes alone
+            if 1 < len(hosts) <= len(profiled) and set(reader.sizes) == set(profiled):
                 # Every file, though there are enough for every instance to get one: this input is
                 # not sharded, and each instance would encode every row again.
                 raise DataError(
@@ -1059,9 +1059,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.stage == "profile":
             if sum(profile.rows) == 0:
                 raise DataError(_empty_shard(host, hosts))
-            files = {
-                name: {"bytes": size, "rows": reader.rows[name]} for name, size in reader.sizes().items()
-            }
+            files = {name: {"bytes": size, "rows": reader.rows[name]} for name, size in reader.sizes.items()}
             body = {"host": host, "hosts": hosts, "files": files, "profile": profile.to_json()}
             _write_outputs(args.output_dir, {f"{PROFILE_DIR}/profile-{host}.json": _json(body)})
             print(f"profiled {sum(profile.rows)} rows of {host}'s shard to {args.output_dir / PROFILE_DIR}")
@@ -1069,12 +1067,10 @@ def main(argv: list[str] | None = None) -> int:
         profile.check()
         stems = [*SPLITS, BASELINE_DATASET_FILENAME.removesuffix(".csv")]
         names = [f"{stem}.csv" if host is None else f"{stem}-{host}.csv" for stem in stems]
-        verify = None
-        if args.stage == "encode":
-
-            def verify():
-                _check_shard(reader.sizes(), reader.rows, profiled)
-
+        # Encoding: once every row is read, each file's rows against its profile (reader.rows fills up).
+        verify = (
+            partial(_check_shard, reader.sizes, reader.rows, profiled) if args.stage == "encode" else None
+        )
         rows = _write_splits(args.output_dir, names, reader, profile.encoding, verify, args.train_parts)
         if host is None or host == hosts[0]:  # one instance writes what every instance shares
             _write_outputs(args.output_dir, profile.outputs())
